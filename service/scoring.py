@@ -1,0 +1,72 @@
+"""Turning raw model outputs into answers: probabilities, top-k, per-point anomaly scores, segments.
+
+Training imports these too, so a threshold is calibrated on exactly the scores the service reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(probs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """For each row, the k best (index, probability) pairs, best first."""
+    k = min(k, probs.shape[-1])
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    return [[(int(i), float(row[i])) for i in idx] for row, idx in zip(probs, order)]
+
+
+def window_starts(n_points: int, window: int, stride: int) -> np.ndarray:
+    """Start index of every window; the last window always ends on the last point."""
+    if n_points < window:
+        raise ValueError(f"a series needs at least {window} points, got {n_points}")
+    starts = np.arange(0, n_points - window + 1, stride)
+    if starts[-1] != n_points - window:
+        starts = np.append(starts, n_points - window)
+    return starts
+
+
+def cut_windows(values: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """(n_windows, window) view of a 1-D series."""
+    starts = window_starts(len(values), window, stride)
+    return np.stack([values[s : s + window] for s in starts])
+
+
+def point_scores(window_scores: np.ndarray, n_points: int, window: int, stride: int) -> np.ndarray:
+    """Each point's score: the mean score of every window that covers it."""
+    starts = window_starts(n_points, window, stride)
+    total = np.zeros(n_points + 1)
+    count = np.zeros(n_points + 1)
+    # Difference arrays: add each window's score over [start, start + window) in O(1).
+    np.add.at(total, starts, window_scores)
+    np.add.at(total, starts + window, -window_scores)
+    np.add.at(count, starts, 1)
+    np.add.at(count, starts + window, -1)
+    return np.cumsum(total)[:n_points] / np.cumsum(count)[:n_points]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of consecutive anomalous points, both ends included."""
+
+    start: int
+    end: int
+    max_score: float
+
+
+def segments(scores: np.ndarray, threshold: float) -> list[Segment]:
+    """Maximal runs of points whose score is above the threshold."""
+    above = np.concatenate([[False], scores > threshold, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    return [
+        Segment(int(s), int(e - 1), float(scores[s:e].max()))
+        for s, e in zip(edges[::2], edges[1::2])
+    ]
