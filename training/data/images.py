@@ -24,12 +24,12 @@ def _read_maybe_gzip(path: Path) -> bytes:
 
 def _idx_header(data: bytes, path: Path, magic: int, n_dims: int) -> list[int]:
     """Check the IDX magic number and return the dimension sizes."""
-    header_len = 4 + 4 * n_dims
-    if len(data) < header_len:
-        raise ValueError(f"{path}: {len(data)} bytes is too short for an IDX header")
     found = int.from_bytes(data[:4], "big")
     if found != magic:
         raise ValueError(f"{path}: IDX magic number is {found}, expected {magic}")
+    header_len = 4 + 4 * n_dims
+    if len(data) < header_len:
+        raise ValueError(f"{path}: {len(data)} bytes is too short for an IDX header")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims)]
     expected = header_len + int(np.prod(dims))
     if len(data) != expected:
