@@ -1,0 +1,188 @@
+"""Inference bodies with Triton's binary tensor data extension: decode requests, encode responses.
+
+From Triton's `extension_binary_data.md`::
+
+    Tensor data represented as binary data is organized in little-endian byte order, row major,
+    without stride or padding between elements. [...] For BOOL type element true is a single byte
+    with value 1 and false is a single byte with value 0. For BYTES type an element is represented
+    by a 4-byte unsigned integer giving the length followed by the actual bytes. [...] the HTTP body
+    of the request or response will contain the JSON inference request or response object followed
+    by the binary tensor data in the same order as the order of the input or output tensors are
+    specified in the JSON. [...] the Inference-Header-Content-Length header must be provided to
+    give the length of the JSON object.
+
+A plain JSON body is the special case with no header length and no binary tensors, so routes call
+`decode_request` / `encode_response` for both. Pure functions; every refusal is a ProtocolError.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+
+import numpy as np
+
+from service.v2.datamodels import InferenceRequest, RequestInput, parse_wire
+from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, numpy_dtype, to_json, v2_datatype
+from service.v2.errors import ProtocolError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+JSON_CONTENT_TYPE = "application/json"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+
+_LENGTH = struct.Struct("<I")
+
+
+def parse_header_length(value: str | None) -> int | None:
+    """The `Inference-Header-Content-Length` header as an int (None when the header is absent)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        raise ProtocolError(f"{HEADER_LENGTH} must be a non-negative integer, got {value!r}")
+    return int(text)
+
+
+def decode_request(
+    body: bytes, header_length: int | None = None, max_elements: int = MAX_ELEMENTS
+) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
+    """Parse an infer body (JSON, optionally followed by binary tensors) into the request and its input arrays.
+
+    Arrays from binary data are read-only views of `body` when aligned (no copy for large tensors).
+    """
+    if header_length is None:
+        header_length = len(body)
+    if header_length > len(body):
+        raise ProtocolError(f"{HEADER_LENGTH} is {header_length} but the body has only {len(body)} bytes")
+    request = parse_wire(InferenceRequest, body[:header_length])
+    view = memoryview(body)
+    offset = header_length
+    arrays: dict[str, np.ndarray] = {}
+    for tensor in request.inputs:
+        if tensor.name in arrays:
+            raise ProtocolError(f"input '{tensor.name}' is given twice")
+        size = tensor.binary_data_size
+        if size is None:
+            if tensor.data is None:
+                raise ProtocolError(f"input '{tensor.name}' has neither 'data' nor binary_data_size")
+            arrays[tensor.name] = _json_input(tensor, max_elements)
+            continue
+        if tensor.data is not None:
+            raise ProtocolError(f"input '{tensor.name}' has both 'data' and binary_data_size")
+        if offset + size > len(body):
+            raise ProtocolError(
+                f"input '{tensor.name}' declares {size} binary bytes but only {len(body) - offset} remain in the body"
+            )
+        try:
+            arrays[tensor.name] = decode_tensor(view[offset : offset + size], tensor.datatype, tensor.shape, max_elements)
+        except ProtocolError as exc:
+            raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
+        offset += size
+    if offset != len(body):
+        raise ProtocolError(f"{len(body) - offset} bytes after the last tensor belong to no input")
+    return request, arrays
+
+
+def decode_tensor(data: bytes | memoryview, datatype: str, shape: list[int], max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+    """One binary tensor: declared shape x itemsize must equal the bytes given (BYTES: length-prefixed elements)."""
+    dtype = numpy_dtype(datatype)
+    count = element_count(shape, max_elements)
+    dims = tuple(int(d) for d in shape)
+    if datatype == "BYTES":
+        return _decode_bytes(data, count).reshape(dims)
+    expected = count * dtype.itemsize
+    if len(data) != expected:
+        raise ProtocolError(
+            f"shape {list(shape)} of {datatype} needs {expected} bytes, got {len(data)}"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    if datatype == "BOOL" and count and np.frombuffer(data, dtype=np.uint8).max() > 1:
+        raise ProtocolError("a BOOL tensor holds a byte other than 0 or 1")
+    if not array.flags.aligned:
+        array = array.copy()  # ONNX Runtime and numpy kernels want aligned buffers
+    return array.reshape(dims)
+
+
+def encode_response(
+    request: InferenceRequest,
+    model_name: str,
+    model_version: str | None,
+    outputs: Mapping[str, np.ndarray],
+    parameters: dict | None = None,
+) -> tuple[bytes, int | None]:
+    """Encode the response body for `outputs` (already chosen and ordered); header length None means plain JSON."""
+    binary = request.binary_outputs(list(outputs))
+    described: list[dict] = []
+    chunks: list[bytes] = []
+    for name, array in outputs.items():
+        array = np.asarray(array)
+        entry: dict = {"name": name, "datatype": v2_datatype(array.dtype), "shape": list(array.shape)}
+        if name in binary:
+            raw = encode_tensor(array)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = to_json(array)
+        described.append(entry)
+    header: dict = {"model_name": model_name}
+    if model_version is not None:
+        header["model_version"] = model_version
+    if request.id is not None:
+        header["id"] = request.id
+    if parameters:
+        header["parameters"] = parameters
+    header["outputs"] = described
+    # ensure_ascii (the default) keeps header bytes == characters, which Triton's client relies on
+    head = json.dumps(header, separators=(",", ":")).encode("ascii")
+    if not chunks:
+        return head, None
+    return b"".join([head, *chunks]), len(head)
+
+
+def encode_tensor(array: np.ndarray) -> bytes:
+    """Raw little-endian row-major bytes of an array (BYTES: 4-byte length prefix before each element)."""
+    array = np.asarray(array)
+    if v2_datatype(array.dtype) != "BYTES":
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    parts: list[bytes] = []
+    for item in array.reshape(-1).tolist():
+        raw = item.encode("utf-8") if isinstance(item, str) else item
+        if not isinstance(raw, bytes):
+            raise ProtocolError(f"a BYTES element is a {type(item).__name__}, not bytes or str")
+        if len(raw) >= 1 << 32:
+            raise ProtocolError("a BYTES element is longer than 2^32 - 1 bytes")
+        parts.append(_LENGTH.pack(len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def _json_input(tensor: RequestInput, max_elements: int) -> np.ndarray:
+    try:
+        return from_json(tensor.data, tensor.datatype, tensor.shape, max_elements)
+    except ProtocolError as exc:
+        raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
+
+
+def _decode_bytes(data: bytes | memoryview, count: int) -> np.ndarray:
+    """Split `count` length-prefixed elements that must use exactly all of `data`."""
+    out = np.empty(count, dtype=object)
+    offset = 0
+    for i in range(count):
+        if offset + 4 > len(data):
+            raise ProtocolError(f"BYTES tensor ends after {i} of {count} elements")
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise ProtocolError(f"BYTES element {i} declares {length} bytes but only {len(data) - offset} remain")
+        out[i] = bytes(data[offset : offset + length])
+        offset += length
+    if offset != len(data):
+        raise ProtocolError(f"BYTES tensor has {len(data) - offset} bytes after its {count} elements")
+    return out
+
+
+__all__ = [
+    "BINARY_CONTENT_TYPE", "HEADER_LENGTH", "JSON_CONTENT_TYPE", "decode_request", "decode_tensor",
+    "encode_response", "encode_tensor", "parse_header_length",
+]
