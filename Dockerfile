@@ -1,0 +1,106 @@
+# Axon images: `service` (default, last stage) serves the model repository with onnxruntime-gpu;
+# `trainer` adds PyTorch for offline training jobs that write into the same repository.
+#
+# Build (BuildKit is required for the cache and secret mounts):
+#   DOCKER_BUILDKIT=1 docker build -t axon-service .
+#   DOCKER_BUILDKIT=1 docker build --target trainer -t axon-trainer .
+# Behind a TLS-intercepting proxy, lend pip the CA bundle for the build only (never baked in):
+#   docker build --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt ...
+# Without a registry, pass a local base that already has python3 + venv (scripts/make-base-image.sh):
+#   docker build --build-arg BASE_IMAGE=axon-base:bookworm ...
+
+# onnxruntime-gpu 1.31 is built for CUDA 13 + cuDNN 9; the runtime flavour has no compilers.
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+
+# ---------------------------------------------------------------------------------------------
+# base: the distro's python3 at /usr/bin/python3, shared by every later stage so the virtual
+# environment built in `builder` points at the same interpreter path in `service` and `trainer`.
+FROM ${BASE_IMAGE} AS base
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+# The CUDA images ship no Python; a local base made by scripts/make-base-image.sh already has it,
+# so apt only runs when needed. Versions are the distro's: pinning them would break the build on
+# the next security update of the base.
+# hadolint ignore=DL3008
+RUN if ! command -v python3 >/dev/null || ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && groupadd --system --gid 10001 axon \
+    && useradd --system --uid 10001 --gid axon --home-dir /home/axon --create-home \
+        --shell /usr/sbin/nologin axon \
+    && install -d -o 10001 -g 10001 /models
+
+# ---------------------------------------------------------------------------------------------
+# builder: the serving virtual environment. Dependencies first (they change rarely), source last.
+FROM base AS builder
+ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+RUN python3 -m venv "$VIRTUAL_ENV"
+COPY pyproject.toml ./
+# Only the base install (no extras): onnxruntime-gpu and the service's own dependencies.
+# The pip_cert secret is mounted for this step only when the build is given one.
+RUN --mount=type=secret,id=pip_cert,required=false \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > requirements.txt \
+    && pip install -r requirements.txt "setuptools>=69" wheel
+COPY README.md ./
+COPY service ./service
+COPY training ./training
+RUN pip install --no-deps --no-build-isolation . \
+    && python -c "import onnxruntime, service; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
+
+# ---------------------------------------------------------------------------------------------
+# trainer: the serving environment plus PyTorch (CPU wheels by default: a plain `torch` from PyPI
+# pulls several GB of CUDA wheels). For GPU training pass e.g.
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
+FROM base AS trainer
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Optional extra wheel location (a directory or URL) for pip, e.g. a local mirror of the torch wheel.
+ARG TORCH_FIND_LINKS=""
+ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+RUN --mount=type=secret,id=pip_cert,required=false \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && if [ -n "${TORCH_FIND_LINKS}" ]; then export PIP_FIND_LINKS="${TORCH_FIND_LINKS}"; fi \
+    && pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['train']))" \
+        > requirements-train.txt \
+    && pip install -r requirements-train.txt "torch==${TORCH_VERSION}"
+COPY README.md ./
+COPY service ./service
+COPY training ./training
+RUN pip install --no-deps --no-build-isolation . && rm -rf /src
+WORKDIR /home/axon
+USER 10001:10001
+ENTRYPOINT ["python", "-m", "training"]
+CMD ["--help"]
+
+# ---------------------------------------------------------------------------------------------
+# service: the serving image (default target).
+FROM base AS service
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    AXON_HOST=0.0.0.0 \
+    AXON_PORT=8000 \
+    AXON_MODEL_REPOSITORY=/models
+COPY --from=builder /opt/venv /opt/venv
+# The committed default models; a mounted volume at /models replaces them. Owned by the service
+# user (as /models is in every stage) so a named volume seeded from here is writable by the
+# trainer, which runs as the same uid.
+COPY --chown=10001:10001 models /models
+WORKDIR /home/axon
+USER 10001:10001
+EXPOSE 8000
+# Ready means every model loaded and warmed up; urllib raises on 503, so no curl is needed.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('AXON_PORT', '8000'), timeout=4)"]
+CMD ["python", "-m", "service"]
