@@ -1,0 +1,80 @@
+"""`python -m service`: serve the model repository with uvicorn, shutting down gracefully on SIGTERM.
+
+On SIGTERM or Ctrl-C readiness turns 503 at once; after `shutdown_delay_s` (time for a load
+balancer to notice) uvicorn stops accepting connections, lets running requests finish (at most
+`drain_timeout_s`), and the app's lifespan drains every batcher before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+import uvicorn
+
+from service.app import create_app
+from service.logs import configure_logging
+from service.settings import Settings
+
+log = logging.getLogger("axon")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn.Server whose first signal drops readiness and delays the exit by `shutdown_delay_s`."""
+
+    def __init__(self, config: uvicorn.Config, on_signal, delay_s: float) -> None:
+        super().__init__(config)
+        self._on_signal = on_signal
+        self._delay_s = delay_s
+        self._signalled = False
+        self.exit_code = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first, self._signalled = not self._signalled, True
+        self._on_signal()
+        if first and self._delay_s > 0:
+            log.info("signal %s: readiness is now 503; closing the listener in %.1f s", signal.Signals(sig).name, self._delay_s)
+            timer = threading.Timer(self._delay_s, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
+            return
+        super().handle_exit(sig, frame)
+
+    def fail(self, reason: str) -> None:
+        """End the process with a non-zero status (a start-up error such as a required GPU missing)."""
+        log.critical("exiting: %s", reason)
+        self.exit_code = 1
+        self.should_exit = True
+
+
+def main() -> int:
+    """Read settings from the environment, configure logs, and serve until a signal."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    state = app.state.axon
+
+    def drop_readiness() -> None:
+        state.draining = True
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.drain_timeout_s,
+        lifespan="on",
+    )
+    server = GracefulServer(config, drop_readiness, settings.shutdown_delay_s)
+    state.on_fatal = server.fail
+    log.info("serving %s on http://%s:%d", settings.model_repository, settings.host, settings.port)
+    server.run()
+    return server.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

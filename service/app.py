@@ -1,0 +1,49 @@
+"""The application factory: every router, middleware and handler wired from one Settings object."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from PIL import Image
+
+from service.errors import install_error_handlers
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.routes import anomaly, health, metrics, models, text, vision
+from service.settings import Settings
+from service.state import AxonState
+
+ROUTERS = (health.router, metrics.router, models.router, vision.router, text.router, anomaly.router)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; models load in the background once the app starts (its lifespan)."""
+    settings = settings if settings is not None else Settings()
+    state = AxonState(settings)
+    # Pillow's decompression-bomb guard is process-wide; it errors at twice this many pixels.
+    Image.MAX_IMAGE_PIXELS = settings.limits.max_image_pixels
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.load_task = asyncio.create_task(state.load_models(), name="load-models")
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="Axon",
+        summary="ONNX models over HTTP with dynamic batching",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.axon = state
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Last added runs first: the request id exists before the body limit can refuse anything.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)
+    return app

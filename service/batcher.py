@@ -1,0 +1,349 @@
+"""Dynamic batching: one queue and one worker per loaded model version.
+
+Requests arrive already pre-processed (arrays with a leading batch axis of n rows) and wait in a
+bounded FIFO queue, each with its own future. The worker takes rows from the head of the queue,
+splitting a request across batches when it does not fit, until one of these closes the batch:
+
+- the batch is full (`max_batch_size` rows);
+- `max_delay` has passed since the first row of the batch was queued (deadline computed once, on
+  the monotonic clock: no timer is restarted per item);
+- the queue is empty and no request is on its way (`Arrivals` counts requests the server is still
+  reading or pre-processing), so waiting could only add latency.
+
+The batch is stacked (variable-length inputs padded to the longest row in the batch), run once in
+the worker's own thread, and split back; each request gets its rows in its own order. Requests
+whose future is already done (client gone, deadline passed, earlier part failed) are skipped. A
+failing batch fails exactly the requests in it, and the worker goes on. `stop()` refuses new work
+and returns once everything queued or running has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import AxonError, DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
+from service.runtime import RunFn, Tensors
+
+log = logging.getLogger("axon.batcher")
+
+BatchObserver = Callable[[int, float], None]
+"""Called after every batch with its number of rows and its run time in seconds."""
+
+
+class Arrivals:
+    """Counts requests the server is reading or pre-processing that have not reached a batcher yet."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._listeners: set[asyncio.Event] = set()
+        self._mine: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("arrival", default=None)
+
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """Mark the current request as on its way for the duration of the block (or until it is queued)."""
+        token = [False]
+        reset = self._mine.set(token)
+        self.count += 1
+        try:
+            yield
+        finally:
+            self._mine.reset(reset)
+            self._leave(token)
+
+    def arrived(self) -> None:
+        """The current request reached its queue: batchers need not wait for it any more."""
+        token = self._mine.get()
+        if token is not None:
+            self._leave(token)
+
+    def _leave(self, token: list[bool]) -> None:
+        if token[0]:
+            return
+        token[0] = True
+        self.count -= 1
+        if self.count == 0:
+            for event in self._listeners:
+                event.set()
+
+    def listen(self, event: asyncio.Event) -> None:
+        """Set `event` whenever the count drops to zero."""
+        self._listeners.add(event)
+
+    def forget(self, event: asyncio.Event) -> None:
+        """Stop notifying `event`."""
+        self._listeners.discard(event)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How one batcher groups rows: size, patience, queue bound; `enabled=False` runs each request alone."""
+
+    max_batch_size: int
+    max_delay_s: float
+    max_queue_size: int
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A request's outputs (its rows only, in order) and where its time went."""
+
+    outputs: Tensors
+    queue_s: float
+    inference_s: float
+
+
+@dataclass(eq=False)
+class _Pending:
+    inputs: Tensors
+    rows: int
+    future: asyncio.Future
+    enqueued_at: float
+    taken: int = 0
+    parts: list[Tensors] = field(default_factory=list)
+    done_rows: int = 0
+    started_at: float | None = None
+    inference_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Segment:
+    pending: _Pending
+    start: int
+    stop: int
+
+
+def rows_of(inputs: Tensors) -> int:
+    """Number of rows (leading axis) shared by every input."""
+    counts = {a.shape[0] if a.ndim else 0 for a in inputs.values()}
+    if len(counts) != 1:
+        raise ValueError(f"inputs disagree on their number of rows: {sorted(counts)}")
+    return counts.pop()
+
+
+def collate(parts: list[Tensors], pad_values: dict[str, float]) -> Tensors:
+    """Stack row blocks into one batch, padding variable axes to the longest block when they differ."""
+    batch = {}
+    for name in parts[0]:
+        arrays = [p[name] for p in parts]
+        shapes = {a.shape[1:] for a in arrays}
+        if len(shapes) > 1:
+            target = tuple(max(dims) for dims in zip(*shapes))
+            arrays = [
+                np.pad(a, [(0, 0)] + [(0, t - d) for t, d in zip(target, a.shape[1:])], constant_values=pad_values[name])
+                for a in arrays
+            ]
+        batch[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    return batch
+
+
+class Batcher:
+    """Queue and worker of one model version; `submit` returns that request's rows of the model outputs."""
+
+    def __init__(
+        self,
+        run: RunFn,
+        policy: BatchPolicy,
+        *,
+        name: str,
+        pad_values: dict[str, float] | None = None,
+        arrivals: Arrivals | None = None,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self._run = run
+        self._pad = pad_values or {}
+        self._arrivals = arrivals or Arrivals()
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._running = 0
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        workers = 1 if policy.enabled else max(2, policy.max_batch_size)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batcher-{name}")
+        self._task: asyncio.Task | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting (or, unbatched, requests running); the queue-depth gauge reads it."""
+        return self._queued_rows if self.policy.enabled else self._running
+
+    def start(self) -> None:
+        """Start the worker task on the running loop."""
+        self._arrivals.listen(self._wakeup)
+        if self.policy.enabled and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Refuse new requests, let queued and running ones finish, then release the thread."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        await self._idle.wait()
+        self._arrivals.forget(self._wakeup)
+        self._executor.shutdown(wait=False)
+
+    async def submit(self, inputs: Tensors, timeout_s: float) -> BatchResult:
+        """Queue one request's rows and wait for its outputs (429 if the queue is full, 504 past the deadline)."""
+        if self._stopping:
+            raise ShuttingDown(f"{self.name} is shutting down")
+        rows = rows_of(inputs)
+        if not self.policy.enabled:
+            return await self._run_alone(inputs, rows, timeout_s)
+        if self._queued_rows and self._queued_rows + rows > self.policy.max_queue_size:
+            raise Overloaded(f"{self.name} has {self._queued_rows} rows queued (limit {self.policy.max_queue_size}); retry later")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(inputs, rows, loop.create_future(), time.monotonic())
+        self._queue.append(pending)
+        self._queued_rows += rows
+        self._arrivals.arrived()
+        self._wakeup.set()
+        try:
+            async with asyncio.timeout(timeout_s):
+                # Cancellation (deadline or client gone) cancels the future: the worker then skips it.
+                return await pending.future
+        except TimeoutError:
+            raise DeadlineExceeded(f"{self.name} gave no answer within {timeout_s:g} s") from None
+
+    async def _run_alone(self, inputs: Tensors, rows: int, timeout_s: float) -> BatchResult:
+        if self._running >= self.policy.max_queue_size:
+            raise Overloaded(f"{self.name} has {self._running} requests running (limit {self.policy.max_queue_size}); retry later")
+        self._arrivals.arrived()
+        self._running += 1
+        self._idle.clear()
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout_s):
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, inputs)
+        except TimeoutError:
+            raise DeadlineExceeded(f"{self.name} gave no answer within {timeout_s:g} s") from None
+        except Exception as exc:
+            raise InferenceFailed(f"{self.name} failed on a request of {rows} rows: {exc}") from exc
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+        elapsed = time.monotonic() - start
+        if self._on_batch:
+            self._on_batch(rows, elapsed)
+        return BatchResult(outputs, 0.0, elapsed)
+
+    async def _work(self) -> None:
+        while True:
+            segments = await self._next_batch()
+            if segments is None:
+                return
+            try:
+                await self._run_batch(segments)
+            except Exception as exc:  # the worker must outlive any batch
+                log.exception("%s: batch failed outside the model run", self.name)
+                self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
+
+    def _drop_dead_head(self) -> None:
+        while self._queue and self._queue[0].future.done():
+            dead = self._queue.popleft()
+            self._queued_rows -= dead.rows - dead.taken
+
+    async def _next_batch(self) -> list[_Segment] | None:
+        while True:
+            self._drop_dead_head()
+            if self._queue:
+                break
+            if self._stopping:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        deadline = self._queue[0].enqueued_at + self.policy.max_delay_s
+        segments: list[_Segment] = []
+        size = 0
+        while size < self.policy.max_batch_size:
+            self._drop_dead_head()
+            if not self._queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping or self._arrivals.count == 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+                continue
+            head = self._queue[0]
+            if segments and not self._fits(segments[0].pending, head):
+                break
+            take = min(head.rows - head.taken, self.policy.max_batch_size - size)
+            segments.append(_Segment(head, head.taken, head.taken + take))
+            if head.started_at is None:
+                head.started_at = time.monotonic()
+            head.taken += take
+            size += take
+            self._queued_rows -= take
+            if head.taken == head.rows:
+                self._queue.popleft()
+        return segments
+
+    def _fits(self, first: _Pending, other: _Pending) -> bool:
+        """Rows can share a batch if their non-batch shapes agree or the input can be padded."""
+        for name, array in first.inputs.items():
+            theirs = other.inputs.get(name)
+            if theirs is None or theirs.dtype != array.dtype:
+                return False
+            if theirs.shape[1:] != array.shape[1:] and name not in self._pad:
+                return False
+        return len(first.inputs) == len(other.inputs)
+
+    async def _run_batch(self, segments: list[_Segment]) -> None:
+        parts = [{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in segments]
+        batch = collate(parts, self._pad)
+        rows = sum(s.stop - s.start for s in segments)
+        start = time.monotonic()
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+        except Exception as exc:
+            log.warning("%s: batch of %d rows failed: %s", self.name, rows, exc)
+            self._fail(segments, InferenceFailed(f"{self.name} failed on a batch of {rows} rows: {exc}"))
+            return
+        elapsed = time.monotonic() - start
+        if self._on_batch:
+            self._on_batch(rows, elapsed)
+        bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != rows]
+        if bad:
+            self._fail(segments, InferenceFailed(f"{self.name} returned outputs {bad} without one row per input row"))
+            return
+        offset = 0
+        for seg in segments:
+            count = seg.stop - seg.start
+            self._deliver(seg.pending, {k: v[offset : offset + count] for k, v in outputs.items()}, count, elapsed)
+            offset += count
+
+    def _deliver(self, pending: _Pending, part: Tensors, count: int, elapsed: float) -> None:
+        pending.parts.append(part)
+        pending.done_rows += count
+        pending.inference_s += elapsed
+        if pending.future.done() or pending.done_rows < pending.rows:
+            return
+        parts = pending.parts
+        outputs = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        queued = (pending.started_at or pending.enqueued_at) - pending.enqueued_at
+        pending.future.set_result(BatchResult(outputs, queued, pending.inference_s))
+
+    @staticmethod
+    def _fail(segments: list[_Segment], error: AxonError) -> None:
+        for seg in segments:
+            if not seg.pending.future.done():
+                seg.pending.future.set_exception(error)

@@ -1,0 +1,101 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request): request ids and body limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.batcher import Arrivals
+from service.errors import error_response
+from service.logs import request_id
+
+access_log = logging.getLogger("axon.access")
+REQUEST_ID_HEADER = b"x-request-id"
+MAX_REQUEST_ID = 128
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once the body passes the limit; FastAPI re-raises HTTPExceptions from body parsing."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+
+
+class RequestContextMiddleware:
+    """Takes or makes the X-Request-ID, echoes it, logs the request, and marks it as arriving for the batchers."""
+
+    def __init__(self, app: ASGIApp, arrivals: Arrivals, log_requests: bool = True) -> None:
+        self.app = app
+        self.arrivals = arrivals
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, rid.encode())]
+            await send(message)
+
+        try:
+            with self.arrivals.coming():
+                await self.app(scope, receive, send_with_id)
+        finally:
+            if self.log_requests:
+                access_log.info(
+                    "%s %s %d %.1fms", scope["method"], scope["path"], status, (time.perf_counter() - start) * 1000,
+                    extra={"method": scope["method"], "path": scope["path"], "status": status},
+                )
+            request_id.reset(token)
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            text = value.decode("latin-1").strip()
+            # A client's id goes into logs and headers: keep it short and printable.
+            if 0 < len(text) <= MAX_REQUEST_ID and text.isprintable():
+                return text
+    return None
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies above `limit` bytes with 413: at once from Content-Length, else while reading chunks."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                response = error_response(413, "payload_too_large", f"request body of {int(value)} bytes is larger than the limit of {self.limit} bytes")
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited_receive, send)

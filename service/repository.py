@@ -1,0 +1,87 @@
+"""Discovery: which models and versions the repository folder holds, without loading anything.
+
+A model is a folder with `config.json`; its versions are numeric sub-folders, filtered by the
+model's version policy. A broken config or a missing file yields a descriptor that carries the
+reason instead of an exception, so one bad model never hides the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from service.model_config import CONFIG_FILE, MODEL_FILE, ModelConfig, read_config
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """One servable version found on disk (or a model that could not be read, with `error` set)."""
+
+    name: str
+    version: int | None
+    path: Path
+    config: ModelConfig | None
+    error: str | None = None
+
+    @property
+    def model_file(self) -> Path:
+        """The version's ONNX file."""
+        return self.path / MODEL_FILE
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return f"{type(exc).__name__}: {exc}"
+
+
+def versions_on_disk(model_dir: Path) -> list[int]:
+    """Numeric version folders of one model; anything else (plots, notes, .tmp) is ignored."""
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def discover_model(model_dir: Path) -> list[ModelDescriptor]:
+    """The versions of one model folder that its policy selects, newest first."""
+    name = model_dir.name
+    try:
+        top = read_config(model_dir / CONFIG_FILE)
+    except (OSError, ValueError) as exc:
+        return [ModelDescriptor(name, None, model_dir, None, f"config.json: {_reason(exc)}")]
+    if top.name != name:
+        error = f"config.json names the model {top.name!r} but its folder is {name!r}"
+        return [ModelDescriptor(name, None, model_dir, None, error)]
+    selected = top.version_policy.select(versions_on_disk(model_dir))
+    if not selected:
+        return [ModelDescriptor(name, None, model_dir, top, "no numeric version folder matches the version policy")]
+    return [_describe_version(model_dir / str(v), name, v, top) for v in selected]
+
+
+def _describe_version(path: Path, name: str, version: int, top: ModelConfig) -> ModelDescriptor:
+    snapshot = path / CONFIG_FILE
+    try:
+        config = read_config(snapshot).serving_view(top) if snapshot.exists() else top
+    except (OSError, ValueError) as exc:
+        return ModelDescriptor(name, version, path, None, f"version {version} config.json: {_reason(exc)}")
+    if not (path / MODEL_FILE).is_file():
+        return ModelDescriptor(name, version, path, config, f"version {version} has no {MODEL_FILE}")
+    return ModelDescriptor(name, version, path, config)
+
+
+def discover(root: Path) -> list[ModelDescriptor]:
+    """Every model folder under `root` (sorted by name) and the versions its policy selects."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found: list[ModelDescriptor] = []
+    for model_dir in sorted(root.iterdir()):
+        # Hidden folders hold tooling state (.git, .cache); a folder without config.json is not a model.
+        if model_dir.name.startswith(".") or not model_dir.is_dir():
+            continue
+        if not (model_dir / CONFIG_FILE).exists():
+            continue
+        found.extend(discover_model(model_dir))
+    return found

@@ -1,0 +1,129 @@
+"""Every knob of the service in one pydantic-settings class, read from `AXON_*` environment variables.
+
+Nested groups use `__`: `AXON_LIMITS__MAX_IMAGES=16`, `AXON_DEFAULT_MODELS__TEXT=sentiment-gru`.
+Lists accept JSON or commas: `AXON_PROVIDERS=CPUExecutionProvider` or `'["CUDAExecutionProvider"]'`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+class DefaultModels(BaseModel):
+    """The model each task endpoint serves when a request names none."""
+
+    vision: str = "mnist-cnn"
+    """Default model of POST /v1/vision/classify."""
+    text: str = "sms-spam-transformer"
+    """Default model of POST /v1/text/classify."""
+    anomaly: str = "thyroid-autoencoder"
+    """Default model of POST /v1/anomaly/score for a body with `samples` (tabular rows)."""
+    series: str = "machine-temperature-autoencoder"
+    """Default model of POST /v1/anomaly/score for a body with `series` (one time series)."""
+
+
+class Limits(BaseModel):
+    """What one request may carry; anything above is refused with 413 before any work is done."""
+
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    """Largest request body in bytes, enforced while reading (chunked bodies included)."""
+    max_images: int = Field(64, ge=1)
+    """Images per vision request."""
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    """Encoded size of one image in bytes."""
+    max_image_pixels: int = Field(4096 * 4096, ge=1)
+    """Width x height of one decoded image; also Pillow's decompression-bomb threshold."""
+    max_texts: int = Field(64, ge=1)
+    """Texts per text request."""
+    max_text_chars: int = Field(10_000, ge=1)
+    """Characters of one text (before tokenization truncates it)."""
+    max_samples: int = Field(1024, ge=1)
+    """Tabular rows per anomaly request."""
+    max_series_length: int = Field(100_000, ge=1)
+    """Points of one time series."""
+    max_top_k: int = Field(100, ge=1)
+    """Largest `top_k` a vision request may ask for."""
+
+
+class Settings(BaseSettings):
+    """The service's configuration; build one with `Settings()` (environment) or keyword arguments (tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="AXON_", env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface `python -m service` binds to (0.0.0.0 in containers)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port `python -m service` listens on."""
+    model_repository: Path = Path("models")
+    """Folder holding `<name>/config.json` and `<name>/<version>/model.onnx`."""
+
+    providers: Annotated[list[str], NoDecode] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    """ONNX Runtime execution providers in order of preference; CUDA is used only if it really loads."""
+    require_gpu: bool = False
+    """Refuse to serve a model on CPU when a GPU provider was asked for but did not load."""
+    gpu_device_id: int = Field(0, ge=0)
+    """CUDA device the GPU providers run on."""
+    intra_op_threads: int = Field(0, ge=0)
+    """ONNX Runtime threads inside one operator (0 = one per physical core)."""
+    inter_op_threads: int = Field(1, ge=1)
+    """ONNX Runtime threads across independent operators (sequential execution uses 1)."""
+    warmup_runs: int = Field(2, ge=0)
+    """Runs per warm-up shape before a model is reported ready."""
+
+    batching_enabled: bool = True
+    """False runs one session.run per request (the benchmark's unbatched reference)."""
+    max_batch_size: int | None = Field(None, ge=1)
+    """Rows per batch for every model; None takes each model's config.json."""
+    max_delay_ms: float | None = Field(None, ge=0)
+    """How long a batch may wait for more rows after its first; None takes config.json."""
+    max_queue_size: int | None = Field(None, ge=1)
+    """Rows that may wait per model version before requests get 429; None takes config.json."""
+    request_timeout_s: float = Field(30.0, gt=0)
+    """Deadline of one request from the moment it is queued; past it the answer is 504."""
+
+    default_models: DefaultModels = DefaultModels()
+    """Per-task default models."""
+    limits: Limits = Limits()
+    """Per-request limits."""
+    strict_readiness: bool = False
+    """True keeps /v2/health/ready at 503 while any model is unavailable, not only while loading."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Threshold of the service's logs."""
+    log_json: bool = False
+    """Write logs as JSON lines (one object per line) instead of plain text."""
+    access_log: bool = True
+    """Log one line per HTTP request with its status, duration and request id."""
+    shutdown_delay_s: float = Field(0.0, ge=0)
+    """After SIGTERM, how long readiness answers 503 while still accepting requests (for load balancers)."""
+    drain_timeout_s: float = Field(30.0, gt=0)
+    """After SIGTERM, how long queued and running requests may take to finish before the process exits."""
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _known_shape(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one execution provider is needed")
+        return value
+
+    @property
+    def wants_gpu(self) -> bool:
+        """Whether any GPU provider is asked for."""
+        return any(p in GPU_PROVIDERS for p in self.providers)
