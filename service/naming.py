@@ -94,4 +94,6 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-__all__ = ["MAX_NAME_LENGTH", "UnsafeName", "is_model_name", "resolve_inside", "validate_model_name", "validate_version"]
+__all__ = [
+    "MAX_NAME_LENGTH", "UnsafeName", "is_model_name", "resolve_inside", "validate_model_name", "validate_version",
+]

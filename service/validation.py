@@ -88,7 +88,8 @@ def run_validator(argv: Sequence[str], timeout_s: float) -> ValidationResult:
     except OSError as exc:
         return ValidationResult(False, f"could not start the validation process: {exc}")
     if done.returncode < 0:
-        return ValidationResult(False, f"validation process crashed with {_signal_name(-done.returncode)}{_tail(done.stderr)}")
+        crash = _signal_name(-done.returncode)
+        return ValidationResult(False, f"validation process crashed with {crash}{_tail(done.stderr)}")
     lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
     try:
         payload = json.loads(lines[-1])
@@ -159,9 +160,10 @@ def inspect_model(path: Path, test_run: bool = True) -> ValidationResult:
         feed = {}
         for tensor in inputs:
             shape = [1 if d < 0 else d for d in tensor.shape]
-            feed[tensor.name] = (
-                np.full(shape, "", dtype=object) if tensor.datatype == "BYTES" else np.ones(shape, V2_TO_NUMPY[tensor.datatype])
-            )
+            if tensor.datatype == "BYTES":
+                feed[tensor.name] = np.full(shape, "", dtype=object)
+            else:
+                feed[tensor.name] = np.ones(shape, V2_TO_NUMPY[tensor.datatype])
         try:
             session.run(None, feed)
         except Exception as exc:

@@ -75,7 +75,8 @@ def decode_request(
                 f"input '{tensor.name}' declares {size} binary bytes but only {len(body) - offset} remain in the body"
             )
         try:
-            arrays[tensor.name] = decode_tensor(view[offset : offset + size], tensor.datatype, tensor.shape, max_elements)
+            chunk = view[offset : offset + size]
+            arrays[tensor.name] = decode_tensor(chunk, tensor.datatype, tensor.shape, max_elements)
         except ProtocolError as exc:
             raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
         offset += size
@@ -84,7 +85,9 @@ def decode_request(
     return request, arrays
 
 
-def decode_tensor(data: bytes | memoryview, datatype: str, shape: list[int], max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+def decode_tensor(
+    data: bytes | memoryview, datatype: str, shape: list[int], max_elements: int = MAX_ELEMENTS
+) -> np.ndarray:
     """One binary tensor: declared shape x itemsize must equal the bytes given (BYTES: length-prefixed elements)."""
     dtype = numpy_dtype(datatype)
     count = element_count(shape, max_elements)

@@ -131,7 +131,9 @@ def _numeric_array(data: list, datatype: str, dtype: np.dtype) -> np.ndarray:
         raw = np.asarray(data)
     except (ValueError, OverflowError):
         # numpy refuses ragged nesting ("inhomogeneous shape") and integers beyond 64 bits
-        raise ProtocolError(f"'data' is not a regular {datatype} array (ragged nesting or values out of range)") from None
+        raise ProtocolError(
+            f"'data' is not a regular {datatype} array (ragged nesting or values out of range)"
+        ) from None
     if raw.size == 0:
         return raw.astype(dtype)
     if datatype == "BOOL":
