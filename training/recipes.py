@@ -1,0 +1,548 @@
+"""Recipes: data -> split -> fit -> metrics -> plots -> a new repository version, one per task kind.
+
+`train_image_classifier`, `train_text_classifier`, `train_tabular_autoencoder` and
+`train_series_autoencoder` are the pipelines the CLI's `train` runs; `DEFAULTS` binds each default
+model to its dataset and the settings that meet its target, and is what `rebuild` runs.
+Every normalisation statistic is computed on the training split only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from service.model_config import (
+    AnomalySpec,
+    DynamicBatching,
+    ImagePreprocessing,
+    ModelConfig,
+    SeriesPreprocessing,
+    TabularPreprocessing,
+    TextPreprocessing,
+)
+from training import evaluate as ev
+from training import plots
+from training.card import dataset_entry
+from training.data import images as image_data
+from training.data import tabular, text, timeseries
+from training.data.paths import dataset_checksum, file_sha256
+from training.data.split import stratified_split
+from training.data.tokenizer import encode_batch, save_tokenizer, train_tokenizer
+from training.models import build_model
+from training.repository import WrittenVersion, card_writer, write_version
+from training.train import History, fit, predict, set_seed, trim_padding
+
+SPLIT = (0.7, 0.15, 0.15)  # train / validation / test fractions of a dataset pool
+SERVING = {"max_batch_size": 64, "dynamic_batching": DynamicBatching(max_queue_delay_ms=2.0)}
+
+
+@dataclass
+class Hyper:
+    """Fit hyper-parameters shared by every recipe."""
+
+    epochs: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    patience: int = 5
+
+
+@dataclass
+class RunOptions:
+    """Where a run writes and how it runs."""
+
+    repository: Path
+    seed: int = 0
+    dry_run: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    """What one recipe produced: the version written and its metrics."""
+
+    name: str
+    version: int
+    path: Path
+    metrics: dict[str, Any]
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)  # the headline figures for the CLI table
+
+
+def describe_files(name: str, files: Sequence[Path], root: Path | None = None) -> dict[str, Any]:
+    """The card's dataset section for files read from disk."""
+    def label(p: Path) -> str:
+        return str(p.relative_to(root)) if root and p.is_relative_to(root) else p.name
+
+    return dataset_entry(name, {label(p): file_sha256(p) for p in files}, dataset_checksum(list(files)))
+
+
+def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
+    return float((logits.argmax(dim=1) == target).float().mean())
+
+
+def _reconstruction_loss(output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    return output[1].mean()  # the model's own score: per-row mean squared reconstruction error
+
+
+def _normal_fit(output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor) -> float:
+    """Higher is better: minus the mean score of the normal rows."""
+    return -float(output[1][target == 0].mean())
+
+
+def _split_sizes(parts: Sequence[np.ndarray], seed: int, **extra: Any) -> dict[str, Any]:
+    names = ("train", "validation", "test")
+    return {"seed": seed, "sizes": {n: int(len(p)) for n, p in zip(names, parts)}, **extra}
+
+
+def _publish(
+    model: nn.Module,
+    config: ModelConfig,
+    cases: Sequence[Sequence[np.ndarray]],
+    opts: RunOptions,
+    *,
+    family: str,
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    hyper: dict[str, Any],
+    metrics: dict[str, Any],
+    history: History,
+    artefacts: dict[str, Path | str | bytes],
+) -> WrittenVersion:
+    card = card_writer(
+        name=config.name,
+        family=family,
+        dataset=dataset,
+        split=split,
+        hyperparameters=hyper,
+        parameters=sum(p.numel() for p in model.parameters()),
+        metrics=metrics,
+        training={**history.to_dict(), "dry_run": opts.dry_run},
+    )
+    return write_version(opts.repository, model, config, cases, artefacts=artefacts, card=card)
+
+
+def _hyper_dict(family_cfg: dict[str, Any], hyper: Hyper, **extra: Any) -> dict[str, Any]:
+    return {"model": family_cfg, "fit": dataclasses.asdict(hyper), **extra}
+
+
+def _fit(model: nn.Module, train: TensorDataset, val: TensorDataset, hyper: Hyper, opts: RunOptions, **kw: Any) -> History:
+    return fit(
+        model, train, val,
+        epochs=hyper.epochs, lr=hyper.lr, weight_decay=hyper.weight_decay, batch_size=hyper.batch_size,
+        patience=hyper.patience, seed=opts.seed, dry_run=opts.dry_run, progress=opts.progress, **kw,
+    )
+
+
+def _class_report(logits: torch.Tensor, y: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    return ev.classification_metrics(y, logits.argmax(dim=1).numpy(), labels)
+
+
+# --------------------------------------------------------------------------------------------- images
+def train_image_classifier(
+    name: str,
+    images: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    opts: RunOptions,
+    *,
+    dataset: dict[str, Any],
+    model_cfg: dict[str, Any] | None = None,
+    hyper: Hyper | None = None,
+    invert: bool = False,
+    description: str = "",
+) -> Outcome:
+    """A CNN on uint8 images [N, H, W] or [N, H, W, 3] with integer labels."""
+    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
+    x = images.astype(np.float32) / 255.0
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
+    if invert:
+        x = 1.0 - x
+    parts = stratified_split(y, SPLIT, seed=opts.seed)
+    train_idx, val_idx, test_idx = parts
+    mean = x[train_idx].mean(axis=(0, 2, 3))
+    std = x[train_idx].std(axis=(0, 2, 3))
+    x = (x - mean[None, :, None, None]) / std[None, :, None, None]
+    channels, height, width = x.shape[1:]
+    set_seed(opts.seed)
+    model_cfg.update(in_channels=channels, num_classes=len(labels), image_size=(height, width))
+    model = build_model("cnn", **model_cfg)
+
+    def subset(idx: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.from_numpy(x[idx]), torch.from_numpy(y[idx].astype(np.int64)))
+
+    history = _fit(model, subset(train_idx), subset(val_idx), hyper, opts, loss=F.cross_entropy, metric=_accuracy)
+    metrics = {
+        split: _class_report(predict(model, subset(idx)), y[idx], labels)
+        for split, idx in (("validation", val_idx), ("test", test_idx))
+    }
+    config = ModelConfig(
+        name=name, task="vision", description=description, inputs=[], outputs=[], labels=list(labels),
+        preprocessing=ImagePreprocessing(
+            height=height, width=width, channels=channels, mean=mean.tolist(), std=std.tolist(), invert=invert
+        ),
+        **SERVING,
+    )
+    many = test_idx[: min(64, len(test_idx))]
+    cases = [(x[test_idx[:1]],), (x[many],)]
+    with tempfile.TemporaryDirectory() as tmp:
+        artefacts = {
+            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "accuracy"),
+            "confusion_matrix.png": plots.confusion_matrix(
+                metrics["test"]["confusion_matrix"], labels, Path(tmp) / "cm.png"
+            ),
+        }
+        written = _publish(
+            model, config, cases, opts, family="cnn", dataset=dataset,
+            split=_split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
+            hyper=_hyper_dict(dataclasses.asdict(model.config), hyper), metrics=metrics, history=history,
+            artefacts=artefacts,
+        )
+    test = metrics["test"]
+    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started,
+                   {"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]})
+
+
+# ----------------------------------------------------------------------------------------------- text
+def train_text_classifier(
+    name: str,
+    family: str,
+    texts: Sequence[str],
+    y: np.ndarray,
+    labels: Sequence[str],
+    opts: RunOptions,
+    *,
+    dataset: dict[str, Any],
+    model_cfg: dict[str, Any] | None = None,
+    hyper: Hyper | None = None,
+    vocab_size: int = 8000,
+    lowercase: bool = True,
+    max_length: int = 128,
+    class_weighted: bool = False,
+    description: str = "",
+) -> Outcome:
+    """An `rnn` or `transformer` classifier on texts with integer labels, with its own WordPiece tokenizer."""
+    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
+    parts = stratified_split(y, SPLIT, seed=opts.seed)
+    train_idx, val_idx, test_idx = parts
+    tokenizer = train_tokenizer([texts[i] for i in train_idx], vocab_size=vocab_size, lowercase=lowercase)
+
+    def subset(idx: np.ndarray) -> TensorDataset:
+        ids, mask = encode_batch(tokenizer, [texts[i] for i in idx], max_length)
+        return TensorDataset(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(y[idx].astype(np.int64)))
+
+    set_seed(opts.seed)
+    model_cfg.update(vocab_size=tokenizer.get_vocab_size(), num_classes=len(labels))
+    if family == "transformer":
+        model_cfg["max_length"] = max_length
+    model = build_model(family, **model_cfg)
+    weight = None
+    if class_weighted:
+        # Inverse class frequency: the rare class (spam) costs as much in total as the common one.
+        counts = np.bincount(y[train_idx], minlength=len(labels)).astype(np.float64)
+        weight = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, weight=weight)
+
+    def macro_f1(logits: torch.Tensor, target: torch.Tensor) -> float:
+        return ev.classification_metrics(target.numpy(), logits.argmax(1).numpy(), labels)["macro_f1"]
+
+    history = _fit(model, subset(train_idx), subset(val_idx), hyper, opts, loss=loss, metric=macro_f1,
+                   collate=trim_padding)
+    metrics = {
+        split: _class_report(predict(model, subset(idx), collate=trim_padding), y[idx], labels)
+        for split, idx in (("validation", val_idx), ("test", test_idx))
+    }
+    config = ModelConfig(
+        name=name, task="text", description=description, inputs=[], outputs=[], labels=list(labels),
+        preprocessing=TextPreprocessing(max_length=max_length, lowercase=lowercase), **SERVING,
+    )
+    cases = _text_cases(tokenizer, [texts[i] for i in test_idx], max_length, getattr(model.config, "example_length", 16))
+    with tempfile.TemporaryDirectory() as tmp:
+        save_tokenizer(tokenizer, Path(tmp) / "tokenizer.json")
+        artefacts = {
+            "tokenizer.json": Path(tmp) / "tokenizer.json",
+            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "macro-F1"),
+            "confusion_matrix.png": plots.confusion_matrix(
+                metrics["test"]["confusion_matrix"], labels, Path(tmp) / "cm.png"
+            ),
+        }
+        written = _publish(
+            model, config, cases, opts, family=family, dataset=dataset,
+            split=_split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
+            hyper=_hyper_dict(dataclasses.asdict(model.config), hyper, vocab_size=vocab_size,
+                              lowercase=lowercase, max_length=max_length, class_weighted=class_weighted),
+            metrics=metrics, history=history, artefacts=artefacts,
+        )
+    test = metrics["test"]
+    summary = {"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]}
+    summary.update({f"f1_{k}": v for k, v in test["per_class_f1"].items()})
+    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started, summary)
+
+
+def _text_cases(tokenizer: Any, texts: Sequence[str], max_length: int, example_length: int) -> list[tuple[np.ndarray, ...]]:
+    """Parity inputs from real held-out texts: batch 1 at length 1, batch 1, a batch of many, the longest."""
+    by_length = sorted(texts, key=len)
+    longest = by_length[-min(8, len(by_length)):]
+    cases = [encode_batch(tokenizer, texts[:1], 1), encode_batch(tokenizer, texts[:1], max_length),
+             encode_batch(tokenizer, list(texts[:64]), max_length), encode_batch(tokenizer, longest, max_length)]
+    if cases[-1][0].shape[1] <= example_length:
+        raise ValueError(f"no held-out text is longer than the export example ({example_length} tokens)")
+    return cases
+
+
+# -------------------------------------------------------------------------------------------- tabular
+def train_tabular_autoencoder(
+    name: str,
+    x: np.ndarray,
+    is_anomaly: np.ndarray,
+    features: Sequence[str],
+    opts: RunOptions,
+    *,
+    dataset: dict[str, Any],
+    model_cfg: dict[str, Any] | None = None,
+    hyper: Hyper | None = None,
+    threshold_rule: str = "f1",
+    description: str = "",
+) -> Outcome:
+    """A dense autoencoder trained on the normal rows of the training split; class 1 = anomaly."""
+    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
+    y = np.asarray(is_anomaly).astype(np.int64)
+    parts = stratified_split(y, SPLIT, seed=opts.seed)
+    train_idx, val_idx, test_idx = parts
+    normal_train = train_idx[y[train_idx] == 0]
+    mean, scale = tabular.fit_scaler(x[normal_train])
+    z = ((x - mean) / scale).astype(np.float32)
+    set_seed(opts.seed)
+    model_cfg.update(n_features=x.shape[1])
+    model = build_model("dense-ae", **model_cfg)
+
+    def subset(idx: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.from_numpy(z[idx]), torch.from_numpy(y[idx]))
+
+    history = _fit(model, subset(normal_train), subset(val_idx), hyper, opts,
+                   loss=_reconstruction_loss, metric=_normal_fit)
+    scores = {split: predict(model, subset(idx))[1].numpy() for split, idx in
+              (("validation", val_idx), ("test", test_idx))}
+    val_scores, val_y = scores["validation"], y[val_idx]
+    if threshold_rule == "f1" and val_y.any() and not val_y.all():
+        threshold = ev.f1_best_threshold(val_y, val_scores)
+    else:
+        threshold = ev.quantile_threshold(val_scores[val_y == 0], float(threshold_rule) if threshold_rule != "f1" else 0.99)
+    metrics = {split: ev.anomaly_metrics(y[idx], scores[split], threshold)
+               for split, idx in (("validation", val_idx), ("test", test_idx))}
+    config = ModelConfig(
+        name=name, task="anomaly", description=description, inputs=[], outputs=[],
+        preprocessing=TabularPreprocessing(features=list(features), mean=mean.tolist(), scale=scale.tolist()),
+        anomaly=AnomalySpec(threshold=threshold), **SERVING,
+    )
+    cases = [(z[test_idx[:1]],), (z[test_idx[:64]],)]
+    with tempfile.TemporaryDirectory() as tmp:
+        artefacts = {
+            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "-(normal MSE)"),
+            "score_distribution.png": plots.score_distribution(
+                scores["test"], y[test_idx], threshold, Path(tmp) / "scores.png"
+            ),
+        }
+        written = _publish(
+            model, config, cases, opts, family="dense-ae", dataset=dataset,
+            split=_split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT,
+                               trained_on="normal rows of the training split", normal_train=int(len(normal_train))),
+            hyper=_hyper_dict(dataclasses.asdict(model.config), hyper, threshold_rule=threshold_rule),
+            metrics=metrics, history=history, artefacts=artefacts,
+        )
+    test = metrics["test"]
+    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started,
+                   {"split": "test", "n": test["n"], "roc_auc": test["roc_auc"], "pr_auc": test["pr_auc"],
+                    "f1": test["f1"]})
+
+
+# --------------------------------------------------------------------------------------------- series
+def _clean_starts(labels: np.ndarray, lo: int, hi: int, window: int, stride: int) -> np.ndarray:
+    """Start indices of windows inside [lo, hi) that hold no labelled point."""
+    starts = np.arange(lo, hi - window + 1, stride)
+    bad = np.concatenate([[0], np.cumsum(labels)])  # prefix sums: labelled points in [s, s + window)
+    return starts[(bad[starts + window] - bad[starts]) == 0]
+
+
+def train_series_autoencoder(
+    name: str,
+    series: timeseries.NabSeries,
+    opts: RunOptions,
+    *,
+    dataset: dict[str, Any],
+    window: int = 64,
+    stride: int = 1,
+    model_cfg: dict[str, Any] | None = None,
+    hyper: Hyper | None = None,
+    train_fraction: float = 0.5,
+    val_fraction: float = 0.2,
+    threshold_quantile: float = 1.0,
+    threshold_margin: float = 1.0,
+    description: str = "",
+) -> Outcome:
+    """A sequence autoencoder on windows of a series' normal stretches, in time order.
+
+    The first `train_fraction` of the series (its points outside every label window) trains, the next
+    `val_fraction` stops training early and calibrates the threshold on its normal points; no point
+    inside a label window is ever trained on. Detection is then reported over the whole series.
+    """
+    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
+    n = len(series)
+    cut_train, cut_val = int(n * train_fraction), int(n * (train_fraction + val_fraction))
+    labels = series.labels.astype(np.int64)
+    train_points = np.flatnonzero(labels[:cut_train] == 0)
+    mean, std = timeseries.fit_normaliser(series.values[train_points])
+    z = timeseries.normalise(series.values, mean, std)
+    train_starts = _clean_starts(labels, 0, cut_train, window, stride)
+    val_starts = _clean_starts(labels, cut_train, cut_val, window, stride)
+
+    def subset(starts: np.ndarray) -> TensorDataset:
+        w = np.stack([z[s : s + window] for s in starts])[:, :, None]
+        return TensorDataset(torch.from_numpy(w), torch.zeros(len(starts), dtype=torch.int64))
+
+    set_seed(opts.seed)
+    model_cfg.update(window=window)
+    model = build_model("seq-ae", **model_cfg)
+    history = _fit(model, subset(train_starts), subset(val_starts), hyper, opts,
+                   loss=_reconstruction_loss, metric=_normal_fit)
+    all_windows = timeseries.sliding_windows(z, window, stride)[:, :, None]
+    window_scores = predict(model, TensorDataset(torch.from_numpy(all_windows), torch.zeros(len(all_windows))))[1]
+    points = ev.series_point_scores(window_scores.numpy(), n, window, stride)
+    val_normal = np.arange(cut_train, cut_val)[labels[cut_train:cut_val] == 0]
+    threshold = ev.quantile_threshold(points[val_normal], threshold_quantile) * threshold_margin
+    detection = ev.window_detection(points, threshold, series.windows)
+    unseen = [(s, e) for s, e in series.windows if s >= cut_train]
+    later = ev.window_detection(points[cut_train:], threshold, [(s - cut_train, e - cut_train) for s, e in unseen])
+    metrics = {
+        "series": detection,
+        "after_training_portion": later,
+        "point_auc": ev.anomaly_metrics(labels, points, threshold),
+    }
+    config = ModelConfig(
+        name=name, task="anomaly", description=description, inputs=[], outputs=[],
+        preprocessing=SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std),
+        anomaly=AnomalySpec(threshold=threshold), **SERVING,
+    )
+    test_windows = all_windows[cut_val:]
+    cases = [(test_windows[:1],), (test_windows[:: max(1, len(test_windows) // 64)][:64],)]
+    with tempfile.TemporaryDirectory() as tmp:
+        artefacts = {
+            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "-(normal MSE)"),
+            "score_distribution.png": plots.score_distribution(points, series.labels, threshold, Path(tmp) / "d.png"),
+            "series_scores.png": plots.series_scores(series.values, points, series.windows, threshold,
+                                                     Path(tmp) / "s.png"),
+        }
+        written = _publish(
+            model, config, cases, opts, family="seq-ae", dataset=dataset,
+            split={"seed": opts.seed, "method": "chronological",
+                   "train_points": [0, cut_train], "validation_points": [cut_train, cut_val],
+                   "train_windows": int(len(train_starts)), "validation_windows": int(len(val_starts)),
+                   "note": "no window touching a label window is trained or validated on; "
+                           "detection is reported over the whole series"},
+            hyper=_hyper_dict(dataclasses.asdict(model.config), hyper, stride=stride,
+                              threshold_quantile=threshold_quantile, threshold_margin=threshold_margin),
+            metrics=metrics, history=history, artefacts=artefacts,
+        )
+    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started,
+                   {"split": "whole series", "windows_hit": f"{detection['windows_hit']}/{detection['windows_total']}",
+                    "false_alarms": detection["false_alarms"], "point_roc_auc": metrics["point_auc"]["roc_auc"]})
+
+
+# ------------------------------------------------------------------------------------ default models
+def mnist_cnn(datasets: Path, opts: RunOptions) -> Outcome:
+    """`mnist-cnn`: the CNN on the 8,000-image MNIST pool."""
+    folder = datasets / "mnist_test10k"
+    x, y = image_data.load_mnist_pool(folder)
+    files = sorted(folder.glob("train8k-*"))
+    return train_image_classifier(
+        "mnist-cnn", x, y, [str(d) for d in range(10)], opts,
+        dataset=describe_files("mnist_test10k", files, datasets),
+        model_cfg={"widths": (32, 64), "hidden": 128, "dropout": 0.25},
+        hyper=Hyper(epochs=15, lr=2e-3, weight_decay=1e-2, batch_size=64, patience=4),
+        description="Handwritten digit classifier (28x28 grayscale, light on dark) trained on the MNIST pool.",
+    )
+
+
+def sms_spam_transformer(datasets: Path, opts: RunOptions) -> Outcome:
+    """`sms-spam-transformer`: the Transformer on the SMS Spam Collection."""
+    path = datasets / "sms_spam" / "SMSSpamCollection.tsv"
+    texts, names = text.load_sms_spam(path)
+    labels = list(text.SMS_LABELS)
+    y = np.array([labels.index(n) for n in names], dtype=np.int64)
+    return train_text_classifier(
+        "sms-spam-transformer", "transformer", texts, y, labels, opts,
+        dataset=describe_files("sms_spam", [path], datasets),
+        model_cfg={"d_model": 128, "n_heads": 4, "n_layers": 2, "ff_dim": 256, "dropout": 0.1},
+        hyper=Hyper(epochs=20, lr=1e-3, weight_decay=1e-2, batch_size=32, patience=5),
+        vocab_size=8000, lowercase=True, max_length=128, class_weighted=False,
+        description="SMS spam filter: ham or spam.",
+    )
+
+
+def sentiment_gru(datasets: Path, opts: RunOptions) -> Outcome:
+    """`sentiment-gru`: a bidirectional GRU on all three Sentiment Labelled Sentences sources."""
+    folder = datasets / "sentiment_labelled_sentences"
+    texts, names = text.load_sentiment(folder)
+    labels = ["negative", "positive"]
+    y = np.array([labels.index(n) for n in names], dtype=np.int64)
+    files = [folder / f"{s}_labelled.txt" for s in text.SENTIMENT_SOURCES]
+    return train_text_classifier(
+        "sentiment-gru", "rnn", texts, y, labels, opts,
+        dataset=describe_files("sentiment_labelled_sentences", files, datasets),
+        model_cfg={"cell": "gru", "embed_dim": 128, "hidden_size": 128, "dropout": 0.3, "bidirectional": True},
+        hyper=Hyper(epochs=20, lr=2e-3, weight_decay=1e-2, batch_size=32, patience=5),
+        vocab_size=4000, lowercase=True, max_length=64,
+        description="Review sentence sentiment (amazon, imdb, yelp): negative or positive.",
+    )
+
+
+def thyroid_autoencoder(datasets: Path, opts: RunOptions) -> Outcome:
+    """`thyroid-autoencoder`: the dense autoencoder on the normal thyroid rows (class 1 = anomaly)."""
+    path = datasets / "thyroid_ann" / "ann-train.data"
+    x, cls = tabular.load_thyroid(path)
+    return train_tabular_autoencoder(
+        "thyroid-autoencoder", x, tabular.is_anomaly(cls), tabular.THYROID_FEATURES, opts,
+        dataset=describe_files("thyroid_ann", [path], datasets),
+        model_cfg={"hidden": (64, 32), "latent": 8, "dropout": 0.1},
+        hyper=Hyper(epochs=60, lr=1e-3, weight_decay=1e-4, batch_size=64, patience=10),
+        description="Thyroid hyperfunction (class 1) detector: reconstruction error of 21 patient features.",
+    )
+
+
+def machine_temperature_autoencoder(datasets: Path, opts: RunOptions) -> Outcome:
+    """`machine-temperature-autoencoder`: the sequence autoencoder on NAB's machine temperature series."""
+    root = datasets / "nab_realKnownCause"
+    path = root / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
+    series = timeseries.load_nab(path)
+    files = [path, root / "labels" / "combined_windows.json", root / "labels" / "combined_labels.json"]
+    return train_series_autoencoder(
+        "machine-temperature-autoencoder", series, opts,
+        dataset=describe_files("nab_realKnownCause", files, datasets),
+        window=64, stride=1,
+        model_cfg={"kind": "conv", "hidden": 32, "latent": 8},
+        hyper=Hyper(epochs=30, lr=1e-3, weight_decay=1e-4, batch_size=128, patience=5),
+        description="Industrial machine temperature anomaly detector (NAB realKnownCause).",
+    )
+
+
+Recipe = Callable[[Path, RunOptions], Outcome]
+DEFAULTS: dict[str, Recipe] = {
+    "mnist-cnn": mnist_cnn,
+    "sms-spam-transformer": sms_spam_transformer,
+    "sentiment-gru": sentiment_gru,
+    "thyroid-autoencoder": thyroid_autoencoder,
+    "machine-temperature-autoencoder": machine_temperature_autoencoder,
+}

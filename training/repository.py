@@ -1,0 +1,192 @@
+"""Writing (and checking) the Triton-style model repository: one new numeric version per export.
+
+A version is assembled in a hidden staging folder beside the versions and renamed into place in one
+step, so a reader never sees half a version and an existing version is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.model_config import CONFIG_FILE, MODEL_FILE, ModelConfig, read_config, write_config
+from training.card import CARD_FILE, build_card, write_card
+from training.data.paths import file_sha256
+
+# A file to place in the version folder: its content, or a file to copy.
+Artefact = Path | str | bytes
+# Fills in the card once the export's figures are known: (staging folder, version, parity, sha256) -> card.
+CardFn = Callable[[Path, int, dict[str, Any], str], dict[str, Any]]
+
+LABELS_FILE = "labels.txt"
+STAGING_PREFIX = ".staging-"
+
+
+@dataclass(frozen=True)
+class WrittenVersion:
+    """Where a new version landed and what its export proved."""
+
+    path: Path
+    version: int
+    config: ModelConfig
+    parity: dict[str, Any]
+    sha256: str
+
+
+def versions(model_dir: Path) -> list[int]:
+    """The numeric version folders of one model, ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than the highest existing version (1 for a new model)."""
+    return (versions(model_dir) or [0])[-1] + 1
+
+
+def _place(artefact: Artefact, target: Path) -> None:
+    if isinstance(artefact, Path):
+        shutil.copyfile(artefact, target)
+    elif isinstance(artefact, bytes):
+        target.write_bytes(artefact)
+    else:
+        target.write_text(artefact, encoding="utf-8")
+
+
+def _top_level(config: ModelConfig, existing: Path) -> ModelConfig:
+    """The model-level config: this version's fields, but an operator's serving knobs survive."""
+    if not existing.is_file():
+        return config
+    old = read_config(existing)
+    return config.model_copy(
+        update={
+            "max_batch_size": old.max_batch_size,
+            "dynamic_batching": old.dynamic_batching,
+            "version_policy": old.version_policy,
+        }
+    )
+
+
+def write_version(
+    repository: Path,
+    model: Any,
+    config: ModelConfig,
+    cases: Sequence[Any],
+    *,
+    artefacts: Mapping[str, Artefact] | None = None,
+    card: CardFn | None = None,
+) -> WrittenVersion:
+    """Export `model` as the next version of `config.name`, with its artefacts, card and configs."""
+    from training.export import export_verified, tensor_specs  # torch-heavy; keep imports of this module light
+
+    model_dir = Path(repository) / config.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    try:
+        onnx_path = staging / MODEL_FILE
+        report = export_verified(model, onnx_path, cases)
+        inputs, outputs = tensor_specs(onnx_path)
+        snapshot = ModelConfig.model_validate(
+            config.model_copy(update={"inputs": inputs, "outputs": outputs}).model_dump()
+        )
+        write_config(snapshot, staging / CONFIG_FILE)
+        if snapshot.labels:
+            (staging / LABELS_FILE).write_text("\n".join(snapshot.labels) + "\n", encoding="utf-8")
+        for name, artefact in (artefacts or {}).items():
+            _place(artefact, staging / name)
+        sha = file_sha256(onnx_path)
+        parity = report.to_dict()
+        version = next_version(model_dir)
+        if card is not None:
+            write_card(card(staging, version, parity, sha), staging / CARD_FILE)
+        target = model_dir / str(version)
+        # rename() onto a missing path is atomic; mkdir-free so a concurrent writer's folder is never reused.
+        if target.exists():
+            raise FileExistsError(f"version {version} of {config.name!r} appeared while exporting")
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.chmod(target, 0o755)  # mkdtemp makes 0700 folders; a served repository must be readable.
+    write_config(_top_level(snapshot, model_dir / CONFIG_FILE), model_dir / CONFIG_FILE)
+    return WrittenVersion(target, version, snapshot, parity, sha)
+
+
+def card_writer(**fields: Any) -> CardFn:
+    """A CardFn that completes `build_card(**fields)` with the export's version, parity and sha256."""
+
+    def make(folder: Path, version: int, parity: dict[str, Any], sha: str) -> dict[str, Any]:
+        return build_card(
+            version=version,
+            parity=parity,
+            model_sha256=sha,
+            model_bytes=(folder / MODEL_FILE).stat().st_size,
+            **fields,
+        )
+
+    return make
+
+
+def validate_repository(repository: Path) -> list[str]:
+    """Every problem found in a repository (empty when valid): configs, versions, ONNX files, tensors."""
+    from training.export import tensor_specs
+
+    import onnxruntime as ort
+
+    problems: list[str] = []
+    model_dirs = [p for p in Path(repository).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not model_dirs:
+        return [f"{repository}: no models"]
+    for model_dir in sorted(model_dirs):
+        name = model_dir.name
+        try:
+            top = read_config(model_dir / CONFIG_FILE)
+        except Exception as exc:  # noqa: BLE001 - report every broken model, not the first
+            problems.append(f"{name}: top-level config.json: {exc}")
+            continue
+        if top.name != name:
+            problems.append(f"{name}: config name is {top.name!r}")
+        extra = [p.name for p in model_dir.iterdir() if p.is_dir() and not p.name.isdigit()]
+        if extra:
+            problems.append(f"{name}: non-numeric folders {extra}")
+        found = versions(model_dir)
+        if not found:
+            problems.append(f"{name}: no numeric version folder")
+        for version in found:
+            problems.extend(_validate_version(model_dir / str(version), top, ort, tensor_specs))
+    return problems
+
+
+def _validate_version(folder: Path, top: ModelConfig, ort: Any, tensor_specs: Callable) -> list[str]:
+    where = f"{top.name}/{folder.name}"
+    try:
+        snapshot = read_config(folder / CONFIG_FILE)
+    except Exception as exc:  # noqa: BLE001
+        return [f"{where}: config.json: {exc}"]
+    problems = []
+    try:
+        ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        return [f"{where}: model.onnx does not load in ONNX Runtime: {exc}"]
+    inputs, outputs = tensor_specs(folder / MODEL_FILE)
+    if snapshot.inputs != inputs or snapshot.outputs != outputs:
+        problems.append(f"{where}: snapshot tensors differ from model.onnx")
+    if snapshot.labels and (folder / LABELS_FILE).read_text(encoding="utf-8").split("\n")[:-1] != snapshot.labels:
+        problems.append(f"{where}: labels.txt differs from the config's labels")
+    tokenizer = getattr(snapshot.preprocessing, "tokenizer", None)
+    if tokenizer and not (folder / tokenizer).is_file():
+        problems.append(f"{where}: missing {tokenizer}")
+    if (folder / CARD_FILE).is_file():
+        from training.card import read_card
+
+        if read_card(folder / CARD_FILE).get("model_onnx", {}).get("sha256") != file_sha256(folder / MODEL_FILE):
+            problems.append(f"{where}: card.json sha256 differs from model.onnx")
+    else:
+        problems.append(f"{where}: missing card.json")
+    return problems

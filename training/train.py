@@ -1,0 +1,207 @@
+"""The seeded fit loop: AdamW, early stopping on a validation metric, best weights restored.
+
+Plain functions in the pytorch/examples style. A batch is a tuple of tensors whose last item is the
+target; everything before it is passed to the model positionally.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+# (model output, target) -> scalar loss to minimise.
+LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
+# (outputs concatenated over the validation set, targets) -> a figure where higher is better.
+MetricFn = Callable[[Any, torch.Tensor], float]
+Collate = Callable[[list[tuple[torch.Tensor, ...]]], tuple[torch.Tensor, ...]]
+
+
+@dataclass
+class History:
+    """Per-epoch figures of one fit, and which epoch's weights were kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float = float("-inf")
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain figures for the model card."""
+        return {
+            "epochs_run": len(self.train_loss),
+            "best_epoch": self.best_epoch,
+            "best_val_metric": self.best_metric,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "val_metric": self.val_metric,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels where it has them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    # warn_only: a few CPU kernels have no deterministic variant; a warning beats a crash.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op work but no inter-op pool: small models, few cores."""
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def trim_padding(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Collate (input_ids, attention_mask, target) rows and cut the padding columns no row needs."""
+    ids, mask, target = (torch.stack(items) for items in zip(*batch))
+    longest = int(mask.sum(dim=1).max())
+    return ids[:, :longest], mask[:, :longest], target
+
+
+def make_loader(
+    data: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, collate: Collate | None = None
+) -> DataLoader:
+    """A single-process loader whose shuffling depends only on `seed`."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+
+
+def _forward(model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[Any, torch.Tensor]:
+    *inputs, target = batch
+    return model(*inputs), target
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    *,
+    grad_clip: float | None = 1.0,
+    max_batches: int | None = None,
+    progress: tqdm | None = None,
+) -> float:
+    """One pass over `loader`; returns the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        output, target = _forward(model, batch)
+        loss = loss_fn(output, target)
+        loss.backward()
+        if grad_clip is not None:
+            # Recurrent models on short noisy batches occasionally spike; clipping keeps AdamW steady.
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(target)
+        count += len(target)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+def _concat(outputs: list[Any]) -> Any:
+    if isinstance(outputs[0], torch.Tensor):
+        return torch.cat(outputs)
+    return tuple(torch.cat(parts) for parts in zip(*outputs))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DataLoader, loss_fn: LossFn, *, max_batches: int | None = None
+) -> tuple[float, Any, torch.Tensor]:
+    """Mean loss, the model's outputs concatenated over the loader, and the targets."""
+    model.eval()
+    total, count, outputs, targets = 0.0, 0, [], []
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        output, target = _forward(model, batch)
+        total += float(loss_fn(output, target)) * len(target)
+        count += len(target)
+        outputs.append(output)
+        targets.append(target)
+    return total / max(count, 1), _concat(outputs), torch.cat(targets)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Dataset, *, batch_size: int = 256, collate: Collate | None = None) -> Any:
+    """The model's outputs over a dataset, in order (targets ignored)."""
+    model.eval()
+    outputs = [_forward(model, batch)[0] for batch in make_loader(data, batch_size, shuffle=False, collate=collate)]
+    return _concat(outputs)
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset,
+    val_data: Dataset,
+    *,
+    loss: LossFn,
+    metric: MetricFn,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    batch_size: int = 64,
+    patience: int = 5,
+    seed: int = 0,
+    dry_run: bool = False,
+    collate: Collate | None = None,
+    grad_clip: float | None = 1.0,
+    progress: bool = True,
+) -> History:
+    """Train with AdamW, stop when the validation metric stops improving, and keep the best weights."""
+    configure_threads()
+    set_seed(seed)
+    train_loader = make_loader(train_data, batch_size, shuffle=True, seed=seed, collate=collate)
+    val_loader = make_loader(val_data, max(batch_size, 256), shuffle=False, collate=collate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # Cosine decay over the planned epochs: early stopping may cut it short, which is fine.
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    max_batches = 1 if dry_run else None
+    epochs = 1 if dry_run else epochs
+    history, best_state, stale = History(), copy.deepcopy(model.state_dict()), 0
+    started = time.perf_counter()
+    steps = 1 if dry_run else len(train_loader)
+    for epoch in range(1, epochs + 1):
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        train_loss = train_one_epoch(
+            model, train_loader, optimizer, loss, grad_clip=grad_clip, max_batches=max_batches, progress=bar
+        )
+        bar.close()
+        scheduler.step()
+        val_loss, outputs, targets = evaluate(model, val_loader, loss, max_batches=max_batches)
+        score = float(metric(outputs, targets))
+        history.train_loss.append(train_loss)
+        history.val_loss.append(val_loss)
+        history.val_metric.append(score)
+        if progress:
+            tqdm.write(f"epoch {epoch:3d}  train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  val_metric {score:.4f}")
+        if score > history.best_metric:
+            history.best_metric, history.best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - started
+    return history
