@@ -107,6 +107,8 @@ class TextCodec:
         self.tokenizer = Tokenizer.from_file(str(version_dir / self.spec.tokenizer))
         self.tokenizer.enable_truncation(self.spec.max_length)
         self.tokenizer.no_padding()
+        # [PAD], [UNK], [CLS]...: a row made only of these carries nothing the model learnt from.
+        self.special_ids = {i for i, tok in self.tokenizer.get_added_tokens_decoder().items() if tok.special}
 
     @property
     def pad_values(self) -> dict[str, float]:
@@ -129,7 +131,7 @@ class TextCodec:
             texts = [t.lower() for t in texts]
         encodings = self.tokenizer.encode_batch(texts)
         for i, enc in enumerate(encodings):
-            if all(enc.special_tokens_mask):
+            if all(i in self.special_ids for i in enc.ids):
                 raise InvalidInput(f"text {i} has no token the model knows after tokenization (empty or only whitespace)")
         width = max(len(enc.ids) for enc in encodings)
         ids = np.full((len(texts), width), self.spec.pad_id, dtype=np.int64)

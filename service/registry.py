@@ -211,6 +211,10 @@ class ModelRegistry:
         entry.session = session
 
     def _unavailable(self, entry: ModelVersion, reason: str) -> ModelVersion:
+        # Reasons reach clients: name files relative to the repository, not by their server path.
+        root = Path(self.settings.model_repository)
+        for prefix in {str(root.resolve()), str(root)}:
+            reason = reason.replace(prefix + "/", "")
         entry.state = ModelState.UNAVAILABLE
         entry.reason = reason
         log.error("%s is unavailable: %s", entry.label, reason)

@@ -1,0 +1,51 @@
+"""Settings come from AXON_* variables, with nested groups and list parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_defaults_serve_the_default_models_on_localhost(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("AXON_"):
+            monkeypatch.delenv(key)
+    s = Settings()
+    assert (s.host, s.port, s.model_repository) == ("127.0.0.1", 8000, Path("models"))
+    assert s.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"] and s.wants_gpu
+    assert s.default_models.vision == "mnist-cnn" and s.default_models.text == "sms-spam-transformer"
+    assert s.default_models.anomaly == "thyroid-autoencoder"
+    assert s.batching_enabled and s.max_batch_size is None and s.max_delay_ms is None
+
+
+def test_environment_overrides_flat_nested_and_list_fields(monkeypatch):
+    monkeypatch.setenv("AXON_PORT", "9123")
+    monkeypatch.setenv("AXON_MODEL_REPOSITORY", "/srv/models")
+    monkeypatch.setenv("AXON_PROVIDERS", "CPUExecutionProvider")
+    monkeypatch.setenv("AXON_BATCHING_ENABLED", "false")
+    monkeypatch.setenv("AXON_MAX_DELAY_MS", "0.5")
+    monkeypatch.setenv("AXON_LIMITS__MAX_IMAGES", "3")
+    monkeypatch.setenv("AXON_DEFAULT_MODELS__TEXT", "sentiment-gru")
+    s = Settings()
+    assert s.port == 9123 and s.model_repository == Path("/srv/models")
+    assert s.providers == ["CPUExecutionProvider"] and not s.wants_gpu
+    assert not s.batching_enabled and s.max_delay_ms == 0.5
+    assert s.limits.max_images == 3 and s.limits.max_texts == 64
+    assert s.default_models.text == "sentiment-gru"
+
+
+def test_providers_accept_json_and_commas(monkeypatch):
+    monkeypatch.setenv("AXON_PROVIDERS", '["TensorrtExecutionProvider", "CUDAExecutionProvider"]')
+    assert Settings().providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    monkeypatch.setenv("AXON_PROVIDERS", "CUDAExecutionProvider, CPUExecutionProvider")
+    assert Settings().providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("field, value", [("port", 70000), ("max_batch_size", 0), ("providers", [])])
+def test_invalid_values_are_refused(field, value):
+    with pytest.raises(ValidationError):
+        Settings(**{field: value})
