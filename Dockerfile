@@ -16,17 +16,20 @@ ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 # base: the distro's python3 at /usr/bin/python3, shared by every later stage so the virtual
 # environment built in `builder` points at the same interpreter path in `service` and `trainer`.
 FROM ${BASE_IMAGE} AS base
-ENV DEBIAN_FRONTEND=noninteractive \
-    PYTHONDONTWRITEBYTECODE=1 \
+# onnxruntime 1.31 wheels upload 1DS usage telemetry and persist a device id under $HOME on Linux;
+# a server image opts out.
+ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    ORT_DISABLE_TELEMETRY=1
 # The CUDA images ship no Python; a local base made by scripts/make-base-image.sh already has it,
 # so apt only runs when needed. Versions are the distro's: pinning them would break the build on
 # the next security update of the base.
 # hadolint ignore=DL3008
 RUN if ! command -v python3 >/dev/null || ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
-        apt-get update \
+        export DEBIAN_FRONTEND=noninteractive \
+        && apt-get update \
         && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
