@@ -92,6 +92,7 @@ class ModelRegistry:
         self._arrivals = arrivals
         self._models: dict[str, dict[int | None, ModelVersion]] = {}
         self._factory: SessionFactory | None = None
+        self._scanned = False
         metrics.models_loaded.set_function(lambda: sum(e.state is ModelState.READY for e in self.entries()))
 
     def entries(self) -> list[ModelVersion]:
@@ -105,6 +106,8 @@ class ModelRegistry:
     def versions(self, name: str) -> list[ModelVersion]:
         """The versions of one model, newest first (raises ModelNotFound)."""
         if name not in self._models:
+            if not self._scanned:
+                raise ModelNotReady(f"model '{name}' is not loaded yet: the model repository is still being scanned")
             raise ModelNotFound(f"model '{name}' is not in the repository")
         return sorted(self._models[name].values(), key=lambda e: -1 if e.version is None else e.version, reverse=True)
 
@@ -141,12 +144,14 @@ class ModelRegistry:
         # Put every model in the table as loading first, so /v1/models shows the whole plan at once.
         for d in descriptors:
             self._models.setdefault(d.name, {})[d.version] = ModelVersion(d.name, d.version, d.path, d.config)
+        self._scanned = True
         for name in names:
             await self._load_descriptors(name, [d for d in descriptors if d.name == name])
 
     async def load(self, name: str) -> list[ModelVersion]:
         """(Re)load one model from disk: new versions are warmed before they serve, dropped ones unloaded."""
         descriptors = discover_model(Path(self.settings.model_repository) / name)
+        self._scanned = True
         return await self._load_descriptors(name, descriptors)
 
     async def unload(self, name: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.model_config import CONFIG_FILE, MODEL_FILE, ModelConfig, read_config
+from service.naming import UnsafeName, is_model_name, resolve_inside
 
 
 @dataclass(frozen=True)
@@ -68,20 +69,33 @@ def _describe_version(path: Path, name: str, version: int, top: ModelConfig) -> 
         return ModelDescriptor(name, version, path, None, f"version {version} config.json: {_reason(exc)}")
     if not (path / MODEL_FILE).is_file():
         return ModelDescriptor(name, version, path, config, f"version {version} has no {MODEL_FILE}")
+    try:
+        # A version folder or model file may be a symlink; it must still resolve inside the repository.
+        resolve_inside(path.parent.parent, name, str(version), MODEL_FILE)
+    except UnsafeName:
+        return ModelDescriptor(name, version, path, config, f"version {version} leads outside the model repository")
     return ModelDescriptor(name, version, path, config)
+
+
+def model_names(root: Path) -> list[str]:
+    """Model folders under `root` a client could name (see `service.naming`) that stay inside it, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    names = []
+    for model_dir in sorted(root.iterdir()):
+        # Hidden folders hold tooling state (.git, .cache); a folder without config.json is not a model.
+        if not is_model_name(model_dir.name) or not model_dir.is_dir():
+            continue
+        try:
+            resolve_inside(root, model_dir.name)  # a symlink to a folder elsewhere is not served
+        except UnsafeName:
+            continue
+        if (model_dir / CONFIG_FILE).exists():
+            names.append(model_dir.name)
+    return names
 
 
 def discover(root: Path) -> list[ModelDescriptor]:
     """Every model folder under `root` (sorted by name) and the versions its policy selects."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found: list[ModelDescriptor] = []
-    for model_dir in sorted(root.iterdir()):
-        # Hidden folders hold tooling state (.git, .cache); a folder without config.json is not a model.
-        if model_dir.name.startswith(".") or not model_dir.is_dir():
-            continue
-        if not (model_dir / CONFIG_FILE).exists():
-            continue
-        found.extend(discover_model(model_dir))
-    return found
+    return [d for name in model_names(root) for d in discover_model(Path(root) / name)]

@@ -1,0 +1,133 @@
+"""Task endpoints, model listing, metrics and request ids on small real models, checked against ORT directly."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from app_harness import metric, png, serving, tiny_settings
+from tiny_models import build_repository
+
+from service import scoring
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return build_repository(tmp_path / "models")
+
+
+def session(repo, name):
+    return ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+async def test_vision_multipart_and_base64_give_the_model_probabilities_in_order(repo):
+    rng = np.random.default_rng(3)
+    pixels = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(3)]
+    x = np.stack([((p / 255.0 - 0.1307) / 0.3081).astype(np.float32)[None] for p in pixels])
+    probs = scoring.softmax(session(repo, "digits").run(None, {"image": x})[0].astype(np.float64))
+    async with serving(tiny_settings(repo)) as (_, client):
+        files = [("images", (f"{i}.png", png(p), "image/png")) for i, p in enumerate(pixels)]
+        multi = await client.post("/v1/vision/classify", params={"top_k": 3}, files=files)
+        b64 = await client.post("/v1/vision/classify", json={"images": [base64.b64encode(png(p)).decode() for p in pixels], "top_k": 3})
+    assert multi.status_code == 200 and b64.status_code == 200
+    assert multi.json() == b64.json()
+    body = multi.json()
+    assert body["model"] == "digits" and body["version"] == 1
+    for pred, row in zip(body["predictions"], probs):
+        best = np.argsort(-row)[:3]
+        assert pred["label"] == str(best[0]) and pred["score"] == pytest.approx(row[best[0]], abs=1e-6)
+        assert [t["label"] for t in pred["top_k"]] == [str(i) for i in best]
+
+
+async def test_text_classify_returns_every_label_probability(repo):
+    ids = np.array([[2, 3, 5, 6], [2, 9, 0, 0]], np.int64)
+    mask = (ids != 0).astype(np.int64)
+    probs = scoring.softmax(session(repo, "spam").run(None, {"input_ids": ids, "attention_mask": mask})[0].astype(np.float64))
+    async with serving(tiny_settings(repo)) as (_, client):
+        r = await client.post("/v1/text/classify", json={"texts": ["free cash now", "hello"]})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["model"], body["version"]) == ("spam", 1)
+    for pred, row in zip(body["predictions"], probs):
+        assert pred["scores"] == pytest.approx({"ham": row[0], "spam": row[1]}, abs=1e-6)
+        assert pred["label"] == ["ham", "spam"][int(np.argmax(row))]
+
+
+async def test_anomaly_samples_and_series(repo):
+    rows = np.random.default_rng(4).normal(0.5, 2, (3, 21))
+    features = ((rows - 0.5) / np.array([2.0] * 20 + [1.0])).astype(np.float32)
+    scores = session(repo, "thyroid").run(["score"], {"features": features})[0]
+    async with serving(tiny_settings(repo)) as (_, client):
+        tab = await client.post("/v1/anomaly/score", json={"samples": rows.tolist()})
+        series = [10.0] * 12 + [30.0] + [10.0] * 12
+        ser = await client.post("/v1/anomaly/score", json={"series": series, "timestamps": [f"t{i}" for i in range(25)]})
+    assert tab.status_code == 200 and ser.status_code == 200
+    body = tab.json()
+    assert (body["model"], body["threshold"]) == ("thyroid", 0.5)
+    assert [r["score"] for r in body["results"]] == pytest.approx(scores.tolist(), abs=1e-6)
+    assert [r["is_anomaly"] for r in body["results"]] == [bool(s > 0.5) for s in scores]
+    body = ser.json()
+    assert body["model"] == "temperature" and len(body["results"]) == 25
+    assert body["results"][12]["timestamp"] == "t12"
+    flagged = [i for i, r in enumerate(body["results"]) if r["is_anomaly"]]
+    segments = body["segments"]
+    assert flagged and segments[0]["start"] == flagged[0] and segments[-1]["end"] == flagged[-1]
+    assert segments[0]["start_timestamp"] == f"t{flagged[0]}"
+
+
+async def test_model_selection_by_query_and_body(repo):
+    from tiny_models import add_model
+
+    add_model(repo, "spam2", "spam", versions=(1, 2), version_policy={"all": {}})
+    async with serving(tiny_settings(repo)) as (_, client):
+        by_query = await client.post("/v1/text/classify", params={"model": "spam2", "version": 1}, json={"texts": ["ok"]})
+        by_body = await client.post("/v1/text/classify", json={"texts": ["ok"], "model": "spam2"})
+    assert (by_query.json()["model"], by_query.json()["version"]) == ("spam2", 1)
+    assert (by_body.json()["model"], by_body.json()["version"]) == ("spam2", 2)
+
+
+async def test_models_listing_shows_state_tensors_providers_and_batching(repo):
+    async with serving(tiny_settings(repo, max_delay_ms=3)) as (_, client):
+        r = await client.get("/v1/models")
+        one = await client.get("/v1/models/spam")
+    assert r.status_code == 200
+    models = {m["name"]: m for m in r.json()["models"]}
+    assert set(models) == {"digits", "spam", "temperature", "thyroid"}
+    spam = models["spam"]
+    assert spam == one.json()
+    assert (spam["task"], spam["state"]) == ("text", "ready")
+    (v1,) = spam["versions"]
+    assert v1["state"] == "ready" and v1["providers"] == ["CPUExecutionProvider"]
+    assert [t["name"] for t in v1["inputs"]] == ["input_ids", "attention_mask"]
+    assert v1["labels"] == ["ham", "spam"]
+    assert v1["batching"] == {"enabled": True, "max_batch_size": 64, "max_delay_ms": 3.0, "max_queue_size": 256}
+    assert models["thyroid"]["versions"][0]["threshold"] == 0.5
+
+
+async def test_request_id_is_echoed_or_made_and_metrics_count_requests(repo):
+    async with serving(tiny_settings(repo)) as (_, client):
+        given = await client.post("/v1/text/classify", json={"texts": ["ok"]}, headers={"X-Request-ID": "abc-123"})
+        made = await client.post("/v1/text/classify", json={"texts": ["ok"]})
+        await client.post("/v1/text/classify", json={"texts": ["ok"], "version": 9})
+        text = (await client.get("/metrics")).text
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32
+    assert metric(text, "axon_requests_total", model="spam", endpoint="text", status="200") == 2
+    assert metric(text, "axon_requests_total", model="spam", endpoint="text", status="404") == 1
+    for phase in ("preprocess", "queue", "inference", "postprocess", "total"):
+        assert metric(text, "axon_request_phase_seconds_count", model="spam", phase=phase) == 2
+    assert metric(text, "axon_models_loaded") == 4
+    assert metric(text, "axon_queue_depth", model="spam", version="1") == 0
+    assert "axon_batch_size_bucket" in text
+
+
+async def test_openapi_documents_every_task_route(repo):
+    async with serving(tiny_settings(repo)) as (_, client):
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/v1/vision/classify", "/v1/text/classify", "/v1/anomaly/score", "/v1/models", "/v2/health/ready", "/metrics"} <= set(paths)
+    vision = paths["/v1/vision/classify"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(vision)
+    json.dumps(paths)
