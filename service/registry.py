@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -49,6 +51,25 @@ class ModelVersion:
     session: ort.InferenceSession | None = None
     codec: Codec | None = None
     batcher: Batcher | None = None
+    holders: int = 0
+    _released: asyncio.Event | None = field(default=None, repr=False)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep this version's batcher open while a request that resolved it is on its way to an answer."""
+        self.holders += 1
+        try:
+            yield
+        finally:
+            self.holders -= 1
+            if not self.holders and self._released is not None:
+                self._released.set()
+
+    async def released(self) -> None:
+        """Return once no request holds this version (a reload retires it only then)."""
+        while self.holders:
+            self._released = asyncio.Event()
+            await self._released.wait()
 
     @property
     def label(self) -> str:
@@ -92,6 +113,8 @@ class ModelRegistry:
         self._arrivals = arrivals
         self._models: dict[str, dict[int | None, ModelVersion]] = {}
         self._factory: SessionFactory | None = None
+        # Set by service.lifecycle: checks a version's ONNX file in a child process before it is opened here.
+        self.validator: Callable[[ModelDescriptor], Awaitable[str | None]] | None = None
         self._scanned = False
         metrics.models_loaded.set_function(lambda: sum(e.state is ModelState.READY for e in self.entries()))
 
@@ -182,6 +205,10 @@ class ModelRegistry:
         entry = ModelVersion(d.name, d.version, d.path, d.config)
         if d.error is not None:
             return self._unavailable(entry, d.error)
+        if self.validator is not None:
+            problem = await self.validator(d)
+            if problem is not None:
+                return self._unavailable(entry, problem)
         try:
             await asyncio.to_thread(self._build, entry)
         except GpuUnavailable:
@@ -225,10 +252,26 @@ class ModelRegistry:
         log.error("%s is unavailable: %s", entry.label, reason)
         return entry
 
+    # --- hooks for service.lifecycle, which swaps versions in and out without dropping requests ---
+
+    def table(self, name: str) -> dict[int | None, ModelVersion]:
+        """The live version table of one model (created empty); lifecycle swaps entries in it."""
+        return self._models.setdefault(name, {})
+
+    async def start_version(self, d: ModelDescriptor) -> ModelVersion:
+        """Validate, build, warm up and start a version without putting it in the table."""
+        return await self._load_version(d)
+
+    async def retire(self, entry: ModelVersion) -> None:
+        """Drain and close a version that is no longer in the table."""
+        await self._retire(entry)
+
     async def _retire(self, entry: ModelVersion) -> None:
         # New requests are refused from here on; those already queued still finish below.
         if entry.state is not ModelState.UNAVAILABLE:
             entry.state, entry.reason = ModelState.UNAVAILABLE, "unloaded"
+        # Requests that resolved this version before it left the table still get to queue on it.
+        await entry.released()
         if entry.batcher is not None:
             await entry.batcher.stop()
             self._metrics.forget_version(entry.name, entry.version or 0)
