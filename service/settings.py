@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -50,6 +50,19 @@ class Limits(BaseModel):
     """Points of one time series."""
     max_top_k: int = Field(100, ge=1)
     """Largest `top_k` a vision request may ask for."""
+
+
+class AuthSettings(BaseModel):
+    """Bearer tokens: inference is open without a token; management is closed without one."""
+
+    inference_token: SecretStr | None = None
+    """Token the inference API (task endpoints, /v1/models, /v2 metadata and infer) demands; None leaves it open."""
+    management_token: SecretStr | None = None
+    """Token the repository API (index, load, unload) demands; None keeps that API refused (403)."""
+    protect_health: bool = False
+    """Put /v2/health/* behind the inference token too (load balancer probes then need it)."""
+    protect_metrics: bool = False
+    """Put /metrics behind the inference token too."""
 
 
 class Settings(BaseSettings):
@@ -95,6 +108,19 @@ class Settings(BaseSettings):
     strict_readiness: bool = False
     """True keeps /v2/health/ready at 503 while any model is unavailable, not only while loading."""
 
+    auth: AuthSettings = AuthSettings()
+    """Access control (`AXON_AUTH__INFERENCE_TOKEN`, `AXON_AUTH__MANAGEMENT_TOKEN`, ...)."""
+    cors_origins: Annotated[list[str], NoDecode] = []
+    """Browser origins allowed by CORS (JSON list or commas); empty keeps CORS off."""
+    repository_poll_interval_s: float | None = Field(None, gt=0)
+    """Rescan the repository this often and (re)load changed models; None (default) loads only on request."""
+    validate_models: bool = True
+    """Check every ONNX file in a child process before the server opens it (crash, escape and test-run checks)."""
+    validation_timeout_s: float = Field(60.0, gt=0)
+    """How long that child may take before the version is refused."""
+    validation_memory_limit_mb: int | None = Field(8192, ge=64)
+    """Address-space cap of that child in MiB (None: no cap)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Threshold of the service's logs."""
     log_json: bool = False
@@ -106,7 +132,7 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, gt=0)
     """After SIGTERM, how long queued and running requests may take to finish before the process exits."""
 
-    @field_validator("providers", mode="before")
+    @field_validator("providers", "cors_origins", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
         if isinstance(value, str):
