@@ -2,6 +2,8 @@
 
 Whatever goes wrong, the client receives `{"error": "<message>", "code": "<code>"}` with the status
 of the situation: FastAPI's validation errors, Starlette's 404/405 and our own errors all share it.
+The V2 protocol's error body is `{"error": "<message>"}`; V2 clients (tritonclient included) read only
+`error`, so the same body serves them and the extra `code` stays for everyone else.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from service.auth import AuthError
+from service.naming import UnsafeName
+from service.v2.errors import ProtocolError
 
 log = logging.getLogger("axon.errors")
 
@@ -134,6 +140,14 @@ async def _axon_error(request: Request, exc: AxonError) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
+async def _refused(request: Request, exc: ProtocolError | UnsafeName | AuthError) -> JSONResponse:
+    # Errors of modules that know nothing of HTTP (V2 wire format, names) or of AxonError (auth).
+    if isinstance(exc, AuthError):
+        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+    code = "invalid_name" if isinstance(exc, UnsafeName) else "bad_request"
+    return error_response(400, code, exc.message)
+
+
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -169,6 +183,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception type the app can see to the one error shape."""
     app.add_exception_handler(AxonError, _axon_error)
+    for refusal in (ProtocolError, UnsafeName, AuthError):
+        app.add_exception_handler(refusal, _refused)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
