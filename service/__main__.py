@@ -8,7 +8,6 @@ balancer to notice) uvicorn stops accepting connections, lets running requests f
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from types import FrameType
@@ -33,15 +32,22 @@ class GracefulServer(uvicorn.Server):
         self.exit_code = 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        first, self._signalled = not self._signalled, True
+        if self._signalled:  # a second signal: stop waiting for running requests
+            self.force_exit = True
+            return
+        self._signalled = True
+        # Only flag-setting here: a signal handler must not take locks (logging does).
         self._on_signal()
-        if first and self._delay_s > 0:
-            log.info("signal %s: readiness is now 503; closing the listener in %.1f s", signal.Signals(sig).name, self._delay_s)
-            timer = threading.Timer(self._delay_s, super().handle_exit, (sig, frame))
+        if self._delay_s > 0:
+            timer = threading.Timer(self._delay_s, self._begin_exit)
             timer.daemon = True
             timer.start()
-            return
-        super().handle_exit(sig, frame)
+        else:
+            self._begin_exit()
+
+    def _begin_exit(self) -> None:
+        # uvicorn then closes the listener, waits for running requests, and runs the lifespan shutdown.
+        self.should_exit = True
 
     def fail(self, reason: str) -> None:
         """End the process with a non-zero status (a start-up error such as a required GPU missing)."""
