@@ -28,6 +28,7 @@ from service.preprocessing import (
 from service.registry import ModelRegistry, ModelVersion
 from service.runtime import Tensors
 from service.settings import Settings
+from service.signature import check_inputs
 
 # Above this many payload bytes, pre-processing moves to a worker thread so the event loop keeps serving.
 OFFLOAD_BYTES = 64 * 1024
@@ -69,9 +70,11 @@ class Dataplane:
             label = entry.name
             assert entry.batcher is not None
             t_pre = time.perf_counter()
-            inputs = await asyncio.to_thread(encode, entry) if payload_bytes > OFFLOAD_BYTES else encode(entry)
-            t_queued = time.perf_counter()
-            result: BatchResult = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
+            # Held until answered: a reload swapping this version out lets this request finish on it.
+            with entry.hold():
+                inputs = await asyncio.to_thread(encode, entry) if payload_bytes > OFFLOAD_BYTES else encode(entry)
+                t_queued = time.perf_counter()
+                result: BatchResult = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
             t_done = time.perf_counter()
             body = {"model": entry.name, "version": entry.version, **decode(entry, result.outputs)}
             end = time.perf_counter()
@@ -93,17 +96,32 @@ class Dataplane:
         finally:
             self.metrics.requests.labels(label, endpoint, str(status)).inc()
 
-    async def infer(self, endpoint: str, name: str, version: int | None, inputs: Tensors) -> tuple[ModelVersion, BatchResult]:
-        """Run already-validated model tensors through the model's batcher (the V2 protocol's path)."""
+    async def infer(
+        self, endpoint: str, name: str, version: int | None, inputs: Tensors, decode_s: float = 0.0,
+    ) -> tuple[ModelVersion, BatchResult]:
+        """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue."""
+        start = time.perf_counter()
         status = 500
         try:
             entry = self.resolve(None, name, version)
-            assert entry.batcher is not None
-            result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
+            assert entry.batcher is not None and entry.config is not None
+            vocab = entry.codec.tokenizer.get_vocab_size() if isinstance(entry.codec, TextCodec) else None
+            inputs = check_inputs(entry.config, inputs, entry.label, vocab)
+            with entry.hold():
+                result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
+            self.metrics.observe_phases(name, {
+                "preprocess": decode_s,
+                "queue": result.queue_s,
+                "inference": result.inference_s,
+                "total": decode_s + time.perf_counter() - start,
+            })
             status = 200
             return entry, result
         except AxonError as exc:
             status = exc.status_code
+            raise
+        except asyncio.CancelledError:
+            status = 499
             raise
         finally:
             self.metrics.requests.labels(name, endpoint, str(status)).inc()
