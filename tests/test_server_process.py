@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+from app_harness import metric
 from tiny_models import build_repository
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,19 @@ async def test_real_server_serves_then_drains_on_sigterm(tmp_path):
             assert r.headers["x-request-id"] == "proc-test-1"
 
             series = [10.0 + (i % 50) / 10 for i in range(12_000)]
+            # A client that gives up: its remaining windows must not be computed.
+            try:
+                await client.post("/v1/anomaly/score", json={"series": series}, timeout=0.3)
+                raise AssertionError("the long request should outlast the client's timeout")
+            except httpx.ReadTimeout:
+                pass
+            await asyncio.sleep(0.3)
+            first = metric((await client.get("/metrics")).text, "axon_batch_size_count", model="temperature", version="1")
+            await asyncio.sleep(0.3)
+            text = (await client.get("/metrics")).text
+            assert metric(text, "axon_batch_size_count", model="temperature", version="1") == first < 6000
+            assert metric(text, "axon_requests_total", model="temperature", endpoint="anomaly", status="499") == 1
+
             long = asyncio.create_task(client.post("/v1/anomaly/score", json={"series": series}))
             await asyncio.sleep(0.3)
             assert not long.done(), "the long request should still be running"
