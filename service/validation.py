@@ -120,7 +120,16 @@ def check_external_data(model_path: Path) -> None:
         if os.fstat(handle.fileno()).st_size == 0:
             raise ValueError("the model file is empty")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            locations = external_data_locations(data)
+            try:
+                locations = external_data_locations(data)
+            except ValueError as exc:
+                # Only the message leaves this block: the traceback's frames hold views of the map,
+                # which could not be closed while they live.
+                problem = str(exc)
+            else:
+                problem = None
+    if problem is not None:
+        raise ValueError(problem)
     for location in locations:
         # Windows-style absolute forms count too: a repository may be copied between systems.
         windows_absolute = location.startswith("\\") or (len(location) > 1 and location[1] == ":")

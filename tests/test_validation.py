@@ -78,12 +78,15 @@ def test_truncated_model_fails_cleanly(folder: Path):
     assert result.inputs == []
 
 
-@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"this is not a model\n" * 10, "protobuf|cannot load")])
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty"), (b"this is not a model\n" * 10, "protobuf|cannot load"), (b"not onnx", "not an ONNX protobuf"),
+])
 def test_empty_or_garbage_file_fails_cleanly(folder: Path, content: bytes, reason: str):
     (folder / "model.onnx").write_bytes(content)
     result = validate_model(folder / "model.onnx")
     assert not result.ok
     assert any(word in result.reason for word in reason.split("|")), result.reason
+    assert "without a result" not in result.reason  # the child reported it, it did not die
 
 
 def test_missing_file_fails_cleanly(folder: Path):
