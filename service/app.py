@@ -7,16 +7,17 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from PIL import Image
 
+from service.auth import add_cors, inference_dependency, management_dependency
 from service.errors import install_error_handlers
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.routes import anomaly, health, metrics, models, text, vision
+from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
 from service.state import AxonState
 
-ROUTERS = (health.router, metrics.router, models.router, vision.router, text.router, anomaly.router)
+ROUTERS = (health.router, metrics.router, models.router, vision.router, text.router, anomaly.router, v2.router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,9 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.axon = state
     install_error_handlers(app)
+    auth = settings.auth
+    # No token configured: no dependency at all, so open inference pays nothing per request.
+    inference = [Depends(inference_dependency(auth.inference_token))] if auth.inference_token else []
+    # Health and metrics stay open for probes and scrapers unless asked otherwise.
+    open_routers = [r for r, protect in ((health.router, auth.protect_health), (metrics.router, auth.protect_metrics)) if not protect]
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, dependencies=[] if any(router is r for r in open_routers) else inference)
+    app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token))])
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)
+    add_cors(app, settings.cors_origins)  # outermost: preflights are answered before auth or limits
     return app

@@ -28,7 +28,7 @@ from service.preprocessing import (
 from service.registry import ModelRegistry, ModelVersion
 from service.runtime import Tensors
 from service.settings import Settings
-from service.signature import check_inputs
+from service.signature import check_inputs, check_outputs
 
 # Above this many payload bytes, pre-processing moves to a worker thread so the event loop keeps serving.
 OFFLOAD_BYTES = 64 * 1024
@@ -98,6 +98,7 @@ class Dataplane:
 
     async def infer(
         self, endpoint: str, name: str, version: int | None, inputs: Tensors, decode_s: float = 0.0,
+        outputs: list[str] | None = None,
     ) -> tuple[ModelVersion, BatchResult]:
         """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue."""
         start = time.perf_counter()
@@ -107,6 +108,7 @@ class Dataplane:
             assert entry.batcher is not None and entry.config is not None
             vocab = entry.codec.tokenizer.get_vocab_size() if isinstance(entry.codec, TextCodec) else None
             inputs = check_inputs(entry.config, inputs, entry.label, vocab)
+            check_outputs(entry.config, outputs or [], entry.label)
             with entry.hold():
                 result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
             self.metrics.observe_phases(name, {

@@ -49,6 +49,14 @@ def check_inputs(config: ModelConfig, inputs: Tensors, label: str, vocab_size: i
     return {name: inputs[name] for name in declared}
 
 
+def check_outputs(config: ModelConfig, names: list[str], label: str) -> None:
+    """Refuse (400) an output name the config does not declare."""
+    declared = [spec.name for spec in config.outputs]
+    unknown = [name for name in names if name not in declared]
+    if unknown:
+        raise BadRequest(f"{label} has no output {unknown[0]!r}; its outputs are {declared}")
+
+
 def _check_text(spec: TextPreprocessing, inputs: Tensors, label: str, vocab_size: int | None) -> None:
     for name, array in inputs.items():
         if array.ndim == 2 and array.shape[1] > spec.max_length:

@@ -10,6 +10,7 @@ from fastapi import Request
 
 from service.batcher import Arrivals
 from service.core import Dataplane
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
 from service.runtime import GpuUnavailable
@@ -27,6 +28,7 @@ class AxonState:
         self.arrivals = Arrivals()
         self.registry = ModelRegistry(settings, self.metrics, self.arrivals)
         self.dataplane = Dataplane(self.registry, settings, self.metrics)
+        self.lifecycle = Lifecycle(self.registry, settings)
         self.loaded = False
         self.draining = False
         self.fatal: str | None = None
@@ -37,7 +39,7 @@ class AxonState:
     async def load_models(self) -> None:
         """Load the whole repository; runs in the background so liveness answers during start-up."""
         try:
-            await self.registry.load_all()
+            await self.lifecycle.load_all()
         except GpuUnavailable as exc:
             self.fatal = str(exc)
             log.critical("start-up failed: %s", exc)
@@ -45,6 +47,7 @@ class AxonState:
                 self.on_fatal(self.fatal)
             return
         self.loaded = True
+        self.lifecycle.start_polling()
         ready = sum(e.state is ModelState.READY for e in self.registry.entries())
         log.info("model repository loaded: %d of %d versions ready", ready, len(self.registry.entries()))
 
@@ -65,6 +68,7 @@ class AxonState:
     async def stop(self) -> None:
         """Stop taking work, cancel a load still running, and drain every batcher."""
         self.draining = True
+        await self.lifecycle.stop()
         if self.load_task is not None and not self.load_task.done():
             self.load_task.cancel()
             try:

@@ -1,0 +1,283 @@
+"""Model lifecycle: load, reload and unload models from the repository while the server keeps answering.
+
+A (re)load scans one model folder, applies its version policy, and for every selected version whose
+files changed since it was built: validates the ONNX file in a child process (a malicious or broken
+file can crash only that child), builds and warms a session, starts its batcher, and only then swaps
+it into the registry's table. The version it replaces leaves the table at once (new requests go to
+the new one) and is retired afterwards: requests that already resolved it keep its batcher open until
+they are queued, and its queue drains before its session is dropped. A version that fails to load
+never replaces one that serves: a changed version keeps its previous files serving, and when a new
+version fails, older versions outside the policy keep serving in its place. Failures are reported
+with their reason by `index()` and by the load call itself.
+
+Change detection compares file sizes and modification times (no hashing of large files); polling
+the repository with it is optional (`repository_poll_interval_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from service.errors import AxonError, ModelNotFound
+from service.model_config import CONFIG_FILE
+from service.naming import resolve_inside, validate_model_name
+from service.registry import ModelRegistry, ModelState, ModelVersion
+from service.repository import ModelDescriptor, discover_model, model_names, versions_on_disk
+from service.settings import Settings
+from service.validation import validate_model
+
+log = logging.getLogger("axon.lifecycle")
+
+Fingerprint = tuple
+"""Sizes and modification times of the files a version (or a whole model folder) is built from."""
+
+
+class LoadFailed(AxonError):
+    """A load request ended with a selected version not serving; the reason says what still serves."""
+
+    status_code = 400
+    code = "load_failed"
+
+
+def _stat(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (path.name, None)
+    return (path.name, st.st_size, st.st_mtime_ns)
+
+
+def version_print(model_dir: Path, version: int | None) -> Fingerprint:
+    """What a version is built from: the model's config.json and every file of its version folder."""
+    top = _stat(model_dir / CONFIG_FILE)
+    if version is None:
+        return (top,)
+    folder = model_dir / str(version)
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+    except OSError:
+        files = []
+    return (top, *(_stat(p) for p in files))
+
+
+def model_print(model_dir: Path) -> Fingerprint:
+    """What a whole model folder looks like: its config and every numeric version folder's files."""
+    try:
+        versions = versions_on_disk(model_dir)
+    except OSError:
+        return ()
+    return (version_print(model_dir, None), *((v, version_print(model_dir, v)) for v in versions))
+
+
+class Lifecycle:
+    """Loads, reloads and unloads models of the repository through the registry, one model at a time."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.root = Path(settings.model_repository)
+        self.unloaded: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._built: dict[tuple[str, int | None], Fingerprint] = {}
+        self._seen: dict[str, Fingerprint] = {}
+        self._failed: dict[tuple[str, int | None], str] = {}
+        self._standing_in: set[tuple[str, int | None]] = set()
+        self._loading: dict[str, set[int | None]] = {}
+        self._poller: asyncio.Task | None = None
+        if settings.validate_models:
+            registry.validator = self.validate
+
+    async def validate(self, descriptor: ModelDescriptor) -> str | None:
+        """Check a version's ONNX file in a child process; the failure reason, or None when it may load."""
+        result = await asyncio.to_thread(
+            validate_model, descriptor.model_file, self.settings.validation_timeout_s,
+            True, self.settings.validation_memory_limit_mb,
+        )
+        return None if result.ok else f"validation failed: {result.reason}"
+
+    async def load_all(self) -> None:
+        """Start-up: load the whole repository through the registry and remember what each version was built from."""
+        prints = await asyncio.to_thread(self._snapshot)
+        await self.registry.load_all()
+        for name, (whole, versions) in prints.items():
+            self._seen[name] = whole
+            for version, fp in versions.items():
+                self._built[(name, version)] = fp
+
+    def _snapshot(self) -> dict[str, tuple[Fingerprint, dict[int | None, Fingerprint]]]:
+        out = {}
+        for name in model_names(self.root):
+            folder = self.root / name
+            versions = {None: version_print(folder, None)}
+            versions |= {v: version_print(folder, v) for v in versions_on_disk(folder)}
+            out[name] = (model_print(folder), versions)
+        return out
+
+    def model_dir(self, name: str) -> Path:
+        """The folder of a model a client named: 400 for an unsafe name, 404 when it is not in the repository."""
+        validate_model_name(name)
+        folder = resolve_inside(self.root, name)
+        if not (folder / CONFIG_FILE).is_file():
+            raise ModelNotFound(f"model '{name}' is not in the repository")
+        return folder
+
+    async def load(self, name: str) -> list[ModelVersion]:
+        """(Re)load one model from disk; raises LoadFailed if a version its policy selects does not serve."""
+        folder = await asyncio.to_thread(self.model_dir, name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            self.unloaded.discard(name)
+            whole = await asyncio.to_thread(model_print, folder)
+            descriptors = await asyncio.to_thread(self._scan, folder)
+            self._seen[name] = whole
+            entries = await self._apply(name, folder, descriptors)
+        problems = [f"{e.label}: {e.reason}" for e in entries if e.state is not ModelState.READY]
+        problems += [f"model '{name}' version {v}: {why}" for (n, v), why in self._failed.items() if n == name]
+        if problems:
+            serving = [str(e.version) for e in self.registry.versions(name) if e.state is ModelState.READY]
+            still = f"; serving version(s) {', '.join(serving)}" if serving else "; no version serves"
+            raise LoadFailed(f"failed to load {'; '.join(problems)}{still}")
+        return entries
+
+    def _scan(self, folder: Path) -> list[ModelDescriptor]:
+        return discover_model(folder)
+
+    async def _apply(self, name: str, folder: Path, descriptors: list[ModelDescriptor]) -> list[ModelVersion]:
+        table = self.registry.table(name)
+        loading = self._loading.setdefault(name, set())
+        retire: list[ModelVersion] = []
+        for d in descriptors:
+            fp = version_print(folder, d.version)
+            old = table.get(d.version)
+            serving = old is not None and old.state is ModelState.READY
+            if serving and self._built.get((name, d.version)) == fp:
+                continue  # unchanged: keep it, warm and queued as it is
+            loading.add(d.version)
+            try:
+                new = await self.registry.start_version(d)
+            finally:
+                loading.discard(d.version)
+            if new.state is not ModelState.READY and serving:
+                self._failed[(name, d.version)] = f"reload failed, previous files still serving: {new.reason}"
+                log.error("%s: reload failed, previous files still serving: %s", new.label, new.reason)
+                continue
+            table[d.version] = new  # the swap: requests resolving from now on get the new version
+            self._forget(name, d.version)
+            self._built[(name, d.version)] = fp
+            if old is not None:
+                retire.append(old)
+        retire += self._outside_policy(name, table, {d.version for d in descriptors})
+        # Drains run after the swap: in-flight requests on the old versions finish on them.
+        await asyncio.gather(*(self.registry.retire(e) for e in retire))
+        return [table[d.version] for d in descriptors]
+
+    def _outside_policy(self, name: str, table: dict, wanted: set[int | None]) -> list[ModelVersion]:
+        """Versions to retire: those the policy no longer selects, except ready ones standing in for failed ones."""
+        missing = sum(1 for v in wanted if table[v].state is not ModelState.READY)
+        out = []
+        for version in sorted((v for v in table if v not in wanted), key=lambda v: -1 if v is None else v, reverse=True):
+            entry = table[version]
+            if entry.state is ModelState.READY and missing > 0:
+                missing -= 1
+                self._standing_in.add((name, version))
+                continue
+            out.append(table.pop(version))
+            self._forget(name, version)
+        return out
+
+    def _forget(self, name: str, version: int | None) -> None:
+        self._built.pop((name, version), None)
+        self._failed.pop((name, version), None)
+        self._standing_in.discard((name, version))
+
+    async def unload(self, name: str) -> None:
+        """Take a model out of service (queued requests finish); it stays listed in the index as unloaded."""
+        validate_model_name(name)
+        known = name in self.registry.names()
+        if not known:
+            await asyncio.to_thread(self.model_dir, name)  # 404 unless it is at least on disk
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            self.unloaded.add(name)
+            self._forget_model(name)
+            await self.registry.unload(name)
+
+    def _forget_model(self, name: str) -> None:
+        self._seen.pop(name, None)
+        for key in {*self._built, *self._failed, *self._standing_in}:
+            if key[0] == name:
+                self._forget(*key)
+
+    async def index(self, ready_only: bool = False) -> list[dict]:
+        """Triton's repository index: every model on disk or in the table, per version, with state and reason."""
+        on_disk = await asyncio.to_thread(model_names, self.root)
+        loaded = set(self.registry.names())
+        rows: list[dict] = []
+        for name in sorted(loaded | set(on_disk)):
+            if name not in loaded:
+                if not ready_only:
+                    why = "unloaded" if name in self.unloaded else "not loaded"
+                    rows.append({"name": name, "state": "UNAVAILABLE", "reason": why})
+                continue
+            for version in sorted(self._loading.get(name, ()), key=lambda v: -1 if v is None else v, reverse=True):
+                if not ready_only:
+                    rows.append(_row(name, version, "LOADING", "a new version is being validated and warmed up"))
+            for entry in self.registry.versions(name):
+                state = entry.state.value.upper()
+                if ready_only and state != "READY":
+                    continue
+                reason = self._failed.get((name, entry.version)) or entry.reason or ""
+                if (name, entry.version) in self._standing_in:
+                    reason = "outside the version policy; serving until a newer version loads"
+                rows.append(_row(name, entry.version, state, reason))
+        return rows
+
+    async def poll(self) -> None:
+        """One scan of the repository: load new or changed models, unload removed ones (not those unloaded by hand)."""
+        on_disk = await asyncio.to_thread(model_names, self.root)
+        for name in on_disk:
+            if name in self.unloaded:
+                continue
+            whole = await asyncio.to_thread(model_print, self.root / name)
+            if whole != self._seen.get(name):
+                log.info("model '%s' changed on disk: reloading", name)
+                try:
+                    await self.load(name)
+                except AxonError as exc:
+                    log.error("reload of model '%s' failed: %s", name, exc.message)
+        for name in set(self.registry.names()) - set(on_disk):
+            log.info("model '%s' left the repository: unloading", name)
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                self._forget_model(name)
+                await self.registry.unload(name)
+
+    def start_polling(self) -> None:
+        """Poll the repository every `repository_poll_interval_s` seconds, if set."""
+        interval = self.settings.repository_poll_interval_s
+        if interval is not None and self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever(interval), name="poll-repository")
+
+    async def _poll_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll()
+            except Exception:  # a bad scan must not end polling
+                log.exception("polling the model repository failed")
+
+    async def stop(self) -> None:
+        """Stop polling (the registry drains the batchers itself)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+            self._poller = None
+
+
+def _row(name: str, version: int | None, state: str, reason: str) -> dict:
+    row: dict = {"name": name}
+    if version is not None:
+        row["version"] = str(version)
+    return row | {"state": state, "reason": reason}
