@@ -19,9 +19,13 @@ TINY_DEFAULTS = {"vision": "digits", "text": "spam", "anomaly": "thyroid", "seri
 
 
 def tiny_settings(root: Path, **overrides) -> Settings:
-    """Settings for the tiny repository: CPU only, task defaults pointing at the tiny models."""
+    """Settings for the tiny repository: CPU only, task defaults pointing at the tiny models.
+
+    The child-process check of every ONNX file is off: it has its own tests, and here it would
+    cost a process start per model per test.
+    """
     values = {"model_repository": root, "providers": ["CPUExecutionProvider"], "default_models": TINY_DEFAULTS,
-              "warmup_runs": 1, "access_log": False}
+              "warmup_runs": 1, "access_log": False, "validate_models": False}
     return Settings(**(values | overrides))
 
 
