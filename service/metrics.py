@@ -38,6 +38,14 @@ class Metrics:
             "axon_queue_depth", "Rows waiting in a model version's batch queue.", ["model", "version"],
             registry=self.registry,
         )
+        self.http_requests = Counter(
+            "axon_http_requests", "Every HTTP request by method, route template and status (errors before any model included).",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "axon_http_request_seconds", "Time from the request's arrival to its response, by route template.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
         self.models_loaded = Gauge("axon_models_loaded", "Model versions ready to serve.", registry=self.registry)
 
     def batch_observer(self, model: str, version: int) -> Callable[[int, float], None]:
@@ -66,6 +74,11 @@ class Metrics:
         """Record the seconds spent in each phase of one request."""
         for phase, seconds in phases.items():
             self.latency.labels(model, phase).observe(seconds)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its duration."""
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_seconds.labels(route).observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""

@@ -53,9 +53,15 @@ class RequestContextMiddleware:
             with self.arrivals.coming():
                 await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - start
+            # The route template, not the raw path: unknown paths must not grow the label set.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            state = getattr(getattr(scope.get("app"), "state", None), "axon", None)
+            if state is not None:
+                state.metrics.observe_http(scope["method"], route, status, elapsed)
             if self.log_requests:
                 access_log.info(
-                    "%s %s %d %.1fms", scope["method"], scope["path"], status, (time.perf_counter() - start) * 1000,
+                    "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
                     extra={"method": scope["method"], "path": scope["path"], "status": status},
                 )
             request_id.reset(token)

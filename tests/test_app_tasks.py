@@ -112,6 +112,8 @@ async def test_request_id_is_echoed_or_made_and_metrics_count_requests(repo):
         given = await client.post("/v1/text/classify", json={"texts": ["ok"]}, headers={"X-Request-ID": "abc-123"})
         made = await client.post("/v1/text/classify", json={"texts": ["ok"]})
         await client.post("/v1/text/classify", json={"texts": ["ok"], "version": 9})
+        await client.post("/v1/text/classify", json={"texts": "not a list"})
+        await client.get("/no/such/path")
         text = (await client.get("/metrics")).text
     assert given.headers["x-request-id"] == "abc-123"
     assert len(made.headers["x-request-id"]) == 32
@@ -122,6 +124,10 @@ async def test_request_id_is_echoed_or_made_and_metrics_count_requests(repo):
     assert metric(text, "axon_models_loaded") == 4
     assert metric(text, "axon_queue_depth", model="spam", version="1") == 0
     assert "axon_batch_size_bucket" in text
+    # Requests refused before any model is involved are counted per route template too.
+    assert metric(text, "axon_http_requests_total", method="POST", route="/v1/text/classify", status="422") == 1
+    assert metric(text, "axon_http_requests_total", method="POST", route="/v1/text/classify", status="200") == 2
+    assert metric(text, "axon_http_requests_total", method="GET", route="unmatched", status="404") == 1
 
 
 async def test_openapi_documents_every_task_route(repo):
