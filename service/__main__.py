@@ -16,7 +16,7 @@ import uvicorn
 
 from service.app import create_app
 from service.logs import configure_logging
-from service.settings import Settings
+from service.settings import Settings, settings_table
 
 log = logging.getLogger("axon")
 
@@ -56,8 +56,14 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     """Read settings from the environment, configure logs, and serve until a signal."""
+    if argv:
+        if argv[0] in ("-h", "--help"):
+            print(f"usage: python -m service\n\n{__doc__.strip()}\n\nEvery setting is an environment variable:\n\n{settings_table()}")
+            return 0
+        print(f"python -m service takes no arguments (got {' '.join(argv)}); settings come from AXON_* variables, see --help", file=sys.stderr)
+        return 2
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
@@ -83,4 +89,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

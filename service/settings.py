@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -18,6 +18,9 @@ GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 class DefaultModels(BaseModel):
     """The model each task endpoint serves when a request names none."""
+
+    # The docstring under each field becomes its description (docs, `settings_table`).
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     vision: str = "mnist-cnn"
     """Default model of POST /v1/vision/classify."""
@@ -31,6 +34,9 @@ class DefaultModels(BaseModel):
 
 class Limits(BaseModel):
     """What one request may carry; anything above is refused with 413 before any work is done."""
+
+    # The docstring under each field becomes its description (docs, `settings_table`).
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
     """Largest request body in bytes, enforced while reading (chunked bodies included)."""
@@ -55,6 +61,9 @@ class Limits(BaseModel):
 class AuthSettings(BaseModel):
     """Bearer tokens: inference is open without a token; management is closed without one."""
 
+    # The docstring under each field becomes its description (docs, `settings_table`).
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     inference_token: SecretStr | None = None
     """Token the inference API (task endpoints, /v1/models, /v2 metadata and infer) demands; None leaves it open."""
     management_token: SecretStr | None = None
@@ -68,7 +77,9 @@ class AuthSettings(BaseModel):
 class Settings(BaseSettings):
     """The service's configuration; build one with `Settings()` (environment) or keyword arguments (tests)."""
 
-    model_config = SettingsConfigDict(env_prefix="AXON_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AXON_", env_nested_delimiter="__", extra="ignore", use_attribute_docstrings=True
+    )
 
     host: str = "127.0.0.1"
     """Interface `python -m service` binds to (0.0.0.0 in containers)."""
@@ -153,3 +164,21 @@ class Settings(BaseSettings):
     def wants_gpu(self) -> bool:
         """Whether any GPU provider is asked for."""
         return any(p in GPU_PROVIDERS for p in self.providers)
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table row: environment variable, default, description (for the README)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            kind = field.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, f"{prefix}{name.upper()}__")
+                continue
+            default = field.get_default(call_default_factory=True)
+            shown = json.dumps(default) if isinstance(default, list) else ("" if default is None else str(default))
+            rows.append(f"| `{prefix}{name.upper()}` | `{shown}` | {field.description or ''} |")
+
+    walk(Settings, "AXON_")
+    return "\n".join(rows)

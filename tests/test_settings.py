@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import Limits, Settings, settings_table
 
 
 def test_defaults_serve_the_default_models_on_localhost(monkeypatch):
@@ -49,3 +49,11 @@ def test_providers_accept_json_and_commas(monkeypatch):
 def test_invalid_values_are_refused(field, value):
     with pytest.raises(ValidationError):
         Settings(**{field: value})
+
+
+def test_every_setting_is_documented_in_the_table():
+    table = settings_table()
+    assert "| `AXON_LIMITS__MAX_IMAGES` | `64` | Images per vision request. |" in table
+    assert "| `AXON_BATCHING_ENABLED` | `True` |" in table
+    for field in list(Settings.model_fields.values()) + list(Limits.model_fields.values()):
+        assert field.description, field
