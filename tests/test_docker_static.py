@@ -168,6 +168,13 @@ def test_stop_grace_period_outlasts_shutdown_delay_plus_drain() -> None:
         assert seconds(api["stop_grace_period"]) > drain + 5
 
 
+def test_tokens_reach_the_api_only_when_set() -> None:
+    unset = compose_config(COMPOSE)["services"]["api"]["environment"]
+    assert unset["AXON_AUTH__MANAGEMENT_TOKEN"] is None and unset["AXON_AUTH__INFERENCE_TOKEN"] is None
+    given = compose_config(COMPOSE, env={"AXON_AUTH__MANAGEMENT_TOKEN": "s3cret"})["services"]["api"]["environment"]
+    assert given["AXON_AUTH__MANAGEMENT_TOKEN"] == "s3cret"
+
+
 def test_gpu_override_reserves_an_nvidia_gpu_and_requires_it() -> None:
     api = compose_config(COMPOSE, COMPOSE_GPU)["services"]["api"]
     devices = api["deploy"]["resources"]["reservations"]["devices"]
