@@ -169,7 +169,7 @@ class Dataplane:
             spec = entry.config.anomaly
             return {"threshold": spec.threshold, "results": sample_scores(outputs[spec.score_output], spec.threshold)}
 
-        return await self.run("anomaly", "anomaly", model, version, encode, decode, 8 * len(samples) * 21)
+        return await self.run("anomaly", "anomaly", model, version, encode, decode, 8 * sum(map(len, samples)))
 
     async def score_series(
         self, series: list[float], timestamps: list[Any] | None, model: str | None, version: int | None,

@@ -10,7 +10,6 @@ with a message naming the offending item.
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -269,7 +268,3 @@ def series_scores(window_scores: np.ndarray, n_points: int, spec: SeriesPreproce
     found = [{"start": s.start, "end": s.end, "max_score": s.max_score} for s in scoring.segments(points, threshold)]
     return results, found
 
-
-def finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: a non-finite score is reported as null."""
-    return value if math.isfinite(value) else None
