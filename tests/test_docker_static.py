@@ -216,6 +216,7 @@ def exported_metric_names() -> set[str]:
     metrics.batch_observer("m", 1)(4, 0.002)
     metrics.watch_queue("m", 1, lambda: 3)
     metrics.models_loaded.set(1)
+    metrics.observe_http("POST", "/v1/x", 200, 0.01)
     return {
         line.split("{")[0].split(" ")[0]
         for line in metrics.render().decode().splitlines()
