@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app_harness import serving, tiny_settings
+from app_harness import metric, serving, tiny_settings
 from tiny_models import add_model, build_repository
 
 
@@ -79,3 +79,29 @@ async def test_required_gpu_missing_is_a_start_up_error(tmp_path):
     else:  # a GPU machine: every version really runs on CUDA
         assert r.status_code == 200
         assert {m["versions"][0]["providers"][0] for m in models} == {"CUDAExecutionProvider"}
+
+
+async def test_a_request_whose_client_left_is_not_computed(tmp_path):
+    root = build_repository(tmp_path / "models")
+    async with serving(tiny_settings(root)) as (app, client):
+        body = b'{"texts": ["free cash now"]}'
+        messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+        sent = []
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/v1/text/classify", "raw_path": b"/v1/text/classify", "root_path": "", "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1), "server": ("axon.test", 80),
+        }
+        await app(scope, receive, send)
+        text = (await client.get("/metrics")).text
+    assert sent[0]["status"] == 499
+    assert metric(text, "axon_requests_total", model="spam", endpoint="text", status="499") == 1
+    assert metric(text, "axon_batch_size_count", model="spam", version="1") == 0
