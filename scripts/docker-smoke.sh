@@ -5,7 +5,11 @@
 #   3. build the `service` target on it with BuildKit (the host CA bundle lent to pip as a build secret),
 #   4. `docker compose up --wait` (healthcheck on /v2/health/ready),
 #   5. send real dataset samples to the vision, text and anomaly endpoints and check the answers,
-#   6. `docker compose down -v`, and stop the engine if this script started it.
+#   6. monitoring profile: Prometheus scrapes the api and answers the dashboard's queries
+#      (a local image of Debian's prometheus stands in for prom/prometheus; AXON_SMOKE_MONITORING=0 skips),
+#   7. optional (AXON_SMOKE_TRAINER=1): build the trainer, `compose run trainer rebuild --only
+#      thyroid-autoencoder` into the models volume, and watch the running api load the new version,
+#   8. graceful stop, `docker compose down -v`, and stop the engine if this script started it.
 #
 #   sudo scripts/docker-smoke.sh            # AXON_SMOKE_KEEP=1 leaves the stack and engine running
 #
@@ -20,6 +24,11 @@ BASE_IMAGE="${AXON_SMOKE_BASE:-axon-base:bookworm}"
 IMAGE="${AXON_SMOKE_IMAGE:-axon-service:smoke}"
 PORT="${AXON_SMOKE_PORT:-18000}"
 PROJECT="axon-smoke"
+MONITORING="${AXON_SMOKE_MONITORING:-1}"
+TRAINER="${AXON_SMOKE_TRAINER:-0}"
+PROM_PORT="${AXON_SMOKE_PROMETHEUS_PORT:-19090}"
+# Where pip finds the CPU torch wheel for the trainer when download.pytorch.org is unreachable.
+TORCH_WHEELS="${AXON_SMOKE_TORCH_WHEELS:-/opt/wheels}"
 PIP_CERT_FILE="${AXON_PIP_CERT:-$("$PYTHON" -m pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}"
 if [[ -z "${AXON_DATASETS:-}" ]]; then
     for d in "$ROOT/../shared/datasets" /work/shared/datasets; do
@@ -112,6 +121,8 @@ print('in image: onnxruntime', ort.__version__, ort.get_available_providers(), '
 
 step "compose up --wait (api on 127.0.0.1:$PORT)"
 export AXON_IMAGE="$IMAGE" AXON_BASE_IMAGE="$BASE_IMAGE" AXON_PUBLISH="127.0.0.1:$PORT" AXON_PIP_CERT="$PIP_CERT_FILE"
+# Short enough that the trainer step sees its new version loaded within a minute.
+export AXON_REPOSITORY_POLL_INTERVAL_S=5
 t0=$SECONDS
 "${COMPOSE[@]}" up -d --no-build --pull never --wait --wait-timeout 300 2>&1 | sed 's/^/  /'
 echo "healthy after $((SECONDS - t0)) s: $(docker inspect --format '{{.State.Health.Status}}' "$("${COMPOSE[@]}" ps -q api)")"
@@ -201,7 +212,126 @@ for name in ("axon_requests_total", "axon_batch_size_count", "axon_queue_depth")
 print("all answers plausible")
 PY
 
-step "graceful stop (SIGTERM, drain) and restart policy"
+# The tokens are passed through only when set: none here, so none may reach the container.
+if docker exec "$("${COMPOSE[@]}" ps -q api)" env | grep -q '^AXON_AUTH__'; then
+    die "an unset token reached the container's environment"
+fi
+
+if [[ "$MONITORING" == 1 ]]; then
+    step "monitoring profile: Prometheus scrapes api:8000/metrics, dashboard queries answer"
+    # No registry here: Debian's prometheus binary in a local image stands in for prom/prometheus.
+    if ! command -v prometheus >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    fi
+    pctx="$(mktemp -d /tmp/axon-prom.XXXXXX)"
+    cp "$(command -v prometheus)" "$pctx/prometheus"
+    printf '%s\n' "FROM $BASE_IMAGE" 'COPY prometheus /bin/prometheus' \
+        'RUN install -d -o 65534 -g 65534 /prometheus' 'USER 65534' 'WORKDIR /prometheus' \
+        'ENTRYPOINT ["/bin/prometheus"]' >"$pctx/Dockerfile"
+    docker build -q -t axon-prometheus:smoke "$pctx" >/dev/null
+    rm -rf "$pctx"
+    export AXON_PROMETHEUS_IMAGE=axon-prometheus:smoke PROMETHEUS_PUBLISH="127.0.0.1:$PROM_PORT"
+    "${COMPOSE[@]}" --profile monitoring up -d --no-build --pull never prometheus 2>&1 | sed 's/^/  /'
+    # Traffic for rates to see, then two scrape intervals.
+    for _ in $(seq 1 20); do
+        "$PYTHON" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/v1/models').read()"
+    done
+    "$PYTHON" - "http://127.0.0.1:$PROM_PORT" deploy/grafana/dashboards/axon.json <<'PY'
+"""Ask the compose Prometheus for the scrape target's health and every dashboard query."""
+import json, sys, time, urllib.parse, urllib.request
+
+prom, dashboard = sys.argv[1], json.load(open(sys.argv[2]))
+
+
+def query(expr):
+    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+deadline = time.monotonic() + 90
+while True:
+    try:
+        up = query('up{job="axon"}')
+    except OSError:
+        up = []
+    if up and up[0]["value"][1] == "1" and query("axon_requests_total") and query("axon_http_requests_total"):
+        break
+    if time.monotonic() > deadline:
+        sys.exit(f"FAILED: Prometheus does not scrape the api: up={up}")
+    time.sleep(2)
+print(f"  target {up[0]['metric']['instance']} up=1")
+time.sleep(12)  # rates need two samples after the traffic above
+answered = 0
+for panel in dashboard["panels"]:
+    for target in panel.get("targets", []):
+        expr = target["expr"].replace("$__rate_interval", "1m").replace("$model", ".*")
+        result = query(expr)
+        answered += bool(result)
+        value = result[0]["value"][1] if result else "(no series yet)"
+        print(f"  {panel['title'][:34]:<34} {target['legendFormat'][:26]:<26} {value}")
+print(f"  {answered} of the dashboard's queries returned series")
+if answered < 8:
+    sys.exit("FAILED: too few dashboard queries answer")
+PY
+fi
+
+if [[ "$TRAINER" == 1 ]]; then
+    step "trainer: build, rebuild thyroid-autoencoder into the models volume, api picks it up"
+    trainer_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --secret "id=pip_cert,src=$PIP_CERT_FILE")
+    wheels_pid=""
+    if ls "$TORCH_WHEELS"/torch-*.whl >/dev/null 2>&1; then
+        # pip in the build reaches a local wheel folder over HTTP on the host network.
+        "$PYTHON" -m http.server 18765 --bind 127.0.0.1 --directory "$TORCH_WHEELS" >/dev/null 2>&1 &
+        wheels_pid=$!
+        sleep 1
+        trainer_args+=(--network host --build-arg TORCH_INDEX_URL=https://pypi.org/simple
+            --build-arg TORCH_FIND_LINKS=http://127.0.0.1:18765/)
+    fi
+    t0=$SECONDS
+    if ! "${BUILD[@]}" --progress=plain --target trainer "${trainer_args[@]}" -t axon-trainer:smoke . \
+        >/tmp/axon-build-trainer.log 2>&1; then
+        [[ -n "$wheels_pid" ]] && kill "$wheels_pid"
+        tail -30 /tmp/axon-build-trainer.log
+        die "trainer build failed"
+    fi
+    [[ -n "$wheels_pid" ]] && kill "$wheels_pid"
+    grep -E 'Successfully installed .*torch' /tmp/axon-build-trainer.log | grep -oE 'torch-[^ ]+' | sed 's/^/  /'
+    echo "trainer built in $((SECONDS - t0)) s; size $(docker image inspect --format '{{.Size}}' axon-trainer:smoke | awk '{printf "%.0f MB", $1/1e6}')"
+    export AXON_TRAINER_IMAGE=axon-trainer:smoke
+    before="$("$PYTHON" -c "import json, urllib.request as u; m = json.load(u.urlopen('http://127.0.0.1:$PORT/v2/models/thyroid-autoencoder')); print(max(int(v) for v in m['versions']))")"
+    echo "api serves thyroid-autoencoder versions up to $before"
+    t0=$SECONDS
+    "${COMPOSE[@]}" --profile train run --rm --pull never trainer \
+        rebuild --only thyroid-autoencoder --datasets /datasets --repository /models --quiet 2>&1 \
+        | grep -vE 'torchvision is not installed' | sed 's/^/  /'
+    echo "trained and exported in $((SECONDS - t0)) s"
+    "$PYTHON" - "http://127.0.0.1:$PORT" "$before" <<'PY'
+"""Wait for the running api to load the version the trainer wrote, then score a row with it."""
+import json, sys, time, urllib.request
+
+url, before = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 120
+while True:
+    meta = json.load(urllib.request.urlopen(f"{url}/v2/models/thyroid-autoencoder", timeout=10))
+    versions = sorted(int(v) for v in meta["versions"])
+    if versions[-1] > before:
+        break
+    if time.monotonic() > deadline:
+        sys.exit(f"FAILED: the api did not pick up a new version (still {versions})")
+    time.sleep(2)
+new = versions[-1]
+row = [0.73, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0.0006, 0.015, 0.12, 0.082, 0.146]
+body = json.dumps({"model": "thyroid-autoencoder", "version": str(new), "samples": [row]}).encode()
+req = urllib.request.Request(f"{url}/v1/anomaly/score", body, {"Content-Type": "application/json"})
+out = json.load(urllib.request.urlopen(req, timeout=30))
+print(f"  api now serves versions {versions}; scored with v{out['version']}: {out['results'][0]}")
+PY
+fi
+
+step "graceful stop: SIGTERM drops readiness, drains, exits"
 t0=$SECONDS
 "${COMPOSE[@]}" stop api 2>&1 | sed 's/^/  /'
 echo "stopped in $((SECONDS - t0)) s, exit code $(docker inspect --format '{{.State.ExitCode}}' "$("${COMPOSE[@]}" ps -aq api)")"
