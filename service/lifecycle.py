@@ -144,12 +144,11 @@ class Lifecycle:
         return discover_model(folder)
 
     async def _apply(self, name: str, folder: Path, descriptors: list[ModelDescriptor]) -> list[ModelVersion]:
-        table = self.registry.table(name)
         loading = self._loading.setdefault(name, set())
         retire: list[ModelVersion] = []
         for d in descriptors:
             fp = version_print(folder, d.version)
-            old = table.get(d.version)
+            old = self.registry.table(name).get(d.version)
             serving = old is not None and old.state is ModelState.READY
             if serving and self._built.get((name, d.version)) == fp:
                 continue  # unchanged: keep it, warm and queued as it is
@@ -162,11 +161,12 @@ class Lifecycle:
                 self._failed[(name, d.version)] = f"reload failed, previous files still serving: {new.reason}"
                 log.error("%s: reload failed, previous files still serving: %s", new.label, new.reason)
                 continue
-            table[d.version] = new  # the swap: requests resolving from now on get the new version
+            self.registry.install(new)  # the swap: requests resolving from now on get the new version
             self._forget(name, d.version)
             self._built[(name, d.version)] = fp
             if old is not None:
                 retire.append(old)
+        table = self.registry.table(name)
         retire += self._outside_policy(name, table, {d.version for d in descriptors})
         # Drains run after the swap: in-flight requests on the old versions finish on them.
         await asyncio.gather(*(self.registry.retire(e) for e in retire))
@@ -214,14 +214,14 @@ class Lifecycle:
         loaded = set(self.registry.names())
         rows: list[dict] = []
         for name in sorted(loaded | set(on_disk)):
+            if not ready_only:
+                for version in sorted(self._loading.get(name, ()), key=lambda v: -1 if v is None else v, reverse=True):
+                    rows.append(_row(name, version, "LOADING", "a new version is being validated and warmed up"))
             if name not in loaded:
-                if not ready_only:
+                if not ready_only and not self._loading.get(name):
                     why = "unloaded" if name in self.unloaded else "not loaded"
                     rows.append({"name": name, "state": "UNAVAILABLE", "reason": why})
                 continue
-            for version in sorted(self._loading.get(name, ()), key=lambda v: -1 if v is None else v, reverse=True):
-                if not ready_only:
-                    rows.append(_row(name, version, "LOADING", "a new version is being validated and warmed up"))
             for entry in self.registry.versions(name):
                 state = entry.state.value.upper()
                 if ready_only and state != "READY":

@@ -255,8 +255,12 @@ class ModelRegistry:
     # --- hooks for service.lifecycle, which swaps versions in and out without dropping requests ---
 
     def table(self, name: str) -> dict[int | None, ModelVersion]:
-        """The live version table of one model (created empty); lifecycle swaps entries in it."""
-        return self._models.setdefault(name, {})
+        """The live version table of one model (an unlisted empty one if unknown: add entries with `install`)."""
+        return self._models.get(name, {})
+
+    def install(self, entry: ModelVersion) -> None:
+        """Put a version in the table (replacing that version's entry); new requests find it at once."""
+        self._models.setdefault(entry.name, {})[entry.version] = entry
 
     async def start_version(self, d: ModelDescriptor) -> ModelVersion:
         """Validate, build, warm up and start a version without putting it in the table."""
