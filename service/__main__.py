@@ -60,9 +60,13 @@ def main(argv: list[str]) -> int:
     """Read settings from the environment, configure logs, and serve until a signal."""
     if argv:
         if argv[0] in ("-h", "--help"):
-            print(f"usage: python -m service\n\n{__doc__.strip()}\n\nEvery setting is an environment variable:\n\n{settings_table()}")
+            print(f"usage: python -m service\n\n{__doc__.strip()}\n")
+            print(f"Every setting is an environment variable:\n\n{settings_table()}")
             return 0
-        print(f"python -m service takes no arguments (got {' '.join(argv)}); settings come from AXON_* variables, see --help", file=sys.stderr)
+        print(
+            f"python -m service takes no arguments (got {' '.join(argv)}); it reads AXON_* variables, see --help",
+            file=sys.stderr,
+        )
         return 2
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)

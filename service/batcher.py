@@ -139,10 +139,8 @@ def collate(parts: list[Tensors], pad_values: dict[str, float]) -> Tensors:
         shapes = {a.shape[1:] for a in arrays}
         if len(shapes) > 1:
             target = tuple(max(dims) for dims in zip(*shapes))
-            arrays = [
-                np.pad(a, [(0, 0)] + [(0, t - d) for t, d in zip(target, a.shape[1:])], constant_values=pad_values[name])
-                for a in arrays
-            ]
+            widths = [[(0, 0)] + [(0, t - d) for t, d in zip(target, a.shape[1:])] for a in arrays]
+            arrays = [np.pad(a, w, constant_values=pad_values[name]) for a, w in zip(arrays, widths)]
         batch[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
     return batch
 
@@ -206,7 +204,8 @@ class Batcher:
         if not self.policy.enabled:
             return await self._run_alone(inputs, rows, timeout_s)
         if self._queued_rows and self._queued_rows + rows > self.policy.max_queue_size:
-            raise Overloaded(f"{self.name} has {self._queued_rows} rows queued (limit {self.policy.max_queue_size}); retry later")
+            limit = self.policy.max_queue_size
+            raise Overloaded(f"{self.name} has {self._queued_rows} rows queued (limit {limit}); retry later")
         loop = asyncio.get_running_loop()
         pending = _Pending(inputs, rows, loop.create_future(), time.monotonic())
         self._queue.append(pending)
@@ -222,7 +221,8 @@ class Batcher:
 
     async def _run_alone(self, inputs: Tensors, rows: int, timeout_s: float) -> BatchResult:
         if self._running >= self.policy.max_queue_size:
-            raise Overloaded(f"{self.name} has {self._running} requests running (limit {self.policy.max_queue_size}); retry later")
+            limit = self.policy.max_queue_size
+            raise Overloaded(f"{self.name} has {self._running} requests running (limit {limit}); retry later")
         self._arrivals.arrived()
         self._running += 1
         self._idle.clear()

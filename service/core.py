@@ -130,7 +130,9 @@ class Dataplane:
 
     # --- tasks -----------------------------------------------------------------------------------
 
-    async def classify_images(self, images: list[bytes], model: str | None, version: int | None, top_k: int) -> dict[str, Any]:
+    async def classify_images(
+        self, images: list[bytes], model: str | None, version: int | None, top_k: int
+    ) -> dict[str, Any]:
         """Vision: encoded images -> labels with probabilities and the top k."""
         self._check_top_k(top_k)
 
@@ -186,7 +188,8 @@ class Dataplane:
         def decode(entry: ModelVersion, outputs: Tensors) -> dict[str, Any]:
             spec = entry.config.anomaly
             assert isinstance(entry.config.preprocessing, SeriesPreprocessing)
-            results, found = series_scores(outputs[spec.score_output], len(series), entry.config.preprocessing, spec.threshold)
+            window_scores = outputs[spec.score_output]
+            results, found = series_scores(window_scores, len(series), entry.config.preprocessing, spec.threshold)
             if timestamps is not None:
                 for row, ts in zip(results, timestamps):
                     row["timestamp"] = ts

@@ -23,7 +23,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id and any `extra` fields."""
 
     # uvicorn adds an ANSI-coloured copy of its messages; it is noise in JSON.
-    _standard = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "request_id", "asctime", "color_message"}
+    _standard = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+    _standard |= {"message", "request_id", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {

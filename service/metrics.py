@@ -39,7 +39,8 @@ class Metrics:
             registry=self.registry,
         )
         self.http_requests = Counter(
-            "axon_http_requests", "Every HTTP request by method, route template and status (errors before any model included).",
+            "axon_http_requests",
+            "Every HTTP request by method, route template and status (errors before any model included).",
             ["method", "route", "status"], registry=self.registry,
         )
         self.http_seconds = Histogram(

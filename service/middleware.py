@@ -90,7 +90,8 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                response = error_response(413, "payload_too_large", f"request body of {int(value)} bytes is larger than the limit of {self.limit} bytes")
+                message = f"request body of {int(value)} bytes is larger than the limit of {self.limit} bytes"
+                response = error_response(413, "payload_too_large", message)
                 await response(scope, receive, send)
                 return
         received = 0

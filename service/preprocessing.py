@@ -48,7 +48,8 @@ def decode_image(data: bytes, spec: ImagePreprocessing, limits: Limits, index: i
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in IMAGE_FORMATS:
-                raise UnsupportedMediaType(f"image {index} is {img.format}; accepted formats are {', '.join(IMAGE_FORMATS)}")
+                accepted = ", ".join(IMAGE_FORMATS)
+                raise UnsupportedMediaType(f"image {index} is {img.format}; accepted formats are {accepted}")
             width, height = img.size
             if width * height > limits.max_image_pixels:
                 raise PayloadTooLarge(
@@ -131,7 +132,9 @@ class TextCodec:
         encodings = self.tokenizer.encode_batch(texts)
         for i, enc in enumerate(encodings):
             if all(i in self.special_ids for i in enc.ids):
-                raise InvalidInput(f"text {i} has no token the model knows after tokenization (empty or only whitespace)")
+                raise InvalidInput(
+                    f"text {i} has no token the model knows after tokenization (empty or only whitespace)"
+                )
         width = max(len(enc.ids) for enc in encodings)
         ids = np.full((len(texts), width), self.spec.pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
@@ -261,7 +264,9 @@ def sample_scores(scores: np.ndarray, threshold: float) -> list[dict]:
     return [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in scores]
 
 
-def series_scores(window_scores: np.ndarray, n_points: int, spec: SeriesPreprocessing, threshold: float) -> tuple[list[dict], list[dict]]:
+def series_scores(
+    window_scores: np.ndarray, n_points: int, spec: SeriesPreprocessing, threshold: float
+) -> tuple[list[dict], list[dict]]:
     """Series answers: per-point scores (mean over covering windows) and the anomalous segments."""
     points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride)
     results = [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in points]

@@ -85,7 +85,8 @@ class SessionFactory:
         wanted_gpu = [p for p in self._providers if p in GPU_PROVIDERS]
         if wanted_gpu and not any(p in GPU_PROVIDERS for p in in_use):
             if self._settings.require_gpu:
-                raise GpuUnavailable(f"{' and '.join(wanted_gpu)} did not load (session runs on {in_use}) and require_gpu is set")
+                wanted = " and ".join(wanted_gpu)
+                raise GpuUnavailable(f"{wanted} did not load (session runs on {in_use}) and require_gpu is set")
             with self._lock:
                 # Asking again would make ONNX Runtime log the same load failure for every model.
                 self._providers = [p for p in self._providers if p not in GPU_PROVIDERS] or ["CPUExecutionProvider"]
@@ -107,7 +108,9 @@ def example_inputs(session: ort.InferenceSession, batch_size: int, sequence: int
     """Inputs of the right names, dtypes and shapes (dynamic batch = batch_size, other dynamic axes = sequence)."""
     inputs = {}
     for arg in session.get_inputs():
-        dims = [d if isinstance(d, int) and d > 0 else (batch_size if i == 0 else sequence) for i, d in enumerate(arg.shape)]
+        dims = [
+            d if isinstance(d, int) and d > 0 else (batch_size if i == 0 else sequence) for i, d in enumerate(arg.shape)
+        ]
         # Ones, not zeros: a token id of 1 is a real token and an attention mask of 1 keeps every row unmasked.
         inputs[arg.name] = np.ones(dims, dtype=ORT_TO_NUMPY.get(arg.type, np.float32))
     return inputs

@@ -59,7 +59,9 @@ class AxonState:
             return False, f"start-up failed: {self.fatal}"
         if not self.loaded:
             loading = sum(e.state is ModelState.LOADING for e in self.registry.entries())
-            return False, f"models are still loading ({loading} versions to go)" if loading else "scanning the model repository"
+            if not loading:
+                return False, "scanning the model repository"
+            return False, f"models are still loading ({loading} versions to go)"
         if self.settings.strict_readiness and not self.registry.all_ready():
             bad = [e.label for e in self.registry.entries() if e.state is not ModelState.READY]
             return False, f"not every model is ready: {', '.join(bad)}"

@@ -17,6 +17,7 @@ from service.state import axon
 
 router = APIRouter(prefix="/v1/vision", tags=["vision"])
 DEFAULT_TOP_K = 5
+FILES_SCHEMA = {"type": "array", "items": {"type": "string", "format": "binary"}}
 
 
 class VisionRequest(BaseModel):
@@ -101,9 +102,7 @@ def _int_field(fields: dict[str, str], name: str) -> int | None:
     openapi_extra={
         "requestBody": {
             "content": {
-                "multipart/form-data": {
-                    "schema": {"type": "object", "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}
-                },
+                "multipart/form-data": {"schema": {"type": "object", "properties": {"images": FILES_SCHEMA}}},
                 "application/json": {"schema": VisionRequest.model_json_schema()},
             }
         }
@@ -120,7 +119,8 @@ async def classify(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         images, fields = await read_multipart(request, state.settings.limits.max_images)
-        name, ver, k = pick(fields.get("model"), model), pick(_int_field(fields, "version"), version), pick(_int_field(fields, "top_k"), top_k)
+        name, ver = pick(fields.get("model"), model), pick(_int_field(fields, "version"), version)
+        k = pick(_int_field(fields, "top_k"), top_k)
     elif content_type == "application/json":
         body = parse_json(VisionRequest, await request.body())
         images = decode_base64(body.images)
