@@ -29,9 +29,12 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
 
     async def watch() -> None:
         nonlocal gone
-        # The body is fully read by now, so the next message is the disconnect (or the response end).
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+        try:
+            # The body is fully read by now, so the next message is the disconnect (or the response end).
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # a server that cannot tell us: then we simply do not watch
+            return
         gone = True
         assert current is not None
         current.cancel()
