@@ -29,7 +29,8 @@ def repo(tmp_path):
 
 
 def settings(root, **overrides):
-    return tiny_settings(root, validate_models=True, auth={"management_token": "manager-token"}, **overrides)
+    values = {"validate_models": True, "auth": {"management_token": "manager-token"}}
+    return tiny_settings(root, **(values | overrides))
 
 
 def new_version(root, name: str, version: int, seed: int) -> None:
