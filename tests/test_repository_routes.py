@@ -150,3 +150,14 @@ async def test_index_reports_why_a_valid_onnx_file_did_not_load(repo):
         rows = [r for r in (await client.get("/v2/repository/index", headers=MANAGER)).json() if r["name"] == "mismatch"]
     assert rows[0]["state"] == "UNAVAILABLE"
     assert "config.json declares inputs ['pixels']" in rows[0]["reason"]
+
+
+async def test_v1_models_listing_agrees_with_the_index(repo):
+    add_model(repo, "pair", "digits", versions=(1, 2), version_policy={"all": {}})
+    async with serving(settings(repo)) as (_, client):
+        listing = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
+        index = (await client.get("/v2/repository/index", headers=MANAGER)).json()
+    assert listing["pair"]["version_policy"] == {"all": {}}
+    assert listing["digits"]["version_policy"] == {"latest": {"num_versions": 1}}
+    from_listing = {(n, str(v["version"]), v["state"].upper()) for n, m in listing.items() for v in m["versions"]}
+    assert from_listing == {(r["name"], r["version"], r["state"]) for r in index}

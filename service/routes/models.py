@@ -46,6 +46,8 @@ def describe_model(name: str, request: Request) -> dict[str, Any]:
         "task": config.task if config else None,
         "description": config.description if config else "",
         "state": state.value,
+        # Which versions serve (Triton's latest N / all / specific); states are those of the V2 repository index.
+        "version_policy": config.version_policy.model_dump(exclude_none=True) if config else None,
         "versions": [describe_version(v, request) for v in versions],
     }
 
