@@ -7,6 +7,7 @@ scores and segments the service reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,3 +97,97 @@ def window_detection(
         "false_alarms": len(false_alarms),
         "false_alarm_points": int(sum(s.end - s.start + 1 for s in false_alarms)),
     }
+
+
+# ------------------------------------------------------------------ a repository version, through ORT
+def _batched(session: Any, feeds: dict[str, np.ndarray], output: str, batch: int = 256) -> np.ndarray:
+    n = len(next(iter(feeds.values())))
+    return np.concatenate([
+        session.run([output], {k: v[i : i + batch] for k, v in feeds.items()})[0] for i in range(0, n, batch)
+    ])
+
+
+def _text_logits(session: Any, folder: Path, config: Any, texts: Sequence[str], batch: int = 64) -> np.ndarray:
+    """Tokenize exactly as the service does (truncate, no padding, pad each batch to its longest row)."""
+    from tokenizers import Tokenizer
+
+    prep = config.preprocessing
+    tokenizer = Tokenizer.from_file(str(folder / prep.tokenizer))
+    tokenizer.enable_truncation(prep.max_length)
+    tokenizer.no_padding()
+    rows = [e.ids for e in tokenizer.encode_batch(list(texts))]
+    logits = []
+    for i in range(0, len(rows), batch):
+        chunk = rows[i : i + batch]
+        width = max(len(r) for r in chunk)
+        ids = np.full((len(chunk), width), prep.pad_id, dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for j, row in enumerate(chunk):
+            ids[j, : len(row)], mask[j, : len(row)] = row, 1
+        logits.append(session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0])
+    return np.concatenate(logits)
+
+
+def _images(config: Any, x: np.ndarray) -> np.ndarray:
+    prep = config.preprocessing
+    images = x.astype(np.float32) / 255.0
+    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    if images.shape[1:] != (prep.channels, prep.height, prep.width):
+        raise ValueError(f"images are {images.shape[1:]}, the model expects "
+                         f"{(prep.channels, prep.height, prep.width)} (C, H, W)")
+    if prep.invert:
+        images = 1.0 - images
+    mean = np.asarray(prep.mean, dtype=np.float32)[None, :, None, None]
+    std = np.asarray(prep.std, dtype=np.float32)[None, :, None, None]
+    return ((images - mean) / std).astype(np.float32)
+
+
+def evaluate_version(
+    repository: Path, name: str, version: int | None, data: dict[str, Any], *, split: str = "all", seed: int = 0
+) -> dict[str, Any]:
+    """Metrics of one repository version on a dataset, computed from ONNX Runtime's outputs."""
+    import onnxruntime as ort
+
+    from service.model_config import MODEL_FILE, read_config
+    from training.data.split import stratified_split
+    from training.recipes import SPLIT
+    from training.repository import versions
+
+    model_dir = Path(repository) / name
+    found = versions(model_dir)
+    if not found or (version is not None and version not in found):
+        raise SystemExit(f"model {name!r} has no version {version if version is not None else '(none)'} in {repository}")
+    folder = model_dir / str(version if version is not None else found[-1])
+    config = read_config(folder / "config.json")
+    session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
+    kind = config.preprocessing.kind
+    header = {"model": name, "version": int(folder.name), "split": split}
+
+    def rows(y: np.ndarray) -> np.ndarray:
+        return stratified_split(y, SPLIT, seed=seed)[2] if split == "test" else np.arange(len(y))
+
+    if kind in ("image", "text"):
+        names = data["labels"]
+        y = np.array([config.labels.index(names[i]) for i in data["y"]], dtype=np.int64)
+        idx = rows(data["y"])
+        if kind == "image":
+            logits = _batched(session, {"image": _images(config, data["x"][idx])}, "logits")
+        else:
+            logits = _text_logits(session, folder, config, [data["texts"][i] for i in idx])
+        return {**header, **classification_metrics(y[idx], logits.argmax(axis=1), config.labels)}
+    threshold = config.anomaly.threshold
+    if kind == "tabular":
+        prep = config.preprocessing
+        y = np.asarray(data["y"]).astype(np.int64)
+        idx = rows(y)
+        z = ((data["x"][idx] - np.asarray(prep.mean)) / np.asarray(prep.scale)).astype(np.float32)
+        scores = _batched(session, {"features": z}, "score")
+        return {**header, **anomaly_metrics(y[idx], scores, threshold)}
+    from service.scoring import cut_windows
+
+    prep, series = config.preprocessing, data["series"]
+    z = ((series.values - prep.mean) / prep.std).astype(np.float32)
+    windows = cut_windows(z, prep.window, prep.stride)[:, :, None]
+    points = series_point_scores(_batched(session, {"window": windows}, "score"), len(z), prep.window, prep.stride)
+    return {**header, "split": "whole series", **window_detection(points, threshold, series.windows),
+            "point_roc_auc": anomaly_metrics(series.labels, points, threshold)["roc_auc"]}

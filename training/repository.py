@@ -6,6 +6,7 @@ step, so a reader never sees half a version and an existing version is never tou
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -190,3 +191,46 @@ def _validate_version(folder: Path, top: ModelConfig, ort: Any, tensor_specs: Ca
     else:
         problems.append(f"{where}: missing card.json")
     return problems
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    repository: Path,
+    *,
+    like: Path | None = None,
+    config_path: Path | None = None,
+    artefacts: Sequence[Path] = (),
+    name: str | None = None,
+) -> WrittenVersion:
+    """A `save_checkpoint` file as a new version, reusing a version's config and artefacts (or a config file).
+
+    Parity is proven on the model's own example inputs at batch 1 and 16 and, for text, at lengths 1
+    and twice the export example: a checkpoint carries no held-out data of its own.
+    """
+    from training.card import read_card
+    from training.models import family_of, model_from_checkpoint
+
+    model = model_from_checkpoint(checkpoint)
+    source = read_config((like / CONFIG_FILE) if like else config_path)
+    config = source.model_copy(update={"name": name}) if name else source
+    files: dict[str, Artefact] = {p.name: p for p in artefacts}
+    if like is not None:
+        for extra in sorted(like.iterdir()):
+            if extra.is_file() and extra.name not in (MODEL_FILE, CONFIG_FILE, CARD_FILE) and extra.suffix != ".png":
+                files.setdefault(extra.name, extra)
+    dims = model.dynamic_dims().get(model.input_names[0], {})
+    example = getattr(model.config, "example_length", 16)
+    lengths = [1, 2 * example] if "seq" in dims.values() else [None]
+    cases = [tuple(t.numpy() for t in model.example_inputs(batch, length)) for batch in (1, 16) for length in lengths]
+    previous = read_card(like / CARD_FILE) if like is not None and (like / CARD_FILE).is_file() else {}
+    card = card_writer(
+        name=config.name,
+        family=family_of(model),
+        dataset=previous.get("dataset", {}),  # the preprocessing reused came from this data
+        split={},
+        hyperparameters={"model": dataclasses.asdict(model.config), "exported_from": str(checkpoint)},
+        parameters=sum(p.numel() for p in model.parameters()),
+        metrics={"note": "not measured at export; run `python -m training evaluate` on held-out data"},
+        training={"exported_from_checkpoint": str(checkpoint), "config_from": str(like or config_path)},
+    )
+    return write_version(repository, model, config, cases, artefacts=files, card=card)

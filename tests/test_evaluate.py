@@ -1,0 +1,79 @@
+"""Metrics on hand-made arrays whose answers are known."""
+
+import numpy as np
+import pytest
+
+from training import evaluate as ev
+
+
+def test_classification_metrics_counts_and_f1():
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 1, 0])
+    m = ev.classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    # a: precision 2/3, recall 2/3; b: precision 2/3, recall 1; c: never predicted.
+    assert m["per_class_f1"]["a"] == pytest.approx(2 / 3)
+    assert m["per_class_f1"]["b"] == pytest.approx(0.8)
+    assert m["per_class_f1"]["c"] == 0.0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 3)
+
+
+def test_anomaly_metrics_perfect_and_inverted_ranking():
+    y = np.array([0, 0, 0, 1, 1])
+    perfect = ev.anomaly_metrics(y, np.array([0.1, 0.2, 0.3, 0.8, 0.9]), threshold=0.5)
+    assert perfect["roc_auc"] == 1.0 and perfect["pr_auc"] == 1.0
+    assert (perfect["precision"], perfect["recall"], perfect["f1"], perfect["flagged"]) == (1.0, 1.0, 1.0, 2)
+    inverted = ev.anomaly_metrics(y, np.array([0.9, 0.8, 0.7, 0.2, 0.1]), threshold=0.5)
+    assert inverted["roc_auc"] == 0.0
+    assert inverted["recall"] == 0.0
+
+
+def test_anomaly_metrics_one_class_has_no_auc():
+    m = ev.anomaly_metrics(np.zeros(4), np.arange(4.0), threshold=1.5)
+    assert m["roc_auc"] is None and m["flagged"] == 2
+
+
+def test_quantile_threshold():
+    assert ev.quantile_threshold(np.arange(101.0), 0.9) == pytest.approx(90.0)
+    assert ev.quantile_threshold(np.arange(101.0), 1.0) == 100.0
+
+
+def test_f1_best_threshold_separates_and_flags_strictly_above():
+    y = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7])
+    t = ev.f1_best_threshold(y, scores)
+    assert 0.4 < t < 0.6
+    assert ((scores > t) == y.astype(bool)).all()
+
+
+def test_f1_best_threshold_when_the_best_cut_is_the_lowest_score():
+    y = np.array([1, 1, 1])
+    scores = np.array([0.5, 0.6, 0.7])
+    t = ev.f1_best_threshold(y, scores)
+    assert (scores > t).all()
+
+
+def test_window_detection_hits_and_false_alarms():
+    scores = np.zeros(100)
+    scores[12] = 5.0  # inside window 1
+    scores[50:53] = 5.0  # outside every window: one false alarm of 3 points
+    scores[79] = 0.9  # inside window 2 but below the threshold
+    scores[95:] = 5.0  # straddles the end of window 3: a hit, not a false alarm
+    windows = [(10, 20), (70, 80), (90, 96)]
+    d = ev.window_detection(scores, 1.0, windows)
+    assert d["hit"] == [True, False, True]
+    assert d["windows_hit"] == 2 and d["windows_total"] == 3
+    assert d["segments"] == 3
+    assert d["false_alarms"] == 1 and d["false_alarm_points"] == 3
+
+
+def test_in_windows_includes_both_ends():
+    mask = ev.in_windows(6, [(1, 2), (5, 5)])
+    assert mask.tolist() == [False, True, True, False, False, True]
+
+
+def test_series_point_scores_average_the_covering_windows():
+    # 4 points, window 2, stride 1: windows [0,1], [1,2], [2,3] with scores 1, 2, 3.
+    points = ev.series_point_scores(np.array([1.0, 2.0, 3.0]), 4, 2, 1)
+    assert points.tolist() == pytest.approx([1.0, 1.5, 2.5, 3.0])

@@ -1,0 +1,317 @@
+"""`python -m training`: train, evaluate, export and rebuild models of the repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.data.paths import default_datasets_dir
+
+FAMILY_TASKS = {"cnn": "image", "rnn": "text", "transformer": "text", "dense-ae": "tabular", "seq-ae": "series"}
+DATASET_KINDS = {
+    "mnist": "image",  # a folder with <prefix>-images-idx3-ubyte[.gz] and labels
+    "image-folder": "image",  # one sub-folder of PNG/JPEG per class
+    "digits": "image",  # scikit-learn's bundled 8x8 digits (no --data)
+    "sms": "text",  # SMS Spam Collection TSV
+    "sentiment": "text",  # folder of Sentiment Labelled Sentences *_labelled.txt
+    "delimited": "text",  # a user's CSV/TSV: --text-column, --label-column
+    "thyroid": "tabular",  # ann-thyroid file, class 1 = anomaly
+    "nab": "series",  # NAB-style timestamp,value CSV with NAB label files beside data/
+}
+
+EPILOG = """examples:
+  python -m training rebuild                               # all five default models into ./models
+  python -m training rebuild --dry-run --repository /tmp/r # one batch each: a smoke test
+  python -m training train my-digits --family cnn --dataset mnist --data ../shared/datasets/mnist_test10k
+  python -m training train reviews --family rnn --dataset delimited --data reviews.csv \\
+      --text-column text --label-column label --header --delimiter ,
+  python -m training evaluate sms-spam-transformer --dataset sms --data ../shared/datasets/sms_spam/SMSSpamCollection.tsv
+  python -m training export --checkpoint run.pt --like models/sentiment-gru/1
+  python -m training list
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per verb."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train PyTorch models, export them to ONNX with proven parity, and write them into a "
+        "versioned model repository (models/<name>/<version>/model.onnx).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _rebuild_parser(sub)
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _export_parser(sub)
+    listing = sub.add_parser("list", help="list the models and versions of a repository with their headline metrics")
+    listing.add_argument("--repository", type=Path, default=Path("models"), help="model repository (default: models)")
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repository", type=Path, default=Path("models"), help="model repository to write into (default: models)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling (default: 0)")
+    p.add_argument("--dry-run", action="store_true", help="one training batch, one validation batch, one epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _rebuild_parser(sub: Any) -> None:
+    from training.recipes import DEFAULTS
+
+    p = sub.add_parser("rebuild", help="train and export every default model (a new version of each)",
+                       description="Train and export the default models from the shared datasets.")
+    p.add_argument("--datasets", type=Path, default=None,
+                   help=f"datasets folder (default: $AXON_DATASETS or {default_datasets_dir()})")
+    p.add_argument("--only", nargs="+", choices=sorted(DEFAULTS), metavar="NAME",
+                   help=f"rebuild only these models ({', '.join(DEFAULTS)})")
+    p.add_argument("--replace", action="store_true",
+                   help="delete each rebuilt model's folder first, so the new export is version 1")
+    _common(p)
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train one model of a family on a dataset and export it as a new version",
+                       description="Train one model and write it as a new version of NAME.")
+    p.add_argument("name", help="model name in the repository")
+    p.add_argument("--family", required=True, choices=sorted(FAMILY_TASKS), help="model family")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASET_KINDS), help="dataset kind (how --data is read)")
+    p.add_argument("--data", type=Path, help="dataset file or folder (not needed for 'digits')")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--patience", type=int, default=5, help="epochs without a better validation metric before stopping")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="model config fields, VALUE as JSON (e.g. hidden_size=64 cell='\"lstm\"' widths=[16,32])")
+    p.add_argument("--checkpoint", type=Path, help="also save the trained weights and config here (for `export`)")
+    text = p.add_argument_group("text datasets")
+    text.add_argument("--vocab-size", type=int, default=8000)
+    text.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] included")
+    text.add_argument("--no-lowercase", action="store_true")
+    text.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
+    text.add_argument("--text-column", default="text", help="delimited: text column (name, or index without --header)")
+    text.add_argument("--label-column", default="label", help="delimited: label column")
+    text.add_argument("--delimiter", default="\t", help="delimited: field separator (default: tab)")
+    text.add_argument("--header", action="store_true", help="delimited: the first line names the columns")
+    image = p.add_argument_group("image datasets")
+    image.add_argument("--invert", action="store_true", help="use 1 - x (dark digits on light paper)")
+    image.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="image-folder: resize to this")
+    image.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image-folder: 1 (L) or 3 (RGB)")
+    series = p.add_argument_group("series datasets")
+    series.add_argument("--window", type=int, default=64)
+    series.add_argument("--stride", type=int, default=1)
+    _common(p)
+
+
+def _evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="score a repository model version on a dataset through ONNX Runtime",
+                       description="Run a repository model (ONNX Runtime, CPU) over a dataset and print its metrics.")
+    p.add_argument("name", help="model name in the repository")
+    p.add_argument("--version", type=int, help="version number (default: the highest)")
+    p.add_argument("--repository", type=Path, default=Path("models"))
+    p.add_argument("--dataset", required=True, choices=sorted(DATASET_KINDS))
+    p.add_argument("--data", type=Path, help="dataset file or folder")
+    p.add_argument("--split", choices=("all", "test"), default="all",
+                   help="'all' rows (a held-out file), or the 'test' split a recipe held back from the same pool")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split to reproduce with --split test")
+    for flag, default in (("--text-column", "text"), ("--label-column", "label"), ("--delimiter", "\t")):
+        p.add_argument(flag, default=default)
+    p.add_argument("--header", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a saved checkpoint as a new repository version",
+                       description="Export a checkpoint from `train --checkpoint` as a new version, proving parity.")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--like", type=Path, help="a version folder whose config and artefacts (labels, tokenizer) to reuse")
+    src.add_argument("--config", type=Path, help="a config.json to use (tensors are rewritten from the export)")
+    p.add_argument("--artefact", type=Path, nargs="*", default=[], help="extra files to place in the version folder")
+    p.add_argument("--repository", type=Path, default=Path("models"))
+    p.add_argument("--name", help="model name (default: the config's)")
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from training.recipes import DEFAULTS, RunOptions
+
+    datasets = args.datasets or default_datasets_dir()
+    opts = RunOptions(args.repository, seed=args.seed, dry_run=args.dry_run, progress=not args.quiet)
+    names = args.only or list(DEFAULTS)
+    outcomes, started = [], time.perf_counter()
+    for name in names:
+        if args.replace and (args.repository / name).exists():
+            shutil.rmtree(args.repository / name)
+        print(f"== {name}", flush=True)
+        outcomes.append(DEFAULTS[name](datasets, opts))
+    print_table(outcomes)
+    print(f"rebuilt {len(outcomes)} model(s) in {time.perf_counter() - started:.0f} s into {args.repository}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training import recipes
+    from training.models import save_checkpoint
+
+    task = DATASET_KINDS[args.dataset]
+    if FAMILY_TASKS[args.family] != task:
+        raise SystemExit(f"family {args.family!r} cannot train on a {task} dataset ({args.dataset!r})")
+    opts = recipes.RunOptions(args.repository, seed=args.seed, dry_run=args.dry_run, progress=not args.quiet)
+    hyper = recipes.Hyper(args.epochs, args.lr, args.weight_decay, args.batch_size, args.patience)
+    model_cfg = parse_settings(args.set)
+    data = load_dataset(args.dataset, args.data, args)
+    common = {"dataset": data["dataset"], "model_cfg": model_cfg, "hyper": hyper}
+    if task == "image":
+        outcome = recipes.train_image_classifier(args.name, data["x"], data["y"], data["labels"], opts,
+                                                 invert=args.invert, **common)
+    elif task == "text":
+        outcome = recipes.train_text_classifier(
+            args.name, args.family, data["texts"], data["y"], data["labels"], opts, vocab_size=args.vocab_size,
+            lowercase=not args.no_lowercase, max_length=args.max_length, class_weighted=args.class_weighted,
+            **common)
+    elif task == "tabular":
+        outcome = recipes.train_tabular_autoencoder(args.name, data["x"], data["y"], data["features"], opts, **common)
+    else:
+        outcome = recipes.train_series_autoencoder(args.name, data["series"], opts, window=args.window,
+                                                   stride=args.stride, **common)
+    if args.checkpoint:
+        save_checkpoint(outcome.model, args.family, args.checkpoint)
+        print(f"checkpoint: {args.checkpoint}")
+    print_table([outcome])
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_version
+
+    data = load_dataset(args.dataset, args.data, args)
+    metrics = evaluate_version(args.repository, args.name, args.version, data, split=args.split, seed=args.seed)
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.repository import export_checkpoint
+
+    written = export_checkpoint(args.checkpoint, args.repository, like=args.like, config_path=args.config,
+                                artefacts=args.artefact, name=args.name)
+    print(f"wrote {written.path} (parity max |diff| {written.parity['max_abs_diff']:.2e})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from training.card import read_card
+    from training.repository import versions
+
+    for model_dir in sorted(p for p in args.repository.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for version in versions(model_dir):
+            card_path = model_dir / str(version) / "card.json"
+            test = read_card(card_path).get("metrics", {}) if card_path.is_file() else {}
+            test = test.get("test") or test.get("series") or {}
+            figures = {k: test[k] for k in ("accuracy", "macro_f1", "roc_auc", "windows_hit", "false_alarms") if k in test}
+            print(f"{model_dir.name:36s} {version:3d}  {format_figures(figures)}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` pairs, each value parsed as JSON when it is JSON and kept as a string otherwise."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def load_dataset(kind: str, path: Path | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Read a dataset of `kind` into the arrays its task's recipe takes, with its card entry."""
+    from training.data import images, tabular, text, timeseries
+    from training.recipes import describe_files
+
+    if kind != "digits" and path is None:
+        raise SystemExit(f"--data is required for the {kind!r} dataset")
+    if kind == "mnist":
+        x, y = images.load_mnist_pool(path)
+        files = sorted(p for p in path.iterdir() if "idx" in p.name)
+        return {"x": x, "y": y, "labels": [str(i) for i in range(10)], "dataset": describe_files(path.name, files)}
+    if kind == "image-folder":
+        size = tuple(args.size) if getattr(args, "size", None) else None
+        x, y, labels = images.load_image_folder(path, size=size, channels=getattr(args, "channels", 1))
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {"x": x, "y": y, "labels": labels, "dataset": describe_files(path.name, files, path)}
+    if kind == "digits":
+        x, y = images.load_sklearn_digits()
+        return {"x": x, "y": y, "labels": [str(i) for i in range(10)],
+                "dataset": {"name": "sklearn digits", "files": {}, "sha256": None}}
+    if kind in ("sms", "sentiment", "delimited"):
+        if kind == "sms":
+            texts, names, files = *text.load_sms_spam(path), [path]
+            labels = list(text.SMS_LABELS)
+        elif kind == "sentiment":
+            texts, names = text.load_sentiment(path)
+            files = [path / f"{s}_labelled.txt" for s in text.SENTIMENT_SOURCES]
+            labels = ["negative", "positive"]
+        else:
+            def column(c: str) -> str | int:
+                return c if args.header else int(c)
+
+            texts, names = text.load_delimited(path, text_column=column(args.text_column),
+                                               label_column=column(args.label_column),
+                                               delimiter=args.delimiter, header=args.header)
+            files, labels = [path], sorted(set(names))
+        y = np.array([labels.index(n) for n in names], dtype=np.int64)
+        return {"texts": texts, "y": y, "labels": labels, "dataset": describe_files(path.stem, files)}
+    if kind == "thyroid":
+        x, cls = tabular.load_thyroid(path)
+        return {"x": x, "y": tabular.is_anomaly(cls), "features": list(tabular.THYROID_FEATURES),
+                "dataset": describe_files(path.name, [path])}
+    series = timeseries.load_nab(path)
+    return {"series": series, "dataset": describe_files(path.name, [path])}
+
+
+def format_figures(figures: dict[str, Any]) -> str:
+    """`key value` pairs, floats to four places."""
+    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A short human-readable block of the scalar metrics."""
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
+    return format_figures(scalars)
+
+
+def print_table(outcomes: Sequence[Any]) -> None:
+    """One line per trained model: name, version, seconds and the headline figures."""
+    print()
+    print(f"{'model':36s} {'ver':>3s} {'secs':>6s}  figures")
+    for o in outcomes:
+        print(f"{o.name:36s} {o.version:3d} {o.seconds:6.0f}  {format_figures(o.summary)}")
+
+
+COMMANDS = {"rebuild": cmd_rebuild, "train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the sub-command."""
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
