@@ -33,11 +33,18 @@ async def _finish(work: Awaitable[T]) -> T:
     return await asyncio.shield(asyncio.ensure_future(work))
 
 
-@router.api_route("/index", methods=["GET", "POST"], response_model=list[RepositoryIndexEntry])
+@router.post("/index", response_model=list[RepositoryIndexEntry])
 async def repository_index(request: Request) -> JSONResponse:
-    """Every model on disk or loaded, per version, with its state (READY, LOADING, UNAVAILABLE) and reason."""
-    body = await _body(request, RepositoryIndexRequest) if request.method == "POST" else RepositoryIndexRequest()
+    """Every model on disk or loaded, per version, with its state (READY, LOADING, UNAVAILABLE) and reason;
+    `{"ready": true}` keeps only the ready ones."""
+    body = await _body(request, RepositoryIndexRequest)
     return JSONResponse(await axon(request).lifecycle.index(ready_only=body.ready))
+
+
+@router.get("/index", response_model=list[RepositoryIndexEntry])
+async def repository_index_get(request: Request) -> JSONResponse:
+    """The same index for clients that GET it."""
+    return JSONResponse(await axon(request).lifecycle.index())
 
 
 @router.post("/models/{name}/load")
