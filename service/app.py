@@ -49,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # No token configured: no dependency at all, so open inference pays nothing per request.
     inference = [Depends(inference_dependency(auth.inference_token))] if auth.inference_token else []
     # Health and metrics stay open for probes and scrapers unless asked otherwise.
-    open_routers = [r for r, protect in ((health.router, auth.protect_health), (metrics.router, auth.protect_metrics)) if not protect]
+    protected = ((health.router, auth.protect_health), (metrics.router, auth.protect_metrics))
+    open_routers = [router for router, protect in protected if not protect]
     for router in ROUTERS:
         app.include_router(router, dependencies=[] if any(router is r for r in open_routers) else inference)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token))])

@@ -176,7 +176,7 @@ class Lifecycle:
         """Versions to retire: those the policy no longer selects, except ready ones standing in for failed ones."""
         missing = sum(1 for v in wanted if table[v].state is not ModelState.READY)
         out = []
-        for version in sorted((v for v in table if v not in wanted), key=lambda v: -1 if v is None else v, reverse=True):
+        for version in sorted((v for v in table if v not in wanted), key=_newest_first):
             entry = table[version]
             if entry.state is ModelState.READY and missing > 0:
                 missing -= 1
@@ -215,7 +215,7 @@ class Lifecycle:
         rows: list[dict] = []
         for name in sorted(loaded | set(on_disk)):
             if not ready_only:
-                for version in sorted(self._loading.get(name, ()), key=lambda v: -1 if v is None else v, reverse=True):
+                for version in sorted(self._loading.get(name, ()), key=_newest_first):
                     rows.append(_row(name, version, "LOADING", "a new version is being validated and warmed up"))
             if name not in loaded:
                 if not ready_only and not self._loading.get(name):
@@ -274,6 +274,10 @@ class Lifecycle:
             except asyncio.CancelledError:
                 pass
             self._poller = None
+
+
+def _newest_first(version: int | None) -> int:
+    return 1 if version is None else -version  # versions descending, a config-less entry last
 
 
 def _row(name: str, version: int | None, state: str, reason: str) -> dict:

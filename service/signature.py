@@ -60,10 +60,14 @@ def check_outputs(config: ModelConfig, names: list[str], label: str) -> None:
 def _check_text(spec: TextPreprocessing, inputs: Tensors, label: str, vocab_size: int | None) -> None:
     for name, array in inputs.items():
         if array.ndim == 2 and array.shape[1] > spec.max_length:
-            raise BadRequest(f"input '{name}' of {label} has {array.shape[1]} tokens per row; the limit is {spec.max_length}")
+            raise BadRequest(
+                f"input '{name}' of {label} has {array.shape[1]} tokens per row; the limit is {spec.max_length}"
+            )
     ids = next((a for n, a in inputs.items() if n != "attention_mask"), None)
     if vocab_size is not None and ids is not None and ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise BadRequest(f"token ids of {label} must lie in [0, {vocab_size}), got values in [{ids.min()}, {ids.max()}]")
+        raise BadRequest(
+            f"token ids of {label} must lie in [0, {vocab_size}), got values in [{ids.min()}, {ids.max()}]"
+        )
 
 
 def _shape(dims: list[int]) -> str:

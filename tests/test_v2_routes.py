@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 
 import numpy as np
 import onnxruntime as ort
