@@ -8,6 +8,7 @@ into model tensors by the model's own codec, exactly as the task endpoints prepa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ DEFAULT_MODELS = {
     "thyroid-autoencoder": "thyroid",
     "machine-temperature-autoencoder": "temperature",
 }
-COMMITTED = Path(__file__).resolve().parents[1] / "models"
+# AXON_TEST_MODELS points the tests at another built repository (as tests/test_app_defaults.py does).
+COMMITTED = Path(os.environ.get("AXON_TEST_MODELS", Path(__file__).resolve().parents[1] / "models"))
 
 
 def committed_defaults_present() -> bool:
