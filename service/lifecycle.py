@@ -151,7 +151,10 @@ class Lifecycle:
             old = self.registry.table(name).get(d.version)
             serving = old is not None and old.state is ModelState.READY
             if serving and self._built.get((name, d.version)) == fp:
-                continue  # unchanged: keep it, warm and queued as it is
+                # Unchanged (or restored): keep it, warm and queued as it is; it is wanted and sound again.
+                self._failed.pop((name, d.version), None)
+                self._standing_in.discard((name, d.version))
+                continue
             loading.add(d.version)
             try:
                 new = await self.registry.start_version(d)

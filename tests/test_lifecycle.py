@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
 
 import numpy as np
@@ -220,3 +221,28 @@ async def test_polling_is_off_by_default(repo):
         await asyncio.sleep(0.3)
         assert app.state.axon.lifecycle._poller is None
         assert app.state.axon.registry.get("digits").version == 1
+
+
+async def test_restoring_the_files_clears_the_failure_and_a_stand_in_wanted_again_is_plain_ready(repo):
+    add_model(repo, "multi", "digits", versions=(1,))
+    async with serving(settings(repo)) as (app, _):
+        lifecycle = app.state.axon.lifecycle
+        good = (repo / "multi" / "1" / "model.onnx").read_bytes()
+        stat = (repo / "multi" / "1" / "model.onnx").stat()
+        truncate(repo / "multi" / "1" / "model.onnx")
+        with pytest.raises(LoadFailed):
+            await lifecycle.load("multi")
+        (repo / "multi" / "1" / "model.onnx").write_bytes(good)
+        os.utime(repo / "multi" / "1" / "model.onnx", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        await lifecycle.load("multi")  # the very files it was built from: kept, and no longer failing
+        new_version(repo, "multi", 2, seed=3)
+        truncate(repo / "multi" / "2" / "model.onnx")
+        with pytest.raises(LoadFailed):
+            await lifecycle.load("multi")
+        rows = {r["version"]: r for r in await lifecycle.index() if r["name"] == "multi"}
+        assert rows["1"]["reason"].startswith("outside the version policy")
+        config = json.loads((repo / "multi" / "config.json").read_text())
+        (repo / "multi" / "config.json").write_text(json.dumps(config | {"version_policy": {"specific": {"versions": [1]}}}))
+        await lifecycle.load("multi")
+        rows = {r["version"]: r for r in await lifecycle.index() if r["name"] == "multi"}
+    assert rows == {"1": {"name": "multi", "version": "1", "state": "READY", "reason": ""}}
