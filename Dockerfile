@@ -21,7 +21,6 @@ FROM ${BASE_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     ORT_DISABLE_TELEMETRY=1
 # The CUDA images ship no Python; a local base made by scripts/make-base-image.sh already has it,
 # so apt only runs when needed. Versions are the distro's: pinning them would break the build on
@@ -46,8 +45,10 @@ WORKDIR /src
 RUN python3 -m venv "$VIRTUAL_ENV"
 COPY pyproject.toml ./
 # Only the base install (no extras): onnxruntime-gpu and the service's own dependencies.
-# The pip_cert secret is mounted for this step only when the build is given one.
+# The pip_cert secret is mounted for this step only when the build is given one; pip's download
+# cache lives in a BuildKit cache mount, so it speeds up rebuilds without entering any layer.
 RUN --mount=type=secret,id=pip_cert,required=false \
+    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
     && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > requirements.txt \
@@ -55,7 +56,7 @@ RUN --mount=type=secret,id=pip_cert,required=false \
 COPY README.md ./
 COPY service ./service
 COPY training ./training
-RUN pip install --no-deps --no-build-isolation . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && python -c "import onnxruntime, service; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 
 # ---------------------------------------------------------------------------------------------
@@ -72,6 +73,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip_cert,required=false \
+    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
     && if [ -n "${TORCH_FIND_LINKS}" ]; then export PIP_FIND_LINKS="${TORCH_FIND_LINKS}"; fi \
     && pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
@@ -81,7 +83,7 @@ RUN --mount=type=secret,id=pip_cert,required=false \
 COPY README.md ./
 COPY service ./service
 COPY training ./training
-RUN pip install --no-deps --no-build-isolation . && rm -rf /src
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . && rm -rf /src
 WORKDIR /home/axon
 USER 10001:10001
 ENTRYPOINT ["python", "-m", "training"]
