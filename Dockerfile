@@ -84,6 +84,9 @@ COPY README.md ./
 COPY service ./service
 COPY training ./training
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . && rm -rf /src
+LABEL org.opencontainers.image.title="axon-trainer" \
+      org.opencontainers.image.description="Axon training jobs: PyTorch, ONNX export, model repository writer" \
+      org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /home/axon
 USER 10001:10001
 ENTRYPOINT ["python", "-m", "training"]
@@ -92,6 +95,9 @@ CMD ["--help"]
 # ---------------------------------------------------------------------------------------------
 # service: the serving image (default target).
 FROM base AS service
+LABEL org.opencontainers.image.title="axon-service" \
+      org.opencontainers.image.description="Axon inference service: FastAPI + ONNX Runtime (CUDA or CPU) with dynamic batching" \
+      org.opencontainers.image.licenses="Apache-2.0"
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     AXON_HOST=0.0.0.0 \
