@@ -279,7 +279,9 @@ class Batcher:
                     break
                 self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    # asyncio.timeout, not wait_for: no extra task per wake-up on this hot path.
+                    async with asyncio.timeout(remaining):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     break
                 continue
