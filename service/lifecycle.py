@@ -86,6 +86,9 @@ class Lifecycle:
         self._standing_in: set[tuple[str, int | None]] = set()
         self._loading: dict[str, set[int | None]] = {}
         self._poller: asyncio.Task | None = None
+        # Held while the start-up load runs: a load, unload or poll that arrives meanwhile waits for it
+        # rather than racing it over the same version tables.
+        self._startup = asyncio.Lock()
         if settings.validate_models:
             registry.validator = self.validate
 
@@ -99,12 +102,19 @@ class Lifecycle:
 
     async def load_all(self) -> None:
         """Start-up: load the whole repository through the registry and remember what each version was built from."""
-        prints = await asyncio.to_thread(self._snapshot)
-        await self.registry.load_all()
-        for name, (whole, versions) in prints.items():
-            self._seen[name] = whole
-            for version, fp in versions.items():
-                self._built[(name, version)] = fp
+        async with self._startup:
+            prints = await asyncio.to_thread(self._snapshot)
+            await self.registry.load_all()
+            for name, (whole, versions) in prints.items():
+                self._seen[name] = whole
+                for version, fp in versions.items():
+                    self._built[(name, version)] = fp
+
+    async def _model_lock(self, name: str) -> asyncio.Lock:
+        """The lock serialising changes to one model, once any start-up load has finished."""
+        async with self._startup:
+            pass
+        return self._locks.setdefault(name, asyncio.Lock())
 
     def _snapshot(self) -> dict[str, tuple[Fingerprint, dict[int | None, Fingerprint]]]:
         out = {}
@@ -126,7 +136,7 @@ class Lifecycle:
     async def load(self, name: str) -> list[ModelVersion]:
         """(Re)load one model from disk; raises LoadFailed if a version its policy selects does not serve."""
         folder = await asyncio.to_thread(self.model_dir, name)
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        async with await self._model_lock(name):
             self.unloaded.discard(name)
             whole = await asyncio.to_thread(model_print, folder)
             descriptors = await asyncio.to_thread(self._scan, folder)
@@ -200,7 +210,7 @@ class Lifecycle:
         known = name in self.registry.names()
         if not known:
             await asyncio.to_thread(self.model_dir, name)  # 404 unless it is at least on disk
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        async with await self._model_lock(name):
             self.unloaded.add(name)
             self._forget_model(name)
             await self.registry.unload(name)
@@ -250,7 +260,7 @@ class Lifecycle:
                     log.error("reload of model '%s' failed: %s", name, exc.message)
         for name in set(self.registry.names()) - set(on_disk):
             log.info("model '%s' left the repository: unloading", name)
-            async with self._locks.setdefault(name, asyncio.Lock()):
+            async with await self._model_lock(name):
                 self._forget_model(name)
                 await self.registry.unload(name)
 

@@ -22,7 +22,7 @@ from service.errors import ModelNotFound, ModelNotReady, VersionNotFound
 from service.metrics import Metrics
 from service.model_config import ModelConfig
 from service.preprocessing import Codec, TextCodec, build_codec
-from service.repository import ModelDescriptor, discover, discover_model
+from service.repository import ModelDescriptor, discover
 from service.runtime import GpuUnavailable, SessionFactory, session_runner, warm_up, warmup_batch_sizes
 from service.settings import GPU_PROVIDERS, Settings
 
@@ -170,12 +170,6 @@ class ModelRegistry:
         self._scanned = True
         for name in names:
             await self._load_descriptors(name, [d for d in descriptors if d.name == name])
-
-    async def load(self, name: str) -> list[ModelVersion]:
-        """(Re)load one model from disk: new versions are warmed before they serve, dropped ones unloaded."""
-        descriptors = discover_model(Path(self.settings.model_repository) / name)
-        self._scanned = True
-        return await self._load_descriptors(name, descriptors)
 
     async def unload(self, name: str) -> None:
         """Take every version of a model out of service, letting queued requests finish first."""

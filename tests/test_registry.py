@@ -74,17 +74,14 @@ async def test_newest_ready_version_answers_when_the_newest_is_broken(tmp_path):
     await registry.stop()
 
 
-async def test_reload_picks_up_a_new_version_and_unload_drains(tmp_path):
+async def test_unload_retires_every_version(tmp_path):
+    # Reloads go through service.lifecycle (tests/test_lifecycle.py); the registry only installs and retires.
     add_model(tmp_path, "digits", "digits", versions=(1,))
     registry = registry_for(tmp_path)
     await registry.load_all()
     old = registry.get("digits")
-    add_model(tmp_path, "digits", "digits", versions=(2,))
-    await registry.load("digits")
-    assert registry.get("digits").version == 2
-    assert [e.version for e in registry.versions("digits")] == [2]  # latest-1 policy retired version 1
-    assert old.state is ModelState.UNAVAILABLE and old.reason == "unloaded"
     await registry.unload("digits")
+    assert old.state is ModelState.UNAVAILABLE and old.reason == "unloaded"
     with pytest.raises(ModelNotFound):
         registry.get("digits")
 
