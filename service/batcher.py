@@ -92,6 +92,9 @@ class BatchPolicy:
     max_delay_s: float
     max_queue_size: int
     enabled: bool = True
+    # Rows of different lengths run in groups whose longest is at most this many times their shortest, so a
+    # batch of short texts does not pay for one long one (0 = one run per batch).
+    max_pad_ratio: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,24 @@ def rows_of(inputs: Tensors) -> int:
     if len(counts) != 1:
         raise ValueError(f"inputs disagree on their number of rows: {sorted(counts)}")
     return counts.pop()
+
+
+def length_groups(lengths: list[int], max_ratio: float) -> list[list[int]]:
+    """Indices grouped by length, shortest first, each group's longest <= max_ratio x its shortest.
+
+    Padding to the longest row costs compute that grows with the length (quadratically in attention);
+    a few runs over similar lengths cost less than one run padded to the longest of all.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    if max_ratio <= 0:
+        return [order]
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= max_ratio * max(1, lengths[groups[-1][0]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def collate(parts: list[Tensors], pad_values: dict[str, float]) -> Tensors:
@@ -309,29 +330,46 @@ class Batcher:
                 return False
         return len(first.inputs) == len(other.inputs)
 
+    def _groups(self, segments: list[_Segment]) -> list[list[_Segment]]:
+        """The batch's segments in runs of similar padded length (one run when nothing is padded)."""
+        padded = [name for name in segments[0].pending.inputs if name in self._pad]
+        if not padded or len(segments) == 1:
+            return [segments]
+        lengths = [max(s.pending.inputs[n].shape[1] for n in padded) for s in segments]
+        return [[segments[i] for i in group] for group in length_groups(lengths, self.policy.max_pad_ratio)]
+
+    def _run_groups(self, batches: list[Tensors]) -> list[tuple[Tensors, float]]:
+        """Every run of one batch in one worker-thread hop, each with its own duration."""
+        results = []
+        for batch in batches:
+            start = time.monotonic()
+            results.append((self._run(batch), time.monotonic() - start))
+        return results
+
     async def _run_batch(self, segments: list[_Segment]) -> None:
-        parts = [{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in segments]
-        batch = collate(parts, self._pad)
+        groups = self._groups(segments)
+        batches = [collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
+                   for g in groups]
         rows = sum(s.stop - s.start for s in segments)
-        start = time.monotonic()
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_groups, batches)
         except Exception as exc:
             log.warning("%s: batch of %d rows failed: %s", self.name, rows, exc)
             self._fail(segments, InferenceFailed(f"{self.name} failed on a batch of {rows} rows: {exc}"))
             return
-        elapsed = time.monotonic() - start
-        if self._on_batch:
-            self._on_batch(rows, elapsed)
-        bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != rows]
-        if bad:
-            self._fail(segments, InferenceFailed(f"{self.name} returned outputs {bad} without one row per input row"))
-            return
-        offset = 0
-        for seg in segments:
-            count = seg.stop - seg.start
-            self._deliver(seg.pending, {k: v[offset : offset + count] for k, v in outputs.items()}, count, elapsed)
-            offset += count
+        for group, (outputs, elapsed) in zip(groups, results):
+            group_rows = sum(s.stop - s.start for s in group)
+            if self._on_batch:
+                self._on_batch(group_rows, elapsed)
+            bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != group_rows]
+            if bad:
+                self._fail(group, InferenceFailed(f"{self.name} returned outputs {bad} without one row per input row"))
+                continue
+            offset = 0
+            for seg in group:
+                count = seg.stop - seg.start
+                self._deliver(seg.pending, {k: v[offset : offset + count] for k, v in outputs.items()}, count, elapsed)
+                offset += count
 
     def _deliver(self, pending: _Pending, part: Tensors, count: int, elapsed: float) -> None:
         pending.parts.append(part)

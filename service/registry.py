@@ -88,6 +88,7 @@ def batch_policy(config: ModelConfig, settings: Settings) -> BatchPolicy:
         max_delay_s=pick(settings.max_delay_ms, config.dynamic_batching.max_queue_delay_ms) / 1000.0,
         max_queue_size=pick(settings.max_queue_size, config.dynamic_batching.max_queue_size),
         enabled=settings.batching_enabled,
+        max_pad_ratio=settings.max_pad_ratio,
     )
 
 

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     """How long a batch may wait for more rows after its first; None takes config.json."""
     max_queue_size: int | None = Field(None, ge=1)
     """Rows that may wait per model version before requests get 429; None takes config.json."""
+    max_pad_ratio: float = Field(2.0, ge=0)
+    """A text batch runs as groups whose longest row is at most this many times their shortest (0 = one run)."""
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline of one request from the moment it is queued; past it the answer is 504."""
 

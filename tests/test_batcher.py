@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from tiny_models import text_model
 
-from service.batcher import Arrivals, Batcher, BatchPolicy, collate
+from service.batcher import Arrivals, Batcher, BatchPolicy, collate, length_groups
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
 from service.runtime import session_runner
 
@@ -40,8 +40,8 @@ def rows(*values: float) -> dict[str, np.ndarray]:
     return {"x": np.array(values, dtype=np.float32)[:, None]}
 
 
-def make(run, size=64, delay=0.0, queue=256, enabled=True, **kw) -> Batcher:
-    batcher = Batcher(run, BatchPolicy(size, delay, queue, enabled), name="model 'm' version 1", **kw)
+def make(run, size=64, delay=0.0, queue=256, enabled=True, pad_ratio=2.0, **kw) -> Batcher:
+    batcher = Batcher(run, BatchPolicy(size, delay, queue, enabled, pad_ratio), name="model 'm' version 1", **kw)
     batcher.start()
     return batcher
 
@@ -151,6 +151,31 @@ async def test_rows_of_different_lengths_are_padded_to_the_longest_in_the_batch(
     await batcher.stop()
 
 
+def test_length_groups_bound_the_padding_of_each_run():
+    lengths = [5, 100, 6, 12, 90, 24]
+    assert length_groups(lengths, 2.0) == [[0, 2], [3, 5], [4, 1]]
+    for group in length_groups(lengths, 2.0):
+        assert max(lengths[i] for i in group) <= 2.0 * min(lengths[i] for i in group)
+    assert length_groups(lengths, 0) == [[0, 2, 3, 5, 4, 1]]
+
+
+@pytest.mark.parametrize(("pad_ratio", "widths"), [(2.0, [3, 40]), (0, [40])])
+async def test_a_long_text_does_not_pad_the_short_ones_of_its_batch(pad_ratio, widths):
+    seen = []
+
+    def run(inputs):
+        seen.append(inputs["ids"].shape)
+        return {"n": inputs["mask"].sum(axis=1)}
+
+    batcher = make(run, pad_ratio=pad_ratio, pad_values={"ids": 0, "mask": 0})
+    texts = [{"ids": np.full((1, n), 7), "mask": np.ones((1, n), np.int64)} for n in (3, 40, 3, 2)]
+    results = await asyncio.gather(*(batcher.submit(t, 5) for t in texts))
+    assert [r.outputs["n"].tolist() for r in results] == [[3], [40], [3], [2]]
+    assert sorted(shape[1] for shape in seen) == widths
+    assert sum(shape[0] for shape in seen) == 4
+    await batcher.stop()
+
+
 async def test_rows_that_cannot_be_padded_do_not_share_a_batch():
     seen = []
 
@@ -225,7 +250,8 @@ def test_collate_keeps_a_single_block_as_is():
     assert collate([block], {})["x"] is block["x"]
 
 
-async def test_real_session_gives_the_same_answer_alone_or_in_a_padded_batch(tmp_path):
+@pytest.mark.parametrize("pad_ratio", [2.0, 0])
+async def test_real_session_gives_the_same_answer_alone_or_in_a_padded_batch(tmp_path, pad_ratio):
     text_model(tmp_path / "m.onnx")
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     run = session_runner(session)
@@ -235,7 +261,7 @@ async def test_real_session_gives_the_same_answer_alone_or_in_a_padded_batch(tmp
         ids = np.concatenate([[2], rng.integers(3, 15, n)]).astype(np.int64)[None]
         requests.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
     alone = [run(r)["logits"] for r in requests]
-    batcher = make(run, size=5, pad_values={"input_ids": 0, "attention_mask": 0})
+    batcher = make(run, size=5, pad_ratio=pad_ratio, pad_values={"input_ids": 0, "attention_mask": 0})
     batched = await asyncio.gather(*(batcher.submit(r, 5) for r in requests))
     for a, b in zip(alone, batched):
         np.testing.assert_allclose(b.outputs["logits"], a, atol=1e-5)
