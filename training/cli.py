@@ -99,6 +99,10 @@ def _train_parser(sub: Any) -> None:
     text.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] included")
     text.add_argument("--no-lowercase", action="store_true")
     text.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
+    text.add_argument("--token-dropout", type=float, default=0.0, help="replace training tokens by [UNK] with this probability")
+    text.add_argument("--warm-embeddings", action="store_true",
+                      help="start the embedding table from a quickly trained bag-of-embeddings classifier")
+    text.add_argument("--freeze-embeddings", action="store_true", help="with --warm-embeddings: keep them fixed")
     text.add_argument("--text-column", default="text", help="delimited: text column (name, or index without --header)")
     text.add_argument("--label-column", default="label", help="delimited: label column")
     text.add_argument("--delimiter", default="\t", help="delimited: field separator (default: tab)")
@@ -107,6 +111,9 @@ def _train_parser(sub: Any) -> None:
     image.add_argument("--invert", action="store_true", help="use 1 - x (dark digits on light paper)")
     image.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="image-folder: resize to this")
     image.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image-folder: 1 (L) or 3 (RGB)")
+    image.add_argument("--shift", type=int, default=0, help="augment: move training images by up to this many pixels")
+    tab = p.add_argument_group("tabular datasets")
+    tab.add_argument("--binary-scale", type=float, help="scale of 0/1 columns instead of their std")
     series = p.add_argument_group("series datasets")
     series.add_argument("--window", type=int, default=64)
     series.add_argument("--stride", type=int, default=1)
@@ -174,14 +181,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     common = {"dataset": data["dataset"], "model_cfg": model_cfg, "hyper": hyper}
     if task == "image":
         outcome = recipes.train_image_classifier(args.name, data["x"], data["y"], data["labels"], opts,
-                                                 invert=args.invert, **common)
+                                                 invert=args.invert, shift=args.shift, **common)
     elif task == "text":
         outcome = recipes.train_text_classifier(
             args.name, args.family, data["texts"], data["y"], data["labels"], opts, vocab_size=args.vocab_size,
             lowercase=not args.no_lowercase, max_length=args.max_length, class_weighted=args.class_weighted,
-            **common)
+            token_dropout=args.token_dropout, warm_embeddings=args.warm_embeddings,
+            freeze_embeddings=args.freeze_embeddings, **common)
     elif task == "tabular":
-        outcome = recipes.train_tabular_autoencoder(args.name, data["x"], data["y"], data["features"], opts, **common)
+        outcome = recipes.train_tabular_autoencoder(args.name, data["x"], data["y"], data["features"], opts,
+                                                    binary_scale=args.binary_scale, **common)
     else:
         outcome = recipes.train_series_autoencoder(args.name, data["series"], opts, window=args.window,
                                                    stride=args.stride, **common)

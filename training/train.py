@@ -61,14 +61,14 @@ def set_seed(seed: int) -> None:
 
 
 def configure_threads() -> int:
-    """Pick torch's intra-op thread count: every core on an idle machine, one when others are busy.
+    """One intra-op thread unless `AXON_TRAIN_THREADS` asks for more: reproducible, and fast on shared cores.
 
-    Small models on a few cores gain little from threads and lose a lot when the cores are shared:
-    measured on 2 busy cores, a CNN step took 0.25 s on one thread and 0.8-1.6 s on two, because
-    OpenMP workers spin waiting for a core. `AXON_TRAIN_THREADS` overrides the choice.
+    A thread count that followed the machine's load would change float reduction order, and with it
+    the trained weights, from one run to the next. One thread also measured fastest where cores are
+    shared: a CNN step took 0.25 s on one thread and 0.8-1.6 s on two busy cores, because OpenMP
+    workers spin waiting for a core. Small models gain little from a second thread anyway.
     """
-    cores = os.cpu_count() or 1
-    threads = int(os.environ.get("AXON_TRAIN_THREADS", "0")) or (1 if os.getloadavg()[0] > cores - 1 else cores)
+    threads = int(os.environ.get("AXON_TRAIN_THREADS", "1"))
     torch.set_num_threads(threads)
     return threads
 
