@@ -103,6 +103,8 @@ def _train_parser(sub: Any) -> None:
     text.add_argument("--warm-embeddings", action="store_true",
                       help="start the embedding table from a quickly trained bag-of-embeddings classifier")
     text.add_argument("--freeze-embeddings", action="store_true", help="with --warm-embeddings: keep them fixed")
+    text.add_argument("--restarts", type=int, default=1,
+                      help="train this many differently seeded candidates and keep the best on validation")
     text.add_argument("--text-column", default="text", help="delimited: text column (name, or index without --header)")
     text.add_argument("--label-column", default="label", help="delimited: label column")
     text.add_argument("--delimiter", default="\t", help="delimited: field separator (default: tab)")
@@ -187,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.name, args.family, data["texts"], data["y"], data["labels"], opts, vocab_size=args.vocab_size,
             lowercase=not args.no_lowercase, max_length=args.max_length, class_weighted=args.class_weighted,
             token_dropout=args.token_dropout, warm_embeddings=args.warm_embeddings,
-            freeze_embeddings=args.freeze_embeddings, **common)
+            freeze_embeddings=args.freeze_embeddings, restarts=args.restarts, **common)
     elif task == "tabular":
         outcome = recipes.train_tabular_autoencoder(args.name, data["x"], data["y"], data["features"], opts,
                                                     binary_scale=args.binary_scale, **common)
