@@ -73,6 +73,11 @@ def exported(request, tmp_path_factory) -> Exported:
     return Exported(request.param, model.eval(), path, report, text)
 
 
+def test_exported_file_is_readable_by_the_serving_user(exported: Exported) -> None:
+    # The service often runs as another user (a container's uid) than the training job.
+    assert exported.path.stat().st_mode & 0o777 == 0o644
+
+
 def test_onnx_runtime_matches_pytorch_at_every_batch_and_length(exported: Exported) -> None:
     report = exported.report
     assert report.passed

@@ -288,6 +288,8 @@ def export_verified(
                 f"argmax equal {worst.argmax_equal}); {path} not written",
                 report,
             )
+        # mkstemp makes 0600 files; the service (another user in a container) must be able to read the model.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         return report
     finally:
