@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from PIL import Image
 
 from service.auth import add_cors, inference_dependency, management_dependency
-from service.errors import install_error_handlers
+from service.handlers import install_error_handlers
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings

@@ -17,34 +17,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+# The refusals belong to the service's one error hierarchy; re-exported for the auth callers.
+from service.errors import AuthError, Forbidden, Unauthorized
+
 REALM = "axon"
 AuthDependency = Callable[..., Awaitable[None]]
-
-
-class AuthError(Exception):
-    """A request refused for its credentials; carries its status, a stable code and headers like AxonError."""
-
-    status_code: int = 401
-    code: str = "unauthorized"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = headers or {}
-
-
-class Unauthorized(AuthError):
-    """No token, or not the right one: 401 with a Bearer challenge."""
-
-    status_code = 401
-    code = "unauthorized"
-
-
-class Forbidden(AuthError):
-    """The endpoint is closed to every client (management with no management token configured)."""
-
-    status_code = 403
-    code = "forbidden"
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -1,25 +1,10 @@
-"""Every failure the service reports, one exception class per situation, and the handlers that render them.
+"""Every failure the service reports on purpose: one base class carrying its HTTP status, one class per situation.
 
-Whatever goes wrong, the client receives `{"error": "<message>", "code": "<code>"}` with the status
-of the situation: FastAPI's validation errors, Starlette's 404/405 and our own errors all share it.
-The V2 protocol's error body is `{"error": "<message>"}`; V2 clients (tritonclient included) read only
-`error`, so the same body serves them and the extra `code` stays for everyone else.
+Kept free of any web framework so protocol-free modules (and the model-validation child process) can raise
+them cheaply; `service.handlers` renders them.
 """
 
 from __future__ import annotations
-
-import logging
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-
-from service.auth import AuthError
-from service.naming import UnsafeName
-from service.v2.errors import ProtocolError
-
-log = logging.getLogger("axon.errors")
 
 
 class AxonError(Exception):
@@ -39,6 +24,27 @@ class BadRequest(AxonError):
 
     status_code = 400
     code = "bad_request"
+
+
+class AuthError(AxonError):
+    """A request refused for its credentials."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Unauthorized(AuthError):
+    """No bearer token, or not the right one: 401 with a Bearer challenge."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(AuthError):
+    """The endpoint is closed to every client (management with no management token configured)."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class InvalidInput(AxonError):
@@ -118,73 +124,3 @@ class InferenceFailed(AxonError):
 
     status_code = 500
     code = "inference_failed"
-
-
-def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error body of the service."""
-    return JSONResponse({"error": message, "code": code}, status_code=status_code, headers=headers)
-
-
-_HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
-
-
-async def _axon_error(request: Request, exc: AxonError) -> JSONResponse:
-    if exc.status_code >= 500 and exc.status_code != 503:
-        log.error("%s: %s", exc.code, exc.message)
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
-
-
-async def _refused(request: Request, exc: ProtocolError | UnsafeName | AuthError) -> JSONResponse:
-    # Errors of modules that know nothing of HTTP (V2 wire format, names) or of AxonError (auth).
-    if isinstance(exc, AuthError):
-        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
-    code = "invalid_name" if isinstance(exc, UnsafeName) else "bad_request"
-    return error_response(400, code, exc.message)
-
-
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 404 and message == "Not Found":
-        message = f"no route {request.method} {request.url.path}"
-    if exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
-
-
-def describe_validation(errors: list[dict]) -> str:
-    """One readable line out of pydantic's error list: `body.texts.0: Input should be a valid string`."""
-    parts = []
-    for err in errors[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body" or len(err.get("loc", ())) == 1)
-        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(400, "bad_request", "request body is not valid JSON")
-    return error_response(422, InvalidInput.code, describe_validation(errors))
-
-
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal", "internal server error")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every exception type the app can see to the one error shape."""
-    app.add_exception_handler(AxonError, _axon_error)
-    for refusal in (ProtocolError, UnsafeName, AuthError):
-        app.add_exception_handler(refusal, _refused)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)

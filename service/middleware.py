@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Arrivals
-from service.errors import error_response
+from service.handlers import error_response
 from service.logs import request_id
 
 access_log = logging.getLogger("axon.access")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from service.errors import BadRequest
+
 MAX_NAME_LENGTH = 128
 # Letters, digits, '_', '-', '.'; the first character is a letter, a digit or '_' (no '.', '..',
 # hidden folders or option-like names). ASCII only: look-alike Unicode names would be a trap.
@@ -19,12 +21,10 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", re.ASCII)
 _VERSION = re.compile(r"[1-9][0-9]{0,17}", re.ASCII)
 
 
-class UnsafeName(ValueError):
-    """A model name, version or path from a client that is malformed or would escape the repository."""
+class UnsafeName(BadRequest, ValueError):
+    """A model name, version or path from a client that is malformed or would escape the repository: 400."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "invalid_name"
 
 
 def validate_model_name(name: str) -> str:

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from service.errors import AxonError, BadRequest, InvalidInput, describe_validation
+from service.errors import AxonError, BadRequest, InvalidInput
+from service.handlers import describe_validation
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)

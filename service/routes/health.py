@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service.errors import error_response
+from service.handlers import error_response
 from service.state import axon
 
 router = APIRouter(prefix="/v2/health", tags=["health"])

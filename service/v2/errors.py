@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from service.errors import BadRequest
 
-class ProtocolError(ValueError):
-    """A V2 request (or a tensor in it) breaks the protocol; the HTTP layer answers 400 with the message."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class ProtocolError(BadRequest, ValueError):
+    """A V2 request (or a tensor in it) breaks the protocol: 400 with the message."""
