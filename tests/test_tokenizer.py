@@ -94,3 +94,15 @@ def test_save_and_load_give_identical_ids(tokenizer, tmp_path):
     loaded.enable_truncation(16)
     loaded.no_padding()
     assert loaded.encode(texts[0]).ids == tokenizer.encode(texts[0]).ids
+
+
+def test_training_twice_gives_the_same_vocabulary():
+    # The upstream WordPiece trainer is not deterministic; a seeded rebuild must reproduce its tokenizer.
+    from training.data.paths import default_datasets_dir
+    from training.data.text import load_sms_spam
+
+    texts, _ = load_sms_spam(default_datasets_dir() / "sms_spam" / "SMSSpamCollection.tsv")
+    first = train_tokenizer(texts[:1500], vocab_size=2000, lowercase=False)
+    second = train_tokenizer(texts[:1500], vocab_size=2000, lowercase=False)
+    assert first.get_vocab_size() == 2000
+    assert first.to_str() == second.to_str()

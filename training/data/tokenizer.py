@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from tokenizers.processors import TemplateProcessing
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]"]  # ids 0, 1, 2 in this order
@@ -28,20 +29,36 @@ def train_tokenizer(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=False)]
     )
     tokenizer.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    vocab = _vocabulary(tokenizer, texts, vocab_size, min_frequency)
+    tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
+    # Already in the vocabulary at ids 0-2; this marks them special (skipped by decode, never split).
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
     ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
     if ids != [PAD_ID, UNK_ID, CLS_ID]:
         raise RuntimeError(f"special tokens got ids {ids}, expected [0, 1, 2]")
     # [CLS] leads every row and stays unmasked, so no row is ever all padding.
     tokenizer.post_processor = TemplateProcessing(single="[CLS] $A", special_tokens=[("[CLS]", CLS_ID)])
     return tokenizer
+
+
+def _vocabulary(tokenizer: Tokenizer, texts: Sequence[str], vocab_size: int, min_frequency: int) -> dict[str, int]:
+    """Special tokens, every character seen (alone and as `##` continuation), then the most frequent words.
+
+    Built here rather than by `trainers.WordPieceTrainer`, whose vocabulary changes from run to run
+    (huggingface/tokenizers#1794): a seeded rebuild must give the same model. Ties in frequency are broken
+    alphabetically; unseen words are spelled from the characters, so they rarely collapse to [UNK].
+    """
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text)):
+            counts[word] += 1
+    chars = sorted({c for word in counts for c in word})
+    tokens = list(SPECIAL_TOKENS) + chars + ["##" + c for c in chars]
+    known = set(tokens)
+    room = max(0, vocab_size - len(tokens))
+    words = sorted((w for w, n in counts.items() if n >= min_frequency and w not in known), key=lambda w: (-counts[w], w))
+    tokens += words[:room]
+    return {token: i for i, token in enumerate(tokens)}
 
 
 @contextmanager

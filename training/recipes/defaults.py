@@ -65,7 +65,8 @@ def sentiment_gru(datasets: Path, opts: RunOptions) -> Outcome:
         # so the GRU (kept narrow) learns word order on top of them instead of memorising the sentences.
         model_cfg={"cell": "gru", "embed_dim": 128, "hidden_size": 32, "dropout": 0.5, "bidirectional": True},
         hyper=Hyper(epochs=30, lr=2e-3, weight_decay=0.1, batch_size=32, patience=8),
-        vocab_size=3000, lowercase=True, max_length=64, token_dropout=0.25, warm_embeddings=True,
+        # 1,500 words: of 1,500 / 3,000 / all (4,114) the smallest tied for the best validation F1 (0.825).
+        vocab_size=1500, lowercase=True, max_length=64, token_dropout=0.25, warm_embeddings=True,
         freeze_embeddings=True, restarts=5,
         description="Review sentence sentiment (amazon, imdb, yelp): negative or positive.",
     )
