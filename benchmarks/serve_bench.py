@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
-import gzip
 import io
 import json
 import os
@@ -41,9 +39,12 @@ from service.model_config import MODEL_FILE, read_config  # noqa: E402
 from service.preprocessing import build_codec  # noqa: E402
 from service.runtime import SessionFactory  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from training.data.images import load_mnist_pool  # noqa: E402
+from training.data.paths import default_datasets_dir  # noqa: E402
+from training.data.text import load_sms_spam  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = Path(os.environ.get("AXON_DATASETS", ROOT.parent / "shared" / "datasets"))
+DATASETS = default_datasets_dir()
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -52,11 +53,9 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 def mnist_pngs(n: int) -> list[bytes]:
     """The first n MNIST pool digits, PNG-encoded as a client would send them."""
-    folder = DATASETS / "mnist_test10k"
-    with gzip.open(folder / "train8k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
+    images, _ = load_mnist_pool(DATASETS / "mnist_test10k")
     out = []
-    for img in images:
+    for img in images[:n]:
         buf = io.BytesIO()
         Image.fromarray(img, mode="L").save(buf, format="PNG")
         out.append(buf.getvalue())
@@ -64,9 +63,9 @@ def mnist_pngs(n: int) -> list[bytes]:
 
 
 def sms_texts(n: int) -> list[str]:
-    """The first n messages of the SMS Spam pool (split once on the first tab; the file has no quoting)."""
-    lines = (DATASETS / "sms_spam" / "SMSSpamCollection.tsv").read_text(encoding="utf-8").split("\n")[1:]
-    return [line.split("\t", 1)[1] for line in lines if "\t" in line][:n]
+    """The first n messages of the SMS Spam pool."""
+    texts, _ = load_sms_spam(DATASETS / "sms_spam" / "SMSSpamCollection.tsv")
+    return texts[:n]
 
 
 def task_requests(model: str, task: str, n: int) -> tuple[list[Request], list]:
