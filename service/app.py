@@ -12,6 +12,7 @@ from PIL import Image
 
 from service.auth import add_cors, inference_dependency, management_dependency
 from service.handlers import install_error_handlers
+from service.lean import LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
@@ -54,6 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, dependencies=[] if any(router is r for r in open_routers) else inference)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token))])
+    # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
+    lean_routes = [*v2.LEAN_ROUTES, *vision.LEAN_ROUTES, *text.LEAN_ROUTES, *anomaly.LEAN_ROUTES]
+    app.add_middleware(LeanRoutes, state=state, routes=lean_routes, token=auth.inference_token,
+                       max_in_flight=settings.max_requests_in_flight)
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)

@@ -39,6 +39,13 @@ log = logging.getLogger("axon.batcher")
 BatchObserver = Callable[[int, float], None]
 """Called after every batch with its number of rows and its run time in seconds."""
 
+ClientGone = Callable[[], bool]
+"""Tells whether the client of a request has disconnected."""
+
+client_gone: contextvars.ContextVar[ClientGone | None] = contextvars.ContextVar("client_gone", default=None)
+"""Set by the HTTP layer when the server lets it ask cheaply; a queued request whose client left is then
+dropped when a batch is formed (one attribute read), with no watcher task per request."""
+
 
 class Arrivals:
     """Counts requests the server is reading or pre-processing that have not reached a batcher yet."""
@@ -117,6 +124,16 @@ class _Pending:
     done_rows: int = 0
     started_at: float | None = None
     inference_s: float = 0.0
+    gone: ClientGone | None = None
+
+    def dead(self) -> bool:
+        """Answered already (deadline, failure) or abandoned by its client: cancelled, never computed."""
+        if self.future.done():
+            return True
+        if self.gone is not None and self.gone():
+            self.future.cancel()
+            return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -228,7 +245,7 @@ class Batcher:
             limit = self.policy.max_queue_size
             raise Overloaded(f"{self.name} has {self._queued_rows} rows queued (limit {limit}); retry later")
         loop = asyncio.get_running_loop()
-        pending = _Pending(inputs, rows, loop.create_future(), time.monotonic())
+        pending = _Pending(inputs, rows, loop.create_future(), time.monotonic(), gone=client_gone.get())
         self._queue.append(pending)
         self._queued_rows += rows
         self._arrivals.arrived()
@@ -276,7 +293,7 @@ class Batcher:
                 self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
 
     def _drop_dead_head(self) -> None:
-        while self._queue and self._queue[0].future.done():
+        while self._queue and self._queue[0].dead():
             dead = self._queue.popleft()
             self._queued_rows -= dead.rows - dead.taken
 

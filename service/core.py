@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from service.batcher import BatchResult
-from service.errors import AxonError, InvalidInput, WrongTask
+from service.errors import AxonError, InvalidInput, NonFiniteOutput, WrongTask
 from service.metrics import Metrics
 from service.model_config import SeriesPreprocessing, Task
 from service.preprocessing import (
@@ -30,11 +32,23 @@ from service.runtime import Tensors
 from service.settings import Settings
 from service.signature import check_inputs, check_outputs
 
+# The metric label of every model name the repository does not know (issue 8.9: bounded label sets).
+UNKNOWN_MODEL = "unknown"
 # Above this many payload bytes, pre-processing moves to a worker thread so the event loop keeps serving.
 OFFLOAD_BYTES = 64 * 1024
 
 Encode = Callable[[ModelVersion], Tensors]
 Decode = Callable[[ModelVersion, Tensors], dict[str, Any]]
+
+
+def check_finite(entry: ModelVersion, outputs: Tensors) -> None:
+    """Refuse (422) a task answer built from non-finite model outputs; its input is outside what the model handles."""
+    for name, array in outputs.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise NonFiniteOutput(
+                f"{entry.label} produced a non-finite value in '{name}' for this input "
+                "(values far outside the range it was trained on)"
+            )
 
 
 class Dataplane:
@@ -76,6 +90,7 @@ class Dataplane:
                 t_queued = time.perf_counter()
                 result: BatchResult = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
             t_done = time.perf_counter()
+            check_finite(entry, result.outputs)
             body = {"model": entry.name, "version": entry.version, **decode(entry, result.outputs)}
             end = time.perf_counter()
             self.metrics.observe_phases(label, {
@@ -94,7 +109,15 @@ class Dataplane:
             status = 499  # nginx's "client closed request": the client left before its answer
             raise
         finally:
-            self.metrics.requests.labels(label, endpoint, str(status)).inc()
+            self.metrics.count_request(label if status == 200 else self.metric_label(label), endpoint, status)
+
+    def metric_label(self, name: str) -> str:
+        """`name` if the repository knows that model, else UNKNOWN_MODEL: clients cannot grow the label set."""
+        try:
+            self.registry.versions(name)
+        except AxonError:
+            return UNKNOWN_MODEL
+        return name
 
     async def infer(
         self, endpoint: str, name: str, version: int | None, inputs: Tensors, decode_s: float = 0.0,
@@ -111,7 +134,7 @@ class Dataplane:
             check_outputs(entry.config, outputs or [], entry.label)
             with entry.hold():
                 result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
-            self.metrics.observe_phases(name, {
+            self.metrics.observe_phases(entry.name, {
                 "preprocess": decode_s,
                 "queue": result.queue_s,
                 "inference": result.inference_s,
@@ -126,7 +149,7 @@ class Dataplane:
             status = 499
             raise
         finally:
-            self.metrics.requests.labels(name, endpoint, str(status)).inc()
+            self.metrics.count_request(name if status == 200 else self.metric_label(name), endpoint, status)
 
     # --- tasks -----------------------------------------------------------------------------------
 

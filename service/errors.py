@@ -124,3 +124,9 @@ class InferenceFailed(AxonError):
 
     status_code = 500
     code = "inference_failed"
+
+
+class NonFiniteOutput(InvalidInput):
+    """The model answered NaN or infinity where the answer is JSON: strict JSON has no such numbers (README)."""
+
+    code = "non_finite_output"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+import orjson
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,12 +21,17 @@ from service.errors import AxonError, InvalidInput
 log = logging.getLogger("axon.errors")
 
 
+def error_body(code: str, message: str) -> bytes:
+    """The one error body as bytes (the lean inference path sends it without a Response object)."""
+    return orjson.dumps({"error": message, "code": code})
+
+
 def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The one error body of the service."""
     return JSONResponse({"error": message, "code": code}, status_code=status_code, headers=headers)
 
 
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
@@ -40,7 +47,7 @@ async def _axon_error(request: Request, exc: AxonError) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for the route)
@@ -50,6 +51,7 @@ class Metrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.models_loaded = Gauge("axon_models_loaded", "Model versions ready to serve.", registry=self.registry)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def batch_observer(self, model: str, version: int) -> Callable[[int, float], None]:
         """The callback a batcher reports each batch to."""
@@ -73,15 +75,28 @@ class Metrics:
         except KeyError:
             pass
 
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        # `.labels()` takes a lock and validates every value on each call (~2 us); label sets are few and
+        # bounded (known models only), so each child is looked up once and then found in a plain dict.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def count_request(self, model: str, endpoint: str, status: int) -> None:
+        """Count one inference request by model, endpoint and status."""
+        self._child(self.requests, model, endpoint, str(status)).inc()
+
     def observe_phases(self, model: str, phases: dict[str, float]) -> None:
         """Record the seconds spent in each phase of one request."""
         for phase, seconds in phases.items():
-            self.latency.labels(model, phase).observe(seconds)
+            self._child(self.latency, model, phase).observe(seconds)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its duration."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_seconds.labels(route).observe(seconds)
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.http_seconds, route).observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""

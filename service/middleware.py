@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import itertools
+import os
 import time
-import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,7 +38,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope) or uuid.uuid4().hex
+        rid = _incoming_id(scope) or next_request_id()
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500
@@ -67,6 +68,17 @@ class RequestContextMiddleware:
             request_id.reset(token)
 
 
+# A per-process random prefix and a counter: unique across processes and restarts like a uuid4, and 32 hex
+# characters like one, without 16 bytes from the OS per request (uuid4 was 3% of the loop at 2,000 req/s).
+_ID_PREFIX = os.urandom(10).hex()
+_ids = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """A new request id: 20 random hex characters of this process, then a 12-digit hex counter."""
+    return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFFFFFF:012x}"
+
+
 def _incoming_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
@@ -89,10 +101,15 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                message = f"request body of {int(value)} bytes is larger than the limit of {self.limit} bytes"
-                response = error_response(413, "payload_too_large", message)
-                await response(scope, receive, send)
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.limit:
+                    message = f"request body of {int(value)} bytes is larger than the limit of {self.limit} bytes"
+                    response = error_response(413, "payload_too_large", message)
+                    await response(scope, receive, send)
+                    return
+                # The server frames the body by Content-Length (h11 and httptools never deliver more), so the
+                # server's own receive goes on unwrapped: cheaper, and the lean path can read its disconnect flag.
+                await self.app(scope, receive, send)
                 return
         received = 0
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline of one request from the moment it is queued; past it the answer is 504."""
 
+    # --- the request path (admission before any HTTP work) ---
+    max_requests_in_flight: int = Field(512, ge=1)
+    """Inference requests (V2 infer, task endpoints) being read, decoded, queued or run at once; past it 429 at once."""
+
     default_models: DefaultModels = DefaultModels()
     """Per-task default models."""
     limits: Limits = Limits()

@@ -50,7 +50,7 @@ def assert_error(response, status: int, code: str, message: str | None = None) -
         ("/v1/vision/classify", {"images": [base64.b64encode(b"nope").decode()]}, 422, "invalid_input", "image 0 is not a decodable image"),
         ("/v1/vision/classify", {"images": [base64.b64encode(png(np.zeros((8, 8), np.uint8), "GIF")).decode()]}, 415, "unsupported_media_type", "image 0 is GIF"),
         ("/v1/vision/classify", {"images": [base64.b64encode(IMAGE).decode()], "top_k": 0}, 422, "invalid_input", "top_k must be between 1 and 100, got 0"),
-        ("/v1/vision/classify", {"images": "abc"}, 422, "invalid_input", "images: Input should be a valid array"),
+        ("/v1/vision/classify", {"images": "abc"}, 422, "invalid_input", "images: Input should be a valid list"),
     ],
 )
 async def test_bad_json_bodies(repo, path, body, status, code, message):

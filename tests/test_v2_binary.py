@@ -132,7 +132,8 @@ def _one(shape, datatype, size):
         (_one([-1, 2], "FP32", 8), b"\0" * 8, "negative dimension"),
         (_one([1 << 40, 1 << 40], "FP32", 8), b"\0" * 8, "more than the limit"),
         (_one([2], "BOOL", 2), b"\x01\x02", "BOOL tensor holds a byte other than 0 or 1"),
-        (_one([2], "BYTES", 5), struct.pack("<I", 1) + b"a", "ends after 1 of 2 elements"),
+        (_one([2], "BYTES", 8), struct.pack("<I", 1) + b"a\0\0\0", "ends after 1 of 2 elements"),
+        (_one([2], "BYTES", 5), struct.pack("<I", 1) + b"a", "BYTES needs at least 8 bytes, got 5"),
         (_one([1], "BYTES", 6), struct.pack("<I", 5) + b"ab", "declares 5 bytes but only 2 remain"),
         (_one([1], "BYTES", 7), struct.pack("<I", 1) + b"abc", "2 bytes after its 1 elements"),
         (_one([1], "FLOAT", 4), b"\0" * 4, "unsupported datatype"),
@@ -142,6 +143,19 @@ def test_bad_binary_requests_are_refused(header, payload, message):
     body, length = _body(header, payload)
     with pytest.raises(ProtocolError, match=message):
         decode_request(body, length)
+
+
+def test_a_forged_bytes_shape_is_refused_before_anything_is_allocated():
+    # issue 8.2: 170 bytes declaring 2^28 BYTES elements used to allocate a 2 GiB object array first
+    body, length = _body(_one([1 << 28], "BYTES", 0), b"")
+    with pytest.raises(ProtocolError, match="needs at least 1073741824 bytes, got 0"):
+        decode_request(body, length)
+
+
+def test_json_data_longer_than_the_body_could_hold_is_refused_before_numpy():
+    header = {"inputs": [{"name": "x", "shape": [1 << 27], "datatype": "FP32", "data": [[1.0]]}]}
+    with pytest.raises(ProtocolError, match="declares 134217728 elements in"):
+        decode_request(json.dumps(header).encode())
 
 
 def test_error_names_the_input():

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, model_validator
 
-from service.routes.common import pick, unless_client_leaves
-from service.state import axon
+from service.lean import Answer, Call, encode_json, route, serve
+from service.routes.common import parse_json, pick, query_int
 
 router = APIRouter(prefix="/v1/anomaly", tags=["anomaly"])
 
@@ -60,17 +59,37 @@ class AnomalyResponse(BaseModel):
     segments: list[Segment] | None = None
 
 
-@router.post("/score", responses={200: {"model": AnomalyResponse}})
+async def score_call(call: Call) -> Answer:
+    """The lean handler: strict JSON, list lengths checked before any value is looked at."""
+    limits = call.state.settings.limits
+    counts = {
+        "samples": (limits.max_samples, "{n} samples in one request; the limit is {limit}"),
+        "series": (limits.max_series_length, "the series has {n} points; the limit is {limit}"),
+        "timestamps": (limits.max_series_length, "'timestamps' has {n} entries; the limit is {limit}"),
+    }
+    body = await call.body()
+    req = await call.offload(parse_json, AnomalyRequest, body, counts, size=len(body))
+    query = call.query()
+    name, version = pick(req.model, query.get("model")), pick(req.version, query_int(query, "version"))
+    plane = call.state.dataplane
+    if req.samples is not None:
+        result = await plane.score_samples(req.samples, name, version)
+    else:
+        result = await plane.score_series(req.series, req.timestamps, name, version)
+    return Answer(encode_json(result))
+
+
+@router.post(
+    "/score", responses={200: {"model": AnomalyResponse}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": AnomalyRequest.model_json_schema()}}}},
+)
 async def score(
-    body: AnomalyRequest, request: Request,
+    request: Request,
     model: str | None = Query(None, description="Model name (default: the anomaly default for samples or series)"),
     version: int | None = Query(None, description="Model version (default: newest ready)"),
-) -> JSONResponse:
+) -> Response:
     """Reconstruction-error anomaly scores; above the model's calibrated threshold = anomaly."""
-    plane = axon(request).dataplane
-    name, ver = pick(body.model, model), pick(body.version, version)
-    if body.samples is not None:
-        work = plane.score_samples(body.samples, name, ver)
-    else:
-        work = plane.score_series(body.series, body.timestamps, name, ver)
-    return JSONResponse(await unless_client_leaves(request, work))
+    return await serve(request, score_call)  # the app serves this path from service.lean; this documents it
+
+
+LEAN_ROUTES = [route("/v1/anomaly/score", score_call)]

@@ -8,23 +8,23 @@ probes (`/v2/health/*`) live in `routes/health.py`; the repository extension in 
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.core import OFFLOAD_BYTES
 from service.errors import ModelNotReady, VersionNotFound
 from service.naming import validate_model_name, validate_version
 from service.registry import ModelState, ModelVersion, batch_policy
-from service.routes.common import unless_client_leaves
+from service.lean import Answer, Call, route, serve
 from service.state import axon
 from service.v2.binary import BINARY_CONTENT_TYPE, HEADER_LENGTH, decode_request, encode_response, parse_header_length
 from service.v2.datamodels import ModelMetadataResponse, ModelReadyResponse, ServerMetadataResponse, TensorMetadata
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 
+BINARY = BINARY_CONTENT_TYPE.encode()
+HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 SERVER_NAME = "axon"
 # Triton's names for the extensions this server implements.
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -106,26 +106,24 @@ async def model_version_ready(name: str, version: str, request: Request) -> dict
     return _model_ready(request, name, version)
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
-    model, number = _name_and_version(name, version)
-    state = axon(request)
-    header_length = parse_header_length(request.headers.get(HEADER_LENGTH))
-    body = await request.body()
+async def infer_call(call: Call) -> Answer:
+    """The lean handler of both infer routes: decode (numpy from bytes), check, batch, encode."""
+    model, number = _name_and_version(call.params["name"], call.params.get("version"))
+    state = call.state
+    header_length = parse_header_length(call.header("inference-header-content-length"))
+    body = await call.body()
     start = time.perf_counter()
-    decode = (decode_request, body, header_length)
-    wire, arrays = await asyncio.to_thread(*decode) if len(body) > OFFLOAD_BYTES else decode[0](*decode[1:])
+    wire, arrays = await call.offload(decode_request, body, header_length, size=len(body))
     asked = [output.name for output in wire.outputs or []]
-    work = state.dataplane.infer("v2", model, number, arrays, time.perf_counter() - start, asked)
-    entry, result = await unless_client_leaves(request, work)
+    entry, result = await state.dataplane.infer("v2", model, number, arrays, time.perf_counter() - start, asked)
     assert entry.config is not None
     names = wire.output_names([t.name for t in entry.config.outputs])
     outputs = {n: result.outputs[n] for n in names}
-    encode = (encode_response, wire, entry.name, str(entry.version), outputs)
-    big = sum(a.nbytes for a in outputs.values()) > OFFLOAD_BYTES
-    payload, length = await asyncio.to_thread(*encode) if big else encode[0](*encode[1:])
+    size = sum(a.nbytes for a in outputs.values())
+    payload, length = await call.offload(encode_response, wire, entry.name, str(entry.version), outputs, size=size)
     if length is None:
-        return Response(payload, media_type="application/json")
-    return Response(payload, media_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(length)})
+        return Answer(payload)
+    return Answer(payload, content_type=BINARY, headers=[(HEADER_LENGTH_KEY, b"%d" % length)])
 
 
 INFER_DOC = {
@@ -141,10 +139,16 @@ INFER_DOC = {
 @router.post("/models/{name}/infer", openapi_extra=INFER_DOC, response_class=JSONResponse)
 async def infer(name: str, request: Request) -> Response:
     """Inference on the newest ready version: JSON tensors, or a JSON header plus binary tensors."""
-    return await _infer(request, name, None)
+    return await serve(request, infer_call)  # the app serves this path from service.lean; this documents it
 
 
 @router.post("/models/{name}/versions/{version}/infer", openapi_extra=INFER_DOC, response_class=JSONResponse)
 async def infer_version(name: str, version: str, request: Request) -> Response:
     """Inference on one version."""
-    return await _infer(request, name, version)
+    return await serve(request, infer_call)
+
+
+LEAN_ROUTES = [
+    route("/v2/models/{name}/infer", infer_call),
+    route("/v2/models/{name}/versions/{version}/infer", infer_call),
+]

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, StrictStr
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.routes.common import parse_json, pick, unless_client_leaves
-from service.state import axon
+from service.lean import Answer, Call, encode_json, route, serve
+from service.routes.common import parse_json, pick, query_int
 
 router = APIRouter(prefix="/v1/vision", tags=["vision"])
 DEFAULT_TOP_K = 5
@@ -52,12 +51,14 @@ class VisionResponse(BaseModel):
     predictions: list[VisionPrediction]
 
 
-def decode_base64(images: list[str]) -> list[bytes]:
-    """Base64 strings (optionally `data:image/...;base64,` URLs) to bytes."""
+def decode_base64(images: list[str], max_bytes: int | None = None) -> list[bytes]:
+    """Base64 strings (optionally `data:image/...;base64,` URLs) to bytes; each size checked before decoding."""
     decoded = []
     for i, text in enumerate(images):
         if text.startswith("data:"):
             text = text.partition(",")[2]
+        if max_bytes is not None and len(text) > 4 * ((max_bytes + 2) // 3):
+            raise PayloadTooLarge(f"image {i} has about {len(text) * 3 // 4} bytes; the limit is {max_bytes}")
         try:
             decoded.append(base64.b64decode(text, validate=True))
         except (binascii.Error, ValueError):
@@ -96,6 +97,32 @@ def _int_field(fields: dict[str, str], name: str) -> int | None:
         raise InvalidInput(f"form field '{name}' must be an integer, got {fields[name]!r}") from None
 
 
+async def classify_call(call: Call) -> Answer:
+    """The lean handler: multipart files or strict JSON with base64 images, counts and sizes before decoding."""
+    state = call.state
+    limits = state.settings.limits
+    query = call.query()
+    content_type = (call.header("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        images, fields = await read_multipart(call.request(), limits.max_images)
+        name, ver = pick(fields.get("model"), query.get("model")), pick(_int_field(fields, "version"), query_int(query, "version"))
+        k = pick(_int_field(fields, "top_k"), query_int(query, "top_k"))
+    elif content_type == "application/json":
+        counts = {"images": (limits.max_images, "{n} images in one request; the limit is {limit}")}
+        body = await call.body()
+        req = await call.offload(parse_json, VisionRequest, body, counts, size=len(body))
+        images = await call.offload(decode_base64, req.images, limits.max_image_bytes, size=len(body))
+        name, ver = pick(req.model, query.get("model")), pick(req.version, query_int(query, "version"))
+        k = pick(req.top_k, query_int(query, "top_k"))
+    else:
+        raise UnsupportedMediaType(
+            f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data (files in 'images') "
+            "or application/json ({\"images\": [base64, ...]})"
+        )
+    result = await state.dataplane.classify_images(images, name, ver, pick(k, DEFAULT_TOP_K))
+    return Answer(encode_json(result))
+
+
 @router.post(
     "/classify",
     responses={200: {"model": VisionResponse}},
@@ -113,22 +140,9 @@ async def classify(
     model: str | None = Query(None, description="Model name (default: the vision default model)"),
     version: int | None = Query(None, description="Model version (default: newest ready)"),
     top_k: int | None = Query(None, description=f"How many best labels to return (default {DEFAULT_TOP_K})"),
-) -> JSONResponse:
+) -> Response:
     """Classify PNG/JPEG/WebP images, pre-processed exactly as in training; answers in input order."""
-    state = axon(request)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        images, fields = await read_multipart(request, state.settings.limits.max_images)
-        name, ver = pick(fields.get("model"), model), pick(_int_field(fields, "version"), version)
-        k = pick(_int_field(fields, "top_k"), top_k)
-    elif content_type == "application/json":
-        body = parse_json(VisionRequest, await request.body())
-        images = decode_base64(body.images)
-        name, ver, k = pick(body.model, model), pick(body.version, version), pick(body.top_k, top_k)
-    else:
-        raise UnsupportedMediaType(
-            f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data (files in 'images') "
-            "or application/json ({\"images\": [base64, ...]})"
-        )
-    work = state.dataplane.classify_images(images, name, ver, pick(k, DEFAULT_TOP_K))
-    return JSONResponse(await unless_client_leaves(request, work))
+    return await serve(request, classify_call)  # the app serves this path from service.lean; this documents it
+
+
+LEAN_ROUTES = [route("/v1/vision/classify", classify_call)]

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import struct
+
+import orjson
 from collections.abc import Mapping
 
 import numpy as np
 
-from service.v2.datamodels import InferenceRequest, RequestInput, parse_wire
-from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, numpy_dtype, to_json, v2_datatype
+from service.v2.datamodels import InferenceRequest, parse_wire
+from service.errors import NonFiniteOutput
+from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, itemsize, numpy_dtype, to_json, v2_datatype
 from service.v2.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -49,40 +52,92 @@ def decode_request(
 ) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
     """Parse an infer body (JSON, optionally followed by binary tensors) into the request and its input arrays.
 
-    Arrays from binary data are read-only views of `body` when aligned (no copy for large tensors).
+    Every declared shape and size is checked against the bytes actually received before any array is
+    made (issue 8.2), and pydantic sees only the small header: JSON `data` lists are set aside first and
+    go to numpy directly. Arrays from binary data are read-only views of `body` when aligned (no copy).
     """
     if header_length is None:
         header_length = len(body)
     if header_length > len(body):
         raise ProtocolError(f"{HEADER_LENGTH} is {header_length} but the body has only {len(body)} bytes")
-    request = parse_wire(InferenceRequest, body[:header_length])
-    view = memoryview(body)
+    payload = parse_json_object(body[:header_length])
+    raw_inputs = payload.get("inputs")
+    datas = [i.pop("data", None) if isinstance(i, dict) else None for i in raw_inputs] if isinstance(raw_inputs, list) else []
+    request = parse_wire(InferenceRequest, payload)
+    plan = []
     offset = header_length
-    arrays: dict[str, np.ndarray] = {}
-    for tensor in request.inputs:
-        if tensor.name in arrays:
+    seen = set()
+    for tensor, data in zip(request.inputs, datas):
+        if tensor.name in seen:
             raise ProtocolError(f"input '{tensor.name}' is given twice")
+        seen.add(tensor.name)
         size = tensor.binary_data_size
-        if size is None:
-            if tensor.data is None:
-                raise ProtocolError(f"input '{tensor.name}' has neither 'data' nor binary_data_size")
-            arrays[tensor.name] = _json_input(tensor, max_elements)
-            continue
-        if tensor.data is not None:
-            raise ProtocolError(f"input '{tensor.name}' has both 'data' and binary_data_size")
-        if offset + size > len(body):
-            raise ProtocolError(
-                f"input '{tensor.name}' declares {size} binary bytes but only {len(body) - offset} remain in the body"
-            )
         try:
-            chunk = view[offset : offset + size]
-            arrays[tensor.name] = decode_tensor(chunk, tensor.datatype, tensor.shape, max_elements)
+            numpy_dtype(tensor.datatype)
+            count = element_count(tensor.shape, max_elements)
+            if size is None:
+                if data is None:
+                    raise ProtocolError("it has neither 'data' nor binary_data_size")
+                _check_flat_length(data, count, tensor.shape)
+                if count > header_length:
+                    # No JSON element takes less than one byte: refused before numpy sees the data.
+                    raise ProtocolError(f"shape {list(tensor.shape)} declares {count} elements in {header_length} bytes of JSON")
+            else:
+                if data is not None:
+                    raise ProtocolError("it has both 'data' and binary_data_size")
+                _check_binary_size(tensor.datatype, count, size, tensor.shape)
         except ProtocolError as exc:
             raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
-        offset += size
+        if size is not None:
+            if offset + size > len(body):
+                raise ProtocolError(
+                    f"input '{tensor.name}' declares {size} binary bytes but only {len(body) - offset} remain in the body"
+                )
+            plan.append((tensor, data, offset, size))
+            offset += size
+        else:
+            plan.append((tensor, data, 0, None))
     if offset != len(body):
         raise ProtocolError(f"{len(body) - offset} bytes after the last tensor belong to no input")
+    # Every size agrees with the bytes received: only now is anything allocated.
+    view = memoryview(body)
+    arrays: dict[str, np.ndarray] = {}
+    for tensor, data, start, size in plan:
+        try:
+            if size is None:
+                arrays[tensor.name] = from_json(data, tensor.datatype, tensor.shape, max_elements)
+            else:
+                arrays[tensor.name] = decode_tensor(view[start : start + size], tensor.datatype, tensor.shape, max_elements)
+        except ProtocolError as exc:
+            raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
     return request, arrays
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """Strict JSON (orjson: no NaN/Infinity, no lone surrogates, at most 1024 levels deep) holding an object."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"the body must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _check_flat_length(data: object, count: int, shape: list[int]) -> None:
+    # A flat list (the usual form) is checked by its length; nested ones by numpy's size afterwards.
+    if isinstance(data, list) and data and not isinstance(data[0], list) and len(data) != count:
+        raise ProtocolError(f"'data' has {len(data)} elements but shape {list(shape)} needs {count}")
+
+
+def _check_binary_size(datatype: str, count: int, size: int, shape: list[int]) -> None:
+    width = itemsize(datatype)
+    if width is None:
+        # BYTES: every element carries a 4-byte length, so `size` bounds the count before any allocation
+        if 4 * count > size:
+            raise ProtocolError(f"shape {list(shape)} of BYTES needs at least {4 * count} bytes, got {size}")
+    elif count * width != size:
+        raise ProtocolError(f"shape {list(shape)} of {datatype} needs {count * width} bytes, got {size}")
 
 
 def decode_tensor(
@@ -125,8 +180,14 @@ def encode_response(
             raw = encode_tensor(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
-        else:
+        elif array.dtype.kind in "OSU":
             entry["data"] = to_json(array)
+        else:
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise NonFiniteOutput(
+                    f"output '{name}' holds NaN or infinity, which JSON cannot carry; ask for it as binary_data"
+                )
+            entry["data"] = np.ascontiguousarray(array).reshape(-1)  # orjson writes numpy arrays natively
         described.append(entry)
     header: dict = {"model_name": model_name}
     if model_version is not None:
@@ -136,8 +197,10 @@ def encode_response(
     if parameters:
         header["parameters"] = parameters
     header["outputs"] = described
-    # ensure_ascii (the default) keeps header bytes == characters, which Triton's client relies on
-    head = json.dumps(header, separators=(",", ":")).encode("ascii")
+    head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not head.isascii():
+        # Triton's client relies on header bytes == characters: escape non-ASCII (a client id, BYTES text)
+        head = json.dumps(orjson.loads(head), separators=(",", ":")).encode("ascii")
     if not chunks:
         return head, None
     return b"".join([head, *chunks]), len(head)
@@ -158,13 +221,6 @@ def encode_tensor(array: np.ndarray) -> bytes:
         parts.append(_LENGTH.pack(len(raw)))
         parts.append(raw)
     return b"".join(parts)
-
-
-def _json_input(tensor: RequestInput, max_elements: int) -> np.ndarray:
-    try:
-        return from_json(tensor.data, tensor.datatype, tensor.shape, max_elements)
-    except ProtocolError as exc:
-        raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
 
 
 def _decode_bytes(data: bytes | memoryview, count: int) -> np.ndarray:

@@ -1,0 +1,269 @@
+"""The lean inference path: V2 infer and the three task endpoints served as plain ASGI, ahead of FastAPI's router.
+
+A py-spy profile at 64 concurrent V2 requests put 30% of the event loop in FastAPI/Starlette routing and
+dependency injection, for routes that take a body the route parses itself anyway. This layer sits inside
+the app's middleware (CORS, request id, access log, body limit all still run) and answers those few
+routes directly: admission, the inference token, reading the body, one handler, prebuilt response
+headers. Every other path, and any other method on these paths, goes on to FastAPI unchanged, which
+still declares these routes for the OpenAPI docs (`serve` runs the same handler from there).
+
+Admission (issue 8.7): requests in flight on these routes are counted from the moment they are
+routed, before their body is read; past `max_requests_in_flight` the answer is 429 with Retry-After
+at once, so HTTP work (reading, decoding, tokenizing) is bounded too, not only queued rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.auth import check_inference
+from service.batcher import client_gone
+from service.errors import AxonError, BadRequest, Overloaded
+from service.handlers import HTTP_CODES, error_body
+from service.routes.common import ClientGone
+
+log = logging.getLogger("axon.lean")
+
+# Above this many body bytes, JSON parsing and validation move to a worker thread so the loop keeps serving.
+OFFLOAD_BYTES = 64 * 1024
+JSON = b"application/json"
+
+
+@dataclass
+class Answer:
+    """A finished response: body bytes, content type and any extra headers."""
+
+    body: bytes
+    status: int = 200
+    content_type: bytes = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class Call:
+    """One request on the lean path: its path parameters, headers, query and body, and the app state."""
+
+    __slots__ = ("scope", "receive", "state", "params", "_body")
+
+    def __init__(self, scope: Scope, receive: Receive, state: Any, params: dict[str, str]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.state = state
+        self.params = params
+        self._body: bytes | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header given in lower case, or None."""
+        raw = name.encode("latin-1")
+        for key, value in self.scope["headers"]:
+            if key == raw:
+                return value.decode("latin-1")
+        return None
+
+    def query(self) -> dict[str, str]:
+        """Query parameters (the last value of each wins)."""
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+
+    async def body(self) -> bytes:
+        """The whole body (the body-limit middleware has bounded it)."""
+        if self._body is None:
+            chunks = []
+            more = True
+            while more:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone("the client disconnected while sending its body")
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def offload(self, fn: Callable[..., Any], *args: Any, size: int) -> Any:
+        """Run `fn(*args)` inline when the work is small, in a worker thread when `size` bytes make it large."""
+        return await asyncio.to_thread(fn, *args) if size > OFFLOAD_BYTES else fn(*args)
+
+    def request(self) -> Request:
+        """A Starlette request over the same scope and the body already read (multipart forms need its parser)."""
+        request = Request(self.scope, self.receive)
+        request._body = self._body  # Starlette streams a cached body instead of calling receive again
+        return request
+
+
+Handler = Callable[[Call], Awaitable[Answer]]
+
+
+@dataclass(frozen=True)
+class LeanRoute:
+    """A path template (the metrics label; RequestContextMiddleware reads `scope["route"].path`) and its handler."""
+
+    path: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def route(path: str, handler: Handler) -> LeanRoute:
+    """A route for a template like `/v2/models/{name}/infer` (a parameter is one path segment)."""
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+    return LeanRoute(path, re.compile(f"^{pattern}$"), handler)
+
+
+def encode_json(value: Any) -> bytes:
+    """orjson with numpy support; NaN and infinity never reach here (non-finite rule, README)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON (RFC 8259): NaN/Infinity, lone surrogates and nesting past 1024 levels are refused with 400."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+class LeanRoutes:
+    """ASGI layer answering the inference routes itself and passing everything else to `app`."""
+
+    def __init__(self, app: ASGIApp, state: Any, routes: list[LeanRoute], token: SecretStr | None,
+                 max_in_flight: int) -> None:
+        self.app = app
+        self.state = state
+        self.routes = routes
+        self.token = token
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._paths = {r.path: r for r in routes if "{" not in r.path}
+        self._patterns = [r for r in routes if "{" in r.path]
+
+    def match(self, path: str) -> tuple[LeanRoute, dict[str, str]] | None:
+        """The route serving `path` and its parameters, or None."""
+        found = self._paths.get(path)
+        if found is not None:
+            return found, {}
+        for r in self._patterns:
+            m = r.pattern.match(path)
+            if m is not None:
+                return r, m.groupdict()
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        matched = self.match(scope["path"])
+        if matched is None:
+            await self.app(scope, receive, send)
+            return
+        lean, params = matched
+        scope["route"] = lean
+        if self.in_flight >= self.max_in_flight:
+            answer = error_answer(Overloaded(
+                f"{self.in_flight} inference requests are in flight (limit {self.max_in_flight}); retry later"
+            ))
+        else:
+            self.in_flight += 1
+            try:
+                answer = await run(Call(scope, receive, self.state, params), lean.handler, self.token)
+            finally:
+                self.in_flight -= 1
+        await send_answer(send, answer)
+
+
+async def run(call: Call, handler: Handler, token: SecretStr | None) -> Answer:
+    """Auth, the handler, and every failure as the service's one error body."""
+    gone = _cheap_disconnect_check(call.receive)
+    reset = client_gone.set(gone)
+    try:
+        if token is not None:
+            check_inference(call.header("authorization"), token)
+        await call.body()  # before any watcher listens: the body messages are the handler's
+        if gone is not None:
+            return await handler(call)
+        return await _unless_client_leaves(call, handler(call))
+    except AxonError as exc:
+        if exc.status_code >= 500 and exc.status_code != 503:
+            log.error("%s: %s", exc.code, exc.message)
+        return error_answer(exc)
+    except HTTPException as exc:  # the body limit refuses from inside `receive`
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return Answer(error_body(HTTP_CODES.get(exc.status_code, "http_error"), message), exc.status_code)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if gone is not None and gone() and task is not None and not task.cancelling():
+            # The batcher dropped this request because its client left: nobody reads the answer.
+            return error_answer(ClientGone("the client disconnected before the answer was ready"))
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", call.scope["method"], call.scope["path"])
+        return Answer(error_body("internal", "internal server error"), 500)
+    finally:
+        client_gone.reset(reset)
+
+
+def error_answer(exc: AxonError) -> Answer:
+    """The one error body, with the error's status and headers (Retry-After, WWW-Authenticate...)."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    return Answer(error_body(exc.code, exc.message), exc.status_code, headers=headers)
+
+
+async def send_answer(send: Send, answer: Answer) -> None:
+    """Two ASGI messages with the headers built by hand (no Response object per request)."""
+    headers = [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(answer.body)), *answer.headers]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def serve(request: Request, handler: Handler) -> Response:
+    """Run a lean handler from a FastAPI route (the declaration that documents it), same behaviour."""
+    state = request.app.state.axon
+    answer = await run(Call(request.scope, request.receive, state, dict(request.path_params)), handler, None)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
+    return Response(answer.body, answer.status, headers=headers, media_type=answer.content_type.decode())
+
+
+def _cheap_disconnect_check(receive: Receive) -> Callable[[], bool] | None:
+    """uvicorn's receive is a bound method of its request cycle, which keeps a `disconnected` flag: read it."""
+    cycle = getattr(receive, "__self__", None)
+    if cycle is not None and isinstance(getattr(cycle, "disconnected", None), bool):
+        return lambda: cycle.disconnected
+    return None
+
+
+async def _unless_client_leaves(call: Call, work: Awaitable[Answer]) -> Answer:
+    """Other servers (and test transports): a watcher task cancels the work when the disconnect arrives."""
+    current = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        try:
+            # The body is fully read by now, so the next message is the disconnect (or the response end).
+            while (await call.receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # a server that cannot tell us: then we simply do not watch
+            return
+        gone = True
+        assert current is not None
+        current.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone and current is not None:
+            current.uncancel()
+            raise ClientGone("the client disconnected before the answer was ready") from None
+        raise
+    finally:
+        watcher.cancel()
