@@ -31,14 +31,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import check_inference
 from service.batcher import client_gone
+from service.core import OFFLOAD_BYTES
 from service.errors import AxonError, BadRequest, Overloaded
 from service.handlers import HTTP_CODES, error_body
 from service.routes.common import ClientGone
 
 log = logging.getLogger("axon.lean")
 
-# Above this many body bytes, JSON parsing and validation move to a worker thread so the loop keeps serving.
-OFFLOAD_BYTES = 64 * 1024
 JSON = b"application/json"
 
 
@@ -91,7 +90,11 @@ class Call:
         return self._body
 
     async def offload(self, fn: Callable[..., Any], *args: Any, size: int) -> Any:
-        """Run `fn(*args)` inline when the work is small, in a worker thread when `size` bytes make it large."""
+        """Run `fn(*args)` inline when the work is small, in a worker thread when `size` bytes make it large.
+
+        orjson and pydantic hold the GIL, but the interpreter switches threads every 5 ms, so a 16 MB body
+        delays other clients by slices, never by its whole parse; the in-flight bound caps how many run.
+        """
         return await asyncio.to_thread(fn, *args) if size > OFFLOAD_BYTES else fn(*args)
 
     def request(self) -> Request:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from service.errors import AxonError, BadRequest, InvalidInput, PayloadTooLarge
