@@ -185,12 +185,14 @@ class LeanRoutes:
 
 async def run(call: Call, handler: Handler, token: SecretStr | None) -> Answer:
     """Auth, the handler, and every failure as the service's one error body."""
-    gone = _cheap_disconnect_check(call.receive)
-    reset = client_gone.set(gone)
+    gone = None
+    reset = client_gone.set(None)
     try:
         if token is not None:
             check_inference(call.header("authorization"), token)
         await call.body()  # before any watcher listens: the body messages are the handler's
+        gone = _cheap_disconnect_check(call.receive)
+        client_gone.set(gone)
         if gone is not None:
             return await handler(call)
         return await _unless_client_leaves(call, handler(call))
@@ -238,9 +240,13 @@ async def serve(request: Request, handler: Handler) -> Response:
 def _cheap_disconnect_check(receive: Receive) -> Callable[[], bool] | None:
     """uvicorn's receive is a bound method of its request cycle, which keeps a `disconnected` flag: read it."""
     cycle = getattr(receive, "__self__", None)
-    if cycle is not None and isinstance(getattr(cycle, "disconnected", None), bool):
-        return lambda: cycle.disconnected
-    return None
+    resume = getattr(getattr(cycle, "flow", None), "resume_reading", None)
+    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool) or resume is None:
+        return None
+    # uvicorn pauses reading once 64 KiB of body is buffered and resumes only inside its receive(); nobody
+    # calls receive after the body here, so resume now, or a client that leaves would never be noticed.
+    resume()
+    return lambda: cycle.disconnected
 
 
 async def _unless_client_leaves(call: Call, work: Awaitable[Answer]) -> Answer:

@@ -140,8 +140,13 @@ async def test_a_queued_request_whose_client_left_is_dropped_by_the_server_flag(
         loop = asyncio.get_running_loop()
         batcher._run = blocked
 
+        class Flow:
+            def resume_reading(self):
+                pass
+
         class Cycle:
             disconnected = False
+            flow = Flow()
 
             async def receive(self):
                 return {"type": "http.request", "body": b'{"texts": ["free cash now"]}', "more_body": False}
