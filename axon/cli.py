@@ -29,20 +29,25 @@ def _serve(argv: list[str]) -> int:
     return serve(argv)
 
 
+# Modules of the `train` extra (pyproject.toml): without them a training command needs that extra.
+TRAIN_EXTRA_MODULES = frozenset({"torch", "onnx", "onnxscript", "sklearn", "matplotlib", "tqdm"})
+
+
 def _training(argv: list[str]) -> int:
     try:
         from training.cli import main as train
+
+        return train(argv)
     except ModuleNotFoundError as missing:
-        if (missing.name or "").split(".")[0] in ("axon", "service", "training"):
-            raise  # our own code is broken: show it
-        # A serving-only install: say how to get the training side instead of a traceback.
+        # Raised at import or, as the training side imports PyTorch lazily, once a command needs it.
+        if (missing.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise  # anything else is a real bug: show it
         print(
             f"axon {argv[0]}: the training commands need the `train` extra ({missing.name} is not installed): "
             "pip install 'axon[cpu,train]'",
             file=sys.stderr,
         )
         return 2
-    return train(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

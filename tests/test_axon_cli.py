@@ -109,3 +109,22 @@ def test_python_dash_m_axon_is_the_console_script() -> None:
         [sys.executable, "-m", "axon", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith("usage: axon"), done.stderr
+
+
+def test_a_missing_train_dependency_met_while_running_is_one_line_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def needs(name: str):
+        def main(argv: list[str]) -> int:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        return main
+
+    fake = types.ModuleType("training.cli")
+    monkeypatch.setitem(sys.modules, "training.cli", fake)
+    fake.main = needs("sklearn.model_selection")
+    assert cli.main(["evaluate", "x"]) == 2
+    assert "`train` extra (sklearn.model_selection is not installed)" in capsys.readouterr().err
+    fake.main = needs("pandas")  # not ours to explain: the real error must surface
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(["evaluate", "x"])
