@@ -8,7 +8,7 @@ VENV="${AXON_VENV:-$ROOT/.venv}"
 # One stamp file per installed extra, named after a hash of what the install depends on.
 STAMPS="$VENV/.axon-installed"
 TORCH_VERSION=2.13.0
-TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_CPU_INDEX="${AXON_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"  # overridable for tests
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
@@ -70,8 +70,10 @@ ensure_installed() {
 
 # Does pip, as configured plus "$@", see the CPU build of torch? Bounded: 10 s per request, no retries.
 offers_cpu_torch() {
-  timeout 90 "$VENV/bin/python" -m pip index versions torch --timeout 10 --retries 0 "$@" 2>/dev/null \
-    | grep -q "[ ,]$TORCH_VERSION+cpu\b"
+  local listed
+  listed="$(timeout 90 "$VENV/bin/python" -m pip index versions torch --timeout 10 --retries 0 "$@" 2>/dev/null || true)"
+  # Not piped into `grep -q`: under pipefail, pip killed by the early-closed pipe would turn a match into "no".
+  grep -q "^Available versions:.*[ ,]$TORCH_VERSION+cpu\b" <<<"$listed"
 }
 
 # torch==2.13.0, the CPU build wherever that is a separate wheel (Linux): PyPI's Linux torch pulls several GB
