@@ -38,26 +38,38 @@ RUN if ! command -v python3 >/dev/null || ! python3 -c "import ensurepip, venv" 
     && install -d -o 10001 -g 10001 /models
 
 # ---------------------------------------------------------------------------------------------
-# builder: the serving virtual environment. Dependencies first (they change rarely), source last.
-FROM base AS builder
+# deps: the serving virtual environment, from the lock file alone. No project code enters this stage,
+# so its layer (about half a gigabyte, onnxruntime-gpu) is rebuilt and shipped only when
+# requirements/service.lock changes (scripts/lock regenerates it from pyproject.toml).
+FROM base AS deps
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-RUN python3 -m venv "$VIRTUAL_ENV"
-COPY pyproject.toml ./
-# Only the base install (no extras): onnxruntime-gpu and the service's own dependencies.
+COPY requirements/service.lock ./
 # The pip_cert secret is mounted for this step only when the build is given one; pip's download
 # cache lives in a BuildKit cache mount, so it speeds up rebuilds without entering any layer.
+# Every pin carries its sha256 and --no-deps keeps pip from resolving anything the lock does not name.
 RUN --mount=type=secret,id=pip_cert,required=false \
     --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install -r requirements.txt "setuptools>=69" wheel
-COPY README.md ./
+    && python3 -m venv "$VIRTUAL_ENV" \
+    && pip install --require-hashes --no-deps -r service.lock \
+    && python -c "import onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
+
+# ---------------------------------------------------------------------------------------------
+# wheel: the project's own code as one wheel (a few hundred kB). Only /wheels leaves this stage.
+FROM base AS wheel
+WORKDIR /src
+COPY requirements/build.lock ./
+RUN --mount=type=secret,id=pip_cert,required=false \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r build.lock
+COPY pyproject.toml README.md ./
+COPY axon ./axon
 COPY service ./service
 COPY training ./training
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && python -c "import onnxruntime, service; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------------------------
 # trainer: the serving environment plus PyTorch (CPU wheels by default: a plain `torch` from PyPI
@@ -69,7 +81,7 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # Optional extra wheel location (a directory or URL) for pip, e.g. a local mirror of the torch wheel.
 ARG TORCH_FIND_LINKS=""
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-COPY --from=builder /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip_cert,required=false \
@@ -80,10 +92,9 @@ RUN --mount=type=secret,id=pip_cert,required=false \
     && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['train']))" \
         > requirements-train.txt \
     && pip install -r requirements-train.txt "torch==${TORCH_VERSION}"
-COPY README.md ./
-COPY service ./service
-COPY training ./training
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . && rm -rf /src
+# The project's code last, in a layer of its own (see the service stage).
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-deps --no-index /wheels/axon-*.whl && rm -rf /src
 LABEL org.opencontainers.image.title="axon-trainer" \
       org.opencontainers.image.description="Axon training jobs: PyTorch, ONNX export, model repository writer" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -103,11 +114,17 @@ ENV VIRTUAL_ENV=/opt/venv \
     AXON_HOST=0.0.0.0 \
     AXON_PORT=8000 \
     AXON_MODEL_REPOSITORY=/models
-COPY --from=builder /opt/venv /opt/venv
+# Layers from the least to the most often changed: the locked dependencies (rebuilt only when
+# requirements/service.lock changes), the default models, then the project's own code (one small
+# layer: a code change ships that alone).
+COPY --from=deps /opt/venv /opt/venv
 # The committed default models; a mounted volume at /models replaces them. Owned by the service
 # user (as /models is in every stage) so a named volume seeded from here is writable by the
 # trainer, which runs as the same uid.
 COPY --chown=10001:10001 models /models
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-deps --no-index /wheels/axon-*.whl \
+    && python -c "import onnxruntime, service; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 WORKDIR /home/axon
 USER 10001:10001
 EXPOSE 8000

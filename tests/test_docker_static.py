@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_service_stage_is_the_default_non_root_and_health_checked() -> None:
 
 def test_serving_stages_install_no_torch_and_no_extras() -> None:
     found = stages()
-    for name in ("base", "builder", "service"):
+    for name in ("base", "deps", "wheel", "service"):
         body = " ".join(found[name])
         assert "torch" not in body, f"stage {name} must not install PyTorch"
         assert "[train]" not in body and "optional-dependencies" not in body, name
@@ -118,6 +119,70 @@ def test_pip_certificate_is_a_build_secret_never_copied() -> None:
     assert "--mount=type=secret,id=pip_cert" in text
     assert not re.search(r"^(COPY|ADD)\s.*(\.crt|\.pem|ca-certificates)", text, re.MULTILINE | re.IGNORECASE)
     assert not re.search(r"^(ENV|ARG)\s+\S*(CERT|CA_BUNDLE)", text, re.MULTILINE)
+
+
+def test_dependency_layer_comes_from_the_lock_alone_and_code_comes_last() -> None:
+    found = stages()
+    deps = found["deps"]
+    copies = [line for line in deps if line.startswith("COPY")]
+    assert copies == ["COPY requirements/service.lock ./"], "no project file may enter the dependency stage"
+    installs = " ".join(line for line in deps if "pip install" in line)
+    assert "--require-hashes" in installs and "--no-deps" in installs and "-r service.lock" in installs
+    service = found["service"]
+    filesystem = [i for i, line in enumerate(service) if line.split()[0] in ("COPY", "ADD", "RUN")]
+    venv = next(i for i, line in enumerate(service) if line.startswith("COPY --from=deps /opt/venv"))
+    code = next(i for i, line in enumerate(service) if "/wheels/axon-" in line)
+    assert venv == filesystem[0], "the dependency layer must come first: later layers change more often"
+    assert code == filesystem[-1], "the project's code must be the last layer: a code change ships it alone"
+    assert "--mount=type=bind,from=wheel" in service[code] and "--no-deps --no-index" in service[code]
+    assert not any(re.match(r"COPY\s+(?!--from)\S*\s*(service|training|axon)\b", line) for line in service)
+    assert any("/wheels/axon-" in line for line in found["trainer"]), "the trainer runs the same code"
+
+
+def lock_pins(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Package name -> [(version, marker)] from a pip-compile/uv lock file."""
+    pins: dict[str, list[tuple[str, str]]] = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+?)(?:\s*;\s*(.*?))?\s*\\?$", line)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            pins.setdefault(name, []).append((match.group(2), match.group(3) or ""))
+    return pins
+
+
+def test_service_lock_pins_every_dependency_within_pyproject_ranges() -> None:
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = ROOT / "requirements/service.lock"
+    text = lock.read_text()
+    pins = lock_pins(lock)
+    # Every line of the lock is pinned and hashed, as `pip --require-hashes` needs.
+    assert pins and text.count("--hash=sha256:") >= len(pins)
+    for spec in project["dependencies"] + project["optional-dependencies"]["gpu"]:
+        req = Requirement(spec)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{req.name} is not in {lock.name}: run scripts/lock"
+        for version, marker in pins[name]:
+            assert req.specifier.contains(version, prereleases=True), (
+                f"{lock.name} pins {name}=={version} outside {req.specifier}: run scripts/lock"
+            )
+        # Where pyproject wants it (Linux x86_64 / CPython 3.12, the CUDA image), the lock installs it.
+        env = {"sys_platform": "linux", "platform_machine": "x86_64", "python_full_version": "3.12.3",
+               "python_version": "3.12", "platform_python_implementation": "CPython", "extra": "gpu"}
+        if req.marker is None or req.marker.evaluate(env):
+            assert any(not m or Marker(m).evaluate(env) for _, m in pins[name]), name
+    assert "torch" not in pins and "watchfiles" not in pins, "the serving lock must stay lean"
+
+
+def test_build_lock_satisfies_the_build_system() -> None:
+    from packaging.requirements import Requirement
+
+    pins = lock_pins(ROOT / "requirements/build.lock")
+    for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]:
+        req = Requirement(spec)
+        assert req.name in pins and all(req.specifier.contains(v) for v, _ in pins[req.name]), spec
 
 
 def test_dockerignore_admits_exactly_what_the_dockerfile_copies() -> None:
@@ -247,7 +312,7 @@ def test_dashboard_uses_the_provisioned_datasource() -> None:
             assert panel["datasource"]["uid"] == uid, panel["title"]
 
 
-@pytest.mark.parametrize("script", ["docker-smoke.sh", "docker-engine.sh", "make-base-image.sh"])
+@pytest.mark.parametrize("script", ["docker-smoke.sh", "docker-engine.sh", "make-base-image.sh", "lock"])
 def test_scripts_are_valid_bash(script: str) -> None:
     path = ROOT / "scripts" / script
     assert os.access(path, os.X_OK), f"{script} must be executable"
