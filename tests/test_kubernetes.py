@@ -160,7 +160,8 @@ def crd_schemas() -> dict[tuple[str, str], Obj]:
     """(apiVersion, kind) -> the vendored CRD's openAPIV3Schema for that version, made strict."""
     schemas = {}
     for path in CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
+        # The InferenceService CRD is 2 MB: libyaml's loader reads it in a fraction of the pure-Python time.
+        crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             schemas[(f"{group}/{version['name']}", kind)] = strict(version["schema"]["openAPIV3Schema"])
