@@ -15,8 +15,7 @@ from torch.utils.data import Dataset
 
 from service.model_config import DynamicBatching, ModelConfig
 from training import evaluate as ev
-from training.card import dataset_entry
-from training.data.paths import dataset_checksum, file_sha256
+from training.data.kinds import describe_files  # noqa: F401 - re-exported: recipes describe their data
 from training.repository import WrittenVersion, card_writer, write_version
 from training.train import History, fit
 
@@ -57,14 +56,6 @@ class Outcome:
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)  # the headline figures for the CLI table
     model: nn.Module | None = field(default=None, repr=False)  # the trained model, for `train --checkpoint`
-
-
-def describe_files(name: str, files: Sequence[Path], root: Path | None = None) -> dict[str, Any]:
-    """The card's dataset section for files read from disk."""
-    def label(p: Path) -> str:
-        return str(p.relative_to(root)) if root and p.is_relative_to(root) else p.name
-
-    return dataset_entry(name, {label(p): file_sha256(p) for p in files}, dataset_checksum(list(files)))
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:

@@ -21,6 +21,7 @@ from training import plots
 from training.data.split import stratified_split
 from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_tokenizer
 from training.models import build_model
+from training.models.bag import BagOfEmbeddings
 from training.recipes.common import (
     SERVING, SPLIT, Hyper, Outcome, RunOptions, class_report, fit_with, hyper_dict, publish, split_sizes,
 )
@@ -152,27 +153,6 @@ def train_text_classifier(
     summary.update({f"f1_{k}": v for k, v in test["per_class_f1"].items()})
     summary["restart_val_f1"] = restart_metrics
     return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started, summary, model)
-
-
-class BagOfEmbeddings(nn.Module):
-    """Mean of token embeddings and a linear layer (fastText's classifier): trains in seconds.
-
-    Used to give a recurrent model's embedding table a head start: on a couple of thousand sentences a
-    GRU learning its word vectors from scratch overfits before the vectors mean much, while this
-    shallow model learns which words carry the label almost at once.
-    """
-
-    def __init__(self, vocab_size: int, dim: int, num_classes: int, pad_id: int, dropout: float) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(dim, num_classes)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Class logits [B, num_classes] of token ids [B, T]."""
-        weights = attention_mask.unsqueeze(-1).float()  # (B, T, 1)
-        mean = (self.embedding(input_ids) * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, E)
-        return self.head(self.dropout(mean))
 
 
 def _text_cases(tokenizer: Any, texts: Sequence[str], max_length: int, example_length: int) -> list[tuple[np.ndarray, ...]]:
