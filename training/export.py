@@ -7,6 +7,7 @@ into place when every case matches.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -45,6 +46,23 @@ _DATATYPES: dict[int, str] = {
 }
 
 Case = Sequence[np.ndarray]
+
+
+class _TorchvisionAbsent(logging.Filter):
+    """Drops the exporter's "torchvision is not installed. Skipping torchvision::<op>" warnings.
+
+    torch's ONNX exporter builds its op registry on every export and logs one such line per
+    torchvision op when torchvision is absent. Axon's models use no torchvision op, and torchvision is
+    not a dependency, so the lines say nothing; every other message of that logger still passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("torchvision is not installed")
+
+
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+if not any(isinstance(f, _TorchvisionAbsent) for f in logging.getLogger(_REGISTRY_LOGGER).filters):
+    logging.getLogger(_REGISTRY_LOGGER).addFilter(_TorchvisionAbsent())
 
 
 class ExportError(RuntimeError):

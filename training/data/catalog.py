@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,17 +139,19 @@ def dataset(name: str) -> Dataset:
     return CATALOG[name]
 
 
-def missing_files(name: str, root: Path) -> list[str]:
-    """The files of dataset `name` that are not under `root/name`."""
+def missing_files(name: str, root: Path, paths: Sequence[str] | None = None) -> list[str]:
+    """The files of dataset `name` (or only `paths` of them) that are not under `root/name`."""
     folder = Path(root) / name
-    return [f.path for f in dataset(name).files if not (folder / f.path).is_file()]
+    wanted = [f.path for f in dataset(name).files] if paths is None else list(paths)
+    return [p for p in wanted if not (folder / p).is_file()]
 
 
-def require(name: str, root: Path) -> Path:
-    """`root/name` if every file of the dataset is there; else a `DatasetError` saying how to get it."""
-    missing = missing_files(name, root)
+def require(name: str, root: Path, paths: Sequence[str] | None = None) -> Path:
+    """`root/name` if the dataset's files (or the `paths` a reader needs) are there; else a `DatasetError`."""
+    missing = missing_files(name, root, paths)
     if missing:
-        what = "is not" if len(missing) == len(dataset(name).files) else f"is incomplete ({missing[0]} missing)"
+        complete = len(missing) == len(dataset(name).files if paths is None else paths)
+        what = "is not" if complete else f"is incomplete ({missing[0]} missing)"
         raise DatasetError(
             f"dataset {name!r} {what} in {root}: run `python -m training datasets fetch {name}`, "
             "or set AXON_DATASETS to a folder that holds it"
@@ -215,6 +219,8 @@ def fetch(name: str, into: Path, *, base_url: str | None = None, timeout: float 
             )
         try:
             _download(url, target, f, timeout)
+        except urllib.error.HTTPError as exc:
+            raise DatasetError(f"could not fetch {url}: HTTP {exc.code} {exc.reason}") from exc
         except OSError as exc:  # URLError, HTTPError, timeouts and disk errors are all OSErrors
             reason = getattr(exc, "reason", None) or exc
             raise DatasetError(f"could not fetch {url}: {reason}") from exc

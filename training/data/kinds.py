@@ -22,26 +22,32 @@ class DatasetKind:
     help: str
     dataset: str | None = None  # the catalogue entry `--data` defaults to, under the datasets folder
     path: str = ""  # the file or folder inside that entry
+    needs: tuple[str, ...] | None = None  # the entry's files the loader reads (None: all of them)
 
     def default_data(self, root: Path | None = None) -> Path | None:
         """The catalogue's copy under `root` (default: `$AXON_DATASETS` etc.), checked to be there."""
         if self.dataset is None:
             return None
-        folder = catalog.require(self.dataset, root or default_datasets_dir())
+        folder = catalog.require(self.dataset, root or default_datasets_dir(), self.needs)
         return folder / self.path if self.path else folder
 
 
+SENTIMENT_FILES = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
+NAB_MACHINE_TEMPERATURE = (
+    "data/realKnownCause/machine_temperature_system_failure.csv", "labels/combined_windows.json", "labels/combined_labels.json",
+)
 KINDS: dict[str, DatasetKind] = {
     "mnist": DatasetKind("image", "a folder with <prefix>-images-idx3-ubyte[.gz] and labels", "mnist_test10k"),
     "image-folder": DatasetKind("image", "one sub-folder of PNG/JPEG per class"),
     "digits": DatasetKind("image", "scikit-learn's bundled 8x8 digits (no --data)"),
-    "sms": DatasetKind("text", "SMS Spam Collection TSV", "sms_spam", "SMSSpamCollection.tsv"),
+    "sms": DatasetKind("text", "SMS Spam Collection TSV", "sms_spam", "SMSSpamCollection.tsv", ("SMSSpamCollection.tsv",)),
     "sentiment": DatasetKind("text", "folder of Sentiment Labelled Sentences *_labelled.txt",
-                             "sentiment_labelled_sentences"),
+                             "sentiment_labelled_sentences", "", SENTIMENT_FILES),
     "delimited": DatasetKind("text", "a user's CSV/TSV: --text-column, --label-column"),
-    "thyroid": DatasetKind("tabular", "ann-thyroid file, class 1 = anomaly", "thyroid_ann", "ann-train.data"),
+    "thyroid": DatasetKind("tabular", "ann-thyroid file, class 1 = anomaly", "thyroid_ann", "ann-train.data",
+                           ("ann-train.data",)),
     "nab": DatasetKind("series", "NAB-style timestamp,value CSV with NAB label files beside data/",
-                       "nab_realKnownCause", "data/realKnownCause/machine_temperature_system_failure.csv"),
+                       "nab_realKnownCause", NAB_MACHINE_TEMPERATURE[0], NAB_MACHINE_TEMPERATURE),
 }
 
 
