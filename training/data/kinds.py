@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from training.card import dataset_entry
 from training.data import catalog
 from training.data.paths import dataset_checksum, default_datasets_dir, file_sha256
@@ -85,6 +83,8 @@ def load_dataset(
     header: bool = False,
 ) -> dict[str, Any]:
     """Read a dataset of `kind` into the arrays its task's recipe takes, with its card entry."""
+    import numpy as np
+
     from training.data import images, tabular, text, timeseries
 
     path = resolve_data(kind, path)
