@@ -14,13 +14,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from service.model_config import DynamicBatching, ModelConfig
-from training import evaluate as ev
+from training import metrics as ev
+from training.data.split import POOL_SPLIT
 from training.data.kinds import describe_files  # noqa: F401 - re-exported: recipes describe their data
 from training.repository import WrittenVersion, card_writer, write_version
 from training.train import History, fit
 
 
-SPLIT = (0.8, 0.1, 0.1)  # train / validation / test fractions of a pool (acceptance data is held elsewhere)
+SPLIT = POOL_SPLIT
 SERVING = {"max_batch_size": 64, "dynamic_batching": DynamicBatching(max_queue_delay_ms=2.0)}
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from service.model_config import ImagePreprocessing, ModelConfig
 from training import plots
+from training.data.images import image_batch
 from training.data.split import stratified_split
 from training.models import build_model
 from training.recipes.common import (
@@ -62,10 +63,7 @@ def train_image_classifier(
 ) -> Outcome:
     """A CNN on uint8 images [N, H, W] or [N, H, W, 3] with integer labels (`shift`: augment by translation)."""
     started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
-    x = images.astype(np.float32) / 255.0
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
-    if invert:
-        x = 1.0 - x
+    x = image_batch(images, invert)  # (N, C, H, W) in [0, 1]
     parts = stratified_split(y, SPLIT, seed=opts.seed)
     train_idx, val_idx, test_idx = parts
     mean = x[train_idx].mean(axis=(0, 2, 3))

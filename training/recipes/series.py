@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 
 from service.model_config import AnomalySpec, ModelConfig, SeriesPreprocessing
 from service.scoring import window_starts
-from training import evaluate as ev
+from training import metrics as ev
 from training import plots
 from training.data import timeseries
 from training.models import build_model

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from service.model_config import AnomalySpec, ModelConfig, TabularPreprocessing
-from training import evaluate as ev
+from training import metrics as ev
 from training import plots
 from training.data import tabular
 from training.data.split import stratified_split

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from service.model_config import ModelConfig, TextPreprocessing
-from training import evaluate as ev
+from training import metrics as ev
 from training import plots
 from training.data.split import stratified_split
 from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_tokenizer
