@@ -200,3 +200,9 @@ def test_export_logs_no_torchvision_notice(tmp_path: Path, caplog: pytest.LogCap
         export_onnx(model, tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").is_file() and caplog.records  # the exporter did log; the notice is not among it
     assert not [r for r in caplog.records if "torchvision is not installed" in r.getMessage()]
+
+
+def test_export_needs_the_exportable_model_interface(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="Linear lacks the ExportableModel interface"):
+        export_onnx(nn.Linear(2, 2), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

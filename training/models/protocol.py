@@ -20,6 +20,19 @@ class ExportableModel(Protocol):
     input_names: tuple[str, ...]  # forward's arguments, in order
     output_names: tuple[str, ...]  # forward's outputs, in order; ("logits",) marks a classifier
     config: Any  # the family's config dataclass: saved with the weights, read for `max_length`
+    training: bool  # nn.Module's mode flag: export and parity run in eval mode and restore it
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The eager forward pass that ONNX Runtime is compared with."""
+        ...
+
+    def train(self, mode: bool = True) -> Any:
+        """nn.Module's mode switch."""
+        ...
+
+    def eval(self) -> Any:
+        """nn.Module's eval mode."""
+        ...
 
     def example_inputs(self, batch: int = 2, length: int | None = None) -> tuple[torch.Tensor, ...]:
         """Inputs to trace the export with (`length`: sequence length, where the model has one)."""
