@@ -26,8 +26,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     ran = sorted(k for k, v in _FULL_DATA.items() if v != "skipped")
     skipped = sorted(k for k, v in _FULL_DATA.items() if v == "skipped")
-    if not _FULL_DATA:
-        return
     write = terminalreporter.write_line
     terminalreporter.section("full-data checks")
     where = FULL if has_full() else f"{EXCERPTS} (excerpts; full data not found at {FULL})"
