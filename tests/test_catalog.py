@@ -107,7 +107,7 @@ def test_fetch_uses_each_files_own_url(tiny, monkeypatch, tmp_path):
 
 
 def test_require_names_the_dataset_and_the_fix(tiny, tmp_path):
-    with pytest.raises(DatasetError, match=r"dataset 'tiny' is not in .*: run `python -m training datasets fetch tiny`"):
+    with pytest.raises(DatasetError, match=r"dataset 'tiny' is not in .*: run `python -m training datasets fetch tiny --from <mirror URL>`"):
         catalog.require("tiny", tmp_path)
     (tmp_path / "tiny").mkdir()
     shutil.copy(THYROID, tmp_path / "tiny" / "rows.data")

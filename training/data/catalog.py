@@ -152,8 +152,10 @@ def require(name: str, root: Path, paths: Sequence[str] | None = None) -> Path:
     if missing:
         complete = len(missing) == len(dataset(name).files if paths is None else paths)
         what = "is not" if complete else f"is incomplete ({missing[0]} missing)"
+        # Training pools have no public URL: say at once that they need a mirror.
+        mirror = " --from <mirror URL>" if any(f.url is None for f in dataset(name).files) else ""
         raise DatasetError(
-            f"dataset {name!r} {what} in {root}: run `python -m training datasets fetch {name}`, "
+            f"dataset {name!r} {what} in {root}: run `python -m training datasets fetch {name}{mirror}`, "
             "or set AXON_DATASETS to a folder that holds it"
         )
     return Path(root) / name
