@@ -2,7 +2,7 @@
 
 `default_repository` is the committed `models/` once all five defaults are in it; before that (the
 training run that builds them may not have landed) it is a tiny repository under the same names,
-tensor names and dtypes (`tiny_models`). Samples come from the real shared datasets and are turned
+tensor names and dtypes (`tiny_models`). Samples come from the real datasets (full, or the committed excerpts) and are turned
 into model tensors by the model's own codec, exactly as the task endpoints prepare them.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from app_harness import png
+from data_roots import root
 from tiny_models import add_model
 
 from service.errors import InvalidInput
@@ -21,7 +22,6 @@ from service.repository import discover_model
 from service.runtime import Tensors
 from service.settings import Limits
 from training.data.images import load_mnist_pool
-from training.data.paths import default_datasets_dir
 from training.data.tabular import load_thyroid
 from training.data.text import load_sentiment_file, load_sms_spam
 from training.data.timeseries import load_nab
@@ -52,7 +52,7 @@ def default_repository(scratch: Path) -> Path:
 
 
 def _texts(name: str, n: int) -> list[str]:
-    datasets = default_datasets_dir()
+    datasets = root()  # full data where present, else the excerpts in tests/data
     if "sentiment" in name:
         texts, _ = load_sentiment_file(datasets / "sentiment_labelled_sentences" / "amazon_cells_labelled.txt")
     else:
@@ -78,7 +78,7 @@ def real_inputs(repository: Path, name: str, n: int = 3) -> Tensors:
     """`n` real samples (for a series: `n` windows) for the newest version of `name`, as model tensors."""
     (descriptor, *_) = discover_model(repository / name)
     codec = build_codec(descriptor.config, descriptor.path, Limits())
-    datasets = default_datasets_dir()
+    datasets = root()  # full data where present, else the excerpts in tests/data
     if isinstance(codec, ImageCodec):
         images, _ = load_mnist_pool(datasets / "mnist_test10k")
         return codec.encode([png(images[i]) for i in range(n)])

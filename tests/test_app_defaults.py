@@ -17,19 +17,19 @@ import onnxruntime as ort
 import pytest
 import pytest_asyncio
 from app_harness import metric, png, serving
+from data_roots import root
 from tokenizers import Tokenizer
 
 from service import scoring
 from service.settings import Settings
 from training.data.images import load_mnist_pool
-from training.data.paths import default_datasets_dir
 from training.data.tabular import is_anomaly, load_thyroid
 from training.data.text import load_sentiment, load_sms_spam
 from training.data.timeseries import load_nab
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ.get("AXON_TEST_MODELS", ROOT / "models"))
-DATA = default_datasets_dir()
+DATA = root()  # the full datasets where present (CI), else the committed excerpts in tests/data
 DEFAULTS = ["mnist-cnn", "sms-spam-transformer", "sentiment-gru", "thyroid-autoencoder", "machine-temperature-autoencoder"]
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

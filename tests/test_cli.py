@@ -1,27 +1,31 @@
 """`python -m training` end to end: dry runs into a temporary repository that must come out valid."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from data_roots import EXCERPTS, root
 
 from service.model_config import read_config
 from training.cli import build_parser, parse_settings
-from training.data.paths import default_datasets_dir
+from training.data.paths import file_sha256
 from training.data.split import stratified_split
 from training.data.tabular import is_anomaly, load_thyroid
 from training.recipes import DEFAULTS, SPLIT
 from training.repository import validate_repository, versions
 
-DATASETS = default_datasets_dir()
+DATASETS = root()  # the full datasets where present (CI), else the committed excerpts in tests/data
 THYROID = DATASETS / "thyroid_ann" / "ann-train.data"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+def run_cli(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, timeout=900,
+                            env={**os.environ, **(env or {})})
+    if ok:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
 
@@ -82,7 +86,10 @@ def test_train_dry_run_twice_makes_version_2_and_keeps_1(tmp_path):
     assert metrics["n"] == card_test["n"] == len(stratified_split(is_anomaly(load_thyroid(THYROID)[1]), SPLIT)[2])
     assert metrics["roc_auc"] == pytest.approx(card_test["roc_auc"], abs=1e-6)
     assert metrics["flagged"] == card_test["flagged"]
-    assert "thy" in run_cli("list", "--repository", str(tmp_path)).stdout
+    listing = run_cli("list", "--repository", str(tmp_path)).stdout.splitlines()
+    assert [line.split()[:2] for line in listing] == [["thy", "1"], ["thy", "2"], ["thy", "3"]]
+    assert "roc_auc" in listing[1]
+    assert "exported from" in listing[2] and "thy.pt, not evaluated (parity max |diff|" in listing[2]
 
 
 def test_train_refuses_a_family_that_does_not_fit_the_dataset(tmp_path):
@@ -95,7 +102,40 @@ def test_train_refuses_a_family_that_does_not_fit_the_dataset(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("command", ["rebuild", "train", "evaluate", "export", "list"])
+def test_axon_datasets_replaces_data_for_train(tmp_path):
+    run_cli("train", "thy", "--family", "dense-ae", "--dataset", "thyroid", "--dry-run", "--quiet",
+            "--repository", str(tmp_path), env={"AXON_DATASETS": str(EXCERPTS)})
+    card = json.loads((tmp_path / "thy" / "1" / "card.json").read_text())
+    assert card["dataset"]["files"] == {"ann-train.data": file_sha256(EXCERPTS / "thyroid_ann" / "ann-train.data")}
+
+
+@pytest.mark.parametrize("args", [
+    ("train", "x", "--family", "cnn", "--dataset", "mnist"),
+    ("rebuild", "--dry-run"),
+    ("evaluate", "mnist-cnn", "--dataset", "sms"),
+])
+def test_a_missing_dataset_is_one_line_without_a_traceback(args, tmp_path):
+    result = run_cli(*args, "--repository", str(tmp_path), env={"AXON_DATASETS": str(tmp_path / "none")}, ok=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: dataset '")
+    assert "python -m training datasets fetch" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+def test_a_missing_data_path_is_one_line(tmp_path):
+    result = run_cli("train", "x", "--family", "dense-ae", "--dataset", "thyroid", "--data", str(tmp_path / "nope.csv"),
+                     "--repository", str(tmp_path), ok=False)
+    assert result.returncode == 2 and result.stderr == f"error: --data {tmp_path / 'nope.csv'} does not exist\n"
+
+
+def test_help_imports_no_torch():
+    code = "import sys; from training.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n" \
+           "print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().endswith("False"), result.stdout[-500:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["rebuild", "train", "evaluate", "export", "list", "datasets"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])

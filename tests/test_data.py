@@ -1,4 +1,5 @@
-"""Every loader against the real shared datasets (counts from their READMEs), plus edge and error cases."""
+"""Every loader on the committed excerpts (everywhere) and on the full datasets (counts from their READMEs,
+where the full data is present), plus edge and error cases."""
 
 from __future__ import annotations
 
@@ -17,27 +18,36 @@ from training.data.images import (
     load_optdigits,
     load_sklearn_digits,
 )
-from training.data.paths import dataset_checksum, default_datasets_dir, file_sha256
+from data_roots import EXCERPTS, FULL
+
+from training.data.paths import cache_dir, dataset_checksum, default_datasets_dir, file_sha256, shared_datasets_dir
 from training.data.split import stratified_split
 from training.data.tabular import THYROID_FEATURES, fit_scaler, is_anomaly, load_numeric_csv, load_thyroid
 from training.data.text import load_delimited, load_sentiment, load_sentiment_with_sources, load_sms_spam
 from training.data.timeseries import fit_normaliser, load_nab, normalise, sliding_windows
 
-DATASETS = default_datasets_dir()
+DATASETS = FULL
 NAB = DATASETS / "nab_realKnownCause"
 MACHINE_TEMPERATURE = NAB / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
+full_data = pytest.mark.full_data
 
 
 # --- paths ---------------------------------------------------------------------------------------
 
 
-def test_datasets_dir_follows_env(monkeypatch, tmp_path):
+def test_datasets_dir_follows_env_then_shared_then_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("AXON_DATASETS", str(tmp_path))
     assert default_datasets_dir() == tmp_path
     monkeypatch.delenv("AXON_DATASETS")
-    assert default_datasets_dir().parts[-2:] == ("shared", "datasets")
+    assert shared_datasets_dir().parts[-2:] == ("shared", "datasets")
+    monkeypatch.setattr("training.data.paths.REPO_ROOT", tmp_path / "clone")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_datasets_dir() == cache_dir() == tmp_path / "cache" / "axon" / "datasets"  # no ../shared
+    (tmp_path / "shared" / "datasets").mkdir(parents=True)
+    assert default_datasets_dir() == tmp_path / "shared" / "datasets"
 
 
+@full_data("sms_spam", "mnist_test10k")
 def test_checksums_match_the_readme():
     sms = DATASETS / "sms_spam" / "SMSSpamCollection.tsv"
     readme_sha = "80dd74ebb8c76a0c08886bd09c829ffc9f352b0d5a81d3c1fd6084155a5c2453"
@@ -50,6 +60,14 @@ def test_checksums_match_the_readme():
 # --- images --------------------------------------------------------------------------------------
 
 
+def test_mnist_pool_excerpt():
+    x, y = load_mnist_pool(EXCERPTS / "mnist_test10k")
+    assert x.shape == (300, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [26, 46, 35, 23, 29, 34, 24, 34, 19, 30]
+    assert x.max() == 255 and x[:, 0, 0].max() == 0  # ink on a zero background
+
+
+@full_data("mnist_test10k")
 def test_mnist_pool_counts():
     x, y = load_mnist_pool(DATASETS / "mnist_test10k")
     assert x.shape == (8000, 28, 28) and x.dtype == np.uint8
@@ -132,6 +150,14 @@ def test_image_folder_errors(tmp_path):
         load_image_folder(tmp_path / "absent")
 
 
+def test_optdigits_excerpt_equals_sklearn_digits():
+    x, y = load_optdigits(EXCERPTS / "optdigits" / "optdigits.tes")  # header line ends in CRLF, rows in LF
+    assert x.shape == (200, 8, 8) and x.dtype == np.uint8 and x.max() == 255
+    x_sk, y_sk = load_sklearn_digits()
+    assert np.array_equal(x, x_sk[:200]) and np.array_equal(y, y_sk[:200])
+
+
+@full_data("optdigits")
 def test_optdigits_counts_and_sklearn_fallback():
     x_tra, y_tra = load_optdigits(DATASETS / "optdigits" / "optdigits.tra")
     assert x_tra.shape == (3823, 8, 8) and x_tra.dtype == np.uint8 and x_tra.max() == 255
@@ -147,6 +173,13 @@ def test_optdigits_counts_and_sklearn_fallback():
 # --- text ----------------------------------------------------------------------------------------
 
 
+def test_sms_spam_excerpt():
+    texts, labels = load_sms_spam(EXCERPTS / "sms_spam" / "SMSSpamCollection.tsv")
+    assert len(texts) == 300 and Counter(labels) == {"ham": 251, "spam": 49}
+    assert all("\t" not in t and t for t in texts)
+
+
+@full_data("sms_spam")
 def test_sms_spam_counts():
     texts, labels = load_sms_spam(DATASETS / "sms_spam" / "SMSSpamCollection.tsv")
     assert len(texts) == 4459
@@ -162,6 +195,15 @@ def test_sms_spam_rejects_wrong_header(tmp_path):
         load_sms_spam(path)
 
 
+def test_sentiment_excerpt_keeps_the_nel_trap():
+    texts, labels, sources = load_sentiment_with_sources(EXCERPTS / "sentiment_labelled_sentences")
+    assert Counter(sources) == {"amazon_cells": 100, "imdb": 102, "yelp": 100}
+    assert Counter(labels) == {"negative": 125, "positive": 177}
+    assert sum("\x85" in t for t in texts) == 2  # NEL kept inside its sentence, not a line break
+    assert all(t == t.strip() and t for t in texts)
+
+
+@full_data("sentiment_labelled_sentences")
 def test_sentiment_counts_per_source_and_label():
     texts, labels, sources = load_sentiment_with_sources(DATASETS / "sentiment_labelled_sentences")
     assert len(texts) == len(labels) == len(sources) == 2400
@@ -206,6 +248,14 @@ def test_delimited_tsv_without_header(tmp_path):
 # --- tabular -------------------------------------------------------------------------------------
 
 
+def test_thyroid_excerpt():
+    x, cls = load_thyroid(EXCERPTS / "thyroid_ann" / "ann-train.data")
+    assert x.shape == (300, 21) and x.dtype == np.float32
+    assert np.bincount(cls, minlength=4)[1:].tolist() == [8, 7, 285]
+    assert x[0, 0] == np.float32(0.73) and x[0, 20] == np.float32(0.146)  # README's first row
+
+
+@full_data("thyroid_ann")
 def test_thyroid_counts():
     x, cls = load_thyroid(DATASETS / "thyroid_ann" / "ann-train.data")
     assert len(THYROID_FEATURES) == 21 and THYROID_FEATURES[16:] == ["TSH", "T3", "TT4", "T4U", "FTI"]
@@ -231,6 +281,15 @@ def test_numeric_csv_with_header_and_scaler(tmp_path):
 # --- time series ---------------------------------------------------------------------------------
 
 
+def test_nab_excerpt_with_its_first_label_window():
+    series = load_nab(EXCERPTS / "nab_realKnownCause" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv")
+    assert series.name == "realKnownCause/machine_temperature_system_failure.csv"
+    assert len(series) == 3000 and series.timestamps[0] == np.datetime64("2013-12-02T21:15:00")
+    assert series.windows == [(2126, 2692)] and series.labels.sum() == 567  # data lines 2128..2694 of the file
+    assert series.timestamps[series.anomaly_points[0]] == np.datetime64("2013-12-11T06:00:00")
+
+
+@full_data("nab_realKnownCause")
 def test_nab_machine_temperature():
     series = load_nab(MACHINE_TEMPERATURE)
     assert series.name == "realKnownCause/machine_temperature_system_failure.csv"
@@ -246,6 +305,7 @@ def test_nab_machine_temperature():
     assert series.irregular_steps.tolist() == [10148]  # the file repeats the hour 02:00-02:55 of 2014-01-07
 
 
+@full_data("nab_realKnownCause")
 def test_nab_every_series_matches_the_readme():
     expected = {
         "ambient_temperature_system_failure.csv": (7267, 2, 726),
@@ -266,7 +326,7 @@ def test_nab_without_label_files(tmp_path):
     series = load_nab(path)
     assert series.windows == [] and not series.labels.any() and series.irregular_steps.size == 0
     with pytest.raises(KeyError, match="no entry"):
-        load_nab(path, windows_json=NAB / "labels" / "combined_windows.json")
+        load_nab(path, windows_json=EXCERPTS / "nab_realKnownCause" / "labels" / "combined_windows.json")
 
 
 def test_sliding_windows_and_normaliser():

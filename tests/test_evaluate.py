@@ -77,3 +77,27 @@ def test_series_point_scores_average_the_covering_windows():
     # 4 points, window 2, stride 1: windows [0,1], [1,2], [2,3] with scores 1, 2, 3.
     points = ev.series_point_scores(np.array([1.0, 2.0, 3.0]), 4, 2, 1)
     assert points.tolist() == pytest.approx([1.0, 1.5, 2.5, 3.0])
+
+
+def _imported_modules(path):
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):  # function-level imports too: that is where a cycle hides
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found
+
+
+def test_evaluate_and_recipes_do_not_import_each_other():
+    from pathlib import Path
+
+    import training
+
+    root = Path(training.__file__).parent
+    assert not {m for m in _imported_modules(root / "evaluate.py") if m.startswith("training.recipes")}
+    for recipe in (root / "recipes").glob("*.py"):
+        assert "training.evaluate" not in _imported_modules(recipe), recipe.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,3 +191,18 @@ def test_export_refuses_a_size_one_example(tmp_path: Path) -> None:
     model = build_model("dense-ae", n_features=4, hidden=(3,), latent=2)
     with pytest.raises(ValueError, match="at least 2"):
         export_onnx(model, tmp_path / "model.onnx", example_batch=1)
+
+
+def test_export_logs_no_torchvision_notice(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # torch's exporter warns once per torchvision op on every export when torchvision is absent.
+    model = DenseAutoencoder(DenseAutoencoderConfig(n_features=4, hidden=(3,), latent=2))
+    with caplog.at_level(logging.DEBUG):
+        export_onnx(model, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").is_file() and caplog.records  # the exporter did log; the notice is not among it
+    assert not [r for r in caplog.records if "torchvision is not installed" in r.getMessage()]
+
+
+def test_export_needs_the_exportable_model_interface(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="Linear lacks the ExportableModel interface"):
+        export_onnx(nn.Linear(2, 2), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

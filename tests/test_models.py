@@ -32,6 +32,24 @@ def _seed() -> None:
 
 def test_families_are_the_five_named_ones() -> None:
     assert set(FAMILIES) == {"cnn", "rnn", "transformer", "dense-ae", "seq-ae"}
+    assert {name: f.task for name, f in FAMILIES.items()} == {
+        "cnn": "image", "rnn": "text", "transformer": "text", "dense-ae": "tabular", "seq-ae": "series",
+    }
+
+
+def test_every_family_declares_the_export_interface() -> None:
+    from training.models import ExportableModel
+
+    needed = {"cnn": {}, "rnn": {"vocab_size": 50}, "transformer": {"vocab_size": 50}, "dense-ae": {"n_features": 4},
+              "seq-ae": {"window": 8}}
+    for name, kwargs in needed.items():
+        model = build_model(name, **kwargs)
+        assert isinstance(model, ExportableModel), name
+        dims = model.dynamic_dims()
+        assert set(dims) == set(model.input_names) | set(model.output_names), name  # every tensor named, no other
+        assert all(axes.get(0) == "batch" for axes in dims.values()), name
+        assert len(model.example_inputs(2)) == len(model.input_names), name
+    assert not isinstance(object(), ExportableModel)
     for name, kwargs in TINY.items():
         assert family_of(build_model(name, **kwargs)) == name
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -11,21 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from training.data.catalog import DatasetError
+from training.data.kinds import KINDS
 from training.data.paths import default_datasets_dir
+from training.models import FAMILIES
+from training.recipes import DEFAULT_NAMES
 
-FAMILY_TASKS = {"cnn": "image", "rnn": "text", "transformer": "text", "dense-ae": "tabular", "seq-ae": "series"}
-DATASET_KINDS = {
-    "mnist": "image",  # a folder with <prefix>-images-idx3-ubyte[.gz] and labels
-    "image-folder": "image",  # one sub-folder of PNG/JPEG per class
-    "digits": "image",  # scikit-learn's bundled 8x8 digits (no --data)
-    "sms": "text",  # SMS Spam Collection TSV
-    "sentiment": "text",  # folder of Sentiment Labelled Sentences *_labelled.txt
-    "delimited": "text",  # a user's CSV/TSV: --text-column, --label-column
-    "thyroid": "tabular",  # ann-thyroid file, class 1 = anomaly
-    "nab": "series",  # NAB-style timestamp,value CSV with NAB label files beside data/
-}
+# Importing this module must not import PyTorch: `--help`, `list` and `datasets` run without it.
 
 EPILOG = """examples:
   python -m training rebuild                               # all five default models into ./models
@@ -36,6 +29,7 @@ EPILOG = """examples:
   python -m training evaluate sms-spam-transformer --dataset sms --data ../shared/datasets/sms_spam/SMSSpamCollection.tsv
   python -m training export --checkpoint run.pt --like models/sentiment-gru/1
   python -m training list
+  python -m training datasets list                         # where each dataset comes from, its licence and files
 """
 
 
@@ -55,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     listing = sub.add_parser("list", help="list the models and versions of a repository with their headline metrics")
     listing.add_argument("--repository", type=Path, default=Path("models"), help="model repository (default: models)")
+    _datasets_parser(sub)
     return parser
 
 
@@ -66,14 +61,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _rebuild_parser(sub: Any) -> None:
-    from training.recipes import DEFAULTS
-
     p = sub.add_parser("rebuild", help="train and export every default model (a new version of each)",
                        description="Train and export the default models from the shared datasets.")
     p.add_argument("--datasets", type=Path, default=None,
                    help=f"datasets folder (default: $AXON_DATASETS or {default_datasets_dir()})")
-    p.add_argument("--only", nargs="+", choices=sorted(DEFAULTS), metavar="NAME",
-                   help=f"rebuild only these models ({', '.join(DEFAULTS)})")
+    p.add_argument("--only", nargs="+", choices=sorted(DEFAULT_NAMES), metavar="NAME",
+                   help=f"rebuild only these models ({', '.join(DEFAULT_NAMES)})")
     p.add_argument("--replace", action="store_true",
                    help="delete each rebuilt model's folder first, so the new export is version 1")
     _common(p)
@@ -83,9 +76,10 @@ def _train_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train one model of a family on a dataset and export it as a new version",
                        description="Train one model and write it as a new version of NAME.")
     p.add_argument("name", help="model name in the repository")
-    p.add_argument("--family", required=True, choices=sorted(FAMILY_TASKS), help="model family")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASET_KINDS), help="dataset kind (how --data is read)")
-    p.add_argument("--data", type=Path, help="dataset file or folder (not needed for 'digits')")
+    p.add_argument("--family", required=True, choices=sorted(FAMILIES), help="model family")
+    p.add_argument("--dataset", required=True, choices=sorted(KINDS), help="dataset kind (how --data is read)")
+    p.add_argument("--data", type=Path, help="dataset file or folder (default: the kind's dataset under "
+                   "$AXON_DATASETS, ../shared/datasets or the cache; not needed for 'digits')")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
@@ -122,14 +116,32 @@ def _train_parser(sub: Any) -> None:
     _common(p)
 
 
+def _datasets_parser(sub: Any) -> None:
+    from training.data.catalog import CATALOG
+
+    p = sub.add_parser(
+        "datasets", help="list, show, verify or fetch the datasets the default models train on",
+        description="The dataset catalogue: source, licence, files and sha256 of each dataset. Datasets are read "
+        "from $AXON_DATASETS, else ../shared/datasets beside the repository, else the cache folder "
+        "($XDG_CACHE_HOME or ~/.cache)/axon/datasets; `fetch` writes into $AXON_DATASETS or that cache.",
+    )
+    p.add_argument("action", choices=("list", "show", "verify", "fetch"))
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"datasets to act on (default: all): {', '.join(CATALOG)}")
+    p.add_argument("--root", type=Path, help="datasets folder to read or fetch into (default: see above)")
+    p.add_argument("--from", dest="source", metavar="URL",
+                   help="a mirror of a datasets folder (<URL>/<name>/<file>); default $AXON_DATASETS_URL, "
+                   "else each file's public URL")
+
+
 def _evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score a repository model version on a dataset through ONNX Runtime",
                        description="Run a repository model (ONNX Runtime, CPU) over a dataset and print its metrics.")
     p.add_argument("name", help="model name in the repository")
     p.add_argument("--version", type=int, help="version number (default: the highest)")
     p.add_argument("--repository", type=Path, default=Path("models"))
-    p.add_argument("--dataset", required=True, choices=sorted(DATASET_KINDS))
-    p.add_argument("--data", type=Path, help="dataset file or folder")
+    p.add_argument("--dataset", required=True, choices=sorted(KINDS))
+    p.add_argument("--data", type=Path, help="dataset file or folder (default: as for train)")
     p.add_argument("--split", choices=("all", "test"), default="all",
                    help="'all' rows (a held-out file), or the 'test' split a recipe held back from the same pool")
     p.add_argument("--seed", type=int, default=0, help="seed of the split to reproduce with --split test")
@@ -156,8 +168,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from training.recipes import DEFAULTS, RunOptions
 
     datasets = args.datasets or default_datasets_dir()
-    opts = RunOptions(args.repository, seed=args.seed, dry_run=args.dry_run, progress=not args.quiet)
     names = args.only or list(DEFAULTS)
+    for name in names:  # every dataset is checked before the first model trains for minutes
+        DEFAULTS[name].require(datasets)
+    opts = RunOptions(args.repository, seed=args.seed, dry_run=args.dry_run, progress=not args.quiet)
     outcomes, started = [], time.perf_counter()
     for name in names:
         if args.replace and (args.repository / name).exists():
@@ -173,13 +187,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training import recipes
     from training.models import save_checkpoint
 
-    task = DATASET_KINDS[args.dataset]
-    if FAMILY_TASKS[args.family] != task:
+    task = KINDS[args.dataset].task
+    if FAMILIES[args.family].task != task:
         raise SystemExit(f"family {args.family!r} cannot train on a {task} dataset ({args.dataset!r})")
     opts = recipes.RunOptions(args.repository, seed=args.seed, dry_run=args.dry_run, progress=not args.quiet)
     hyper = recipes.Hyper(args.epochs, args.lr, args.weight_decay, args.batch_size, args.patience)
     model_cfg = parse_settings(args.set)
-    data = load_dataset(args.dataset, args.data, args)
+    data = read_data(args)
     common = {"dataset": data["dataset"], "model_cfg": model_cfg, "hyper": hyper}
     if task == "image":
         outcome = recipes.train_image_classifier(args.name, data["x"], data["y"], data["labels"], opts,
@@ -206,7 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_version
 
-    data = load_dataset(args.dataset, args.data, args)
+    data = read_data(args)
     metrics = evaluate_version(args.repository, args.name, args.version, data, split=args.split, seed=args.seed)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0
@@ -228,14 +242,70 @@ def cmd_list(args: argparse.Namespace) -> int:
     for model_dir in sorted(p for p in args.repository.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for version in versions(model_dir):
             card_path = model_dir / str(version) / "card.json"
-            test = read_card(card_path).get("metrics", {}) if card_path.is_file() else {}
-            test = test.get("test") or test.get("series") or {}
-            figures = {k: test[k] for k in ("accuracy", "macro_f1", "roc_auc", "windows_hit", "false_alarms") if k in test}
-            print(f"{model_dir.name:36s} {version:3d}  {format_figures(figures)}")
+            card = read_card(card_path) if card_path.is_file() else None
+            print(f"{model_dir.name:36s} {version:3d}  {card_summary(card)}")
     return 0
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from training.data import catalog
+
+    root = args.root or default_datasets_dir()
+    if args.action == "list":
+        print(f"datasets folder: {root}")
+        for entry in catalog.CATALOG.values():
+            here = "present" if not catalog.missing_files(entry.name, root) else "absent"
+            print(f"{entry.name:30s} {here:8s} {entry.size / 1e6:5.2f} MB  {entry.licence}  {entry.source}")
+        return 0
+    names = args.names or list(catalog.CATALOG)
+    if args.action == "show":
+        for name in names:
+            entry = catalog.dataset(name)
+            print(f"{entry.name}: {entry.title}\n  source:  {entry.source}\n  licence: {entry.licence}\n"
+                  f"  origin:  {entry.origin}\n  files (under {root / name}):")
+            for f in entry.files:
+                print(f"    {f.path}  {f.size} bytes  sha256 {f.sha256}\n      url: {f.url or '(no public URL: a mirror only)'}")
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for name in names:
+            states = catalog.verify(name, root)
+            failing = {p: s for p, s in states.items() if s != "ok"}
+            bad += bool(failing)
+            print(f"{name:30s} " + ("ok" if not failing else "; ".join(f"{p}: {s}" for p, s in failing.items())))
+        return 1 if bad else 0
+    into = args.root or catalog_target()
+    base = args.source or os.environ.get("AXON_DATASETS_URL") or None
+    for name in names:
+        fetched = catalog.fetch(name, into, base_url=base)
+        print(f"{name:30s} {'fetched ' + str(len(fetched)) + ' file(s)' if fetched else 'already verified'} in {into / name}")
+    return 0
+
+
+def catalog_target() -> Path:
+    """Where `datasets fetch` writes: `$AXON_DATASETS`, else the cache folder (never ../shared)."""
+    from training.data.paths import cache_dir
+
+    env = os.environ.get("AXON_DATASETS")
+    return Path(env) if env else cache_dir()
+
+
 # ------------------------------------------------------------------------------------------- helpers
+def card_summary(card: dict[str, Any] | None) -> str:
+    """The headline figures of a card, or why there are none (an exported version was never evaluated)."""
+    if card is None:
+        return "(no card.json)"
+    metrics = card.get("metrics", {})
+    test = metrics.get("test") or metrics.get("series") or {}
+    figures = {k: test[k] for k in ("accuracy", "macro_f1", "roc_auc", "windows_hit", "false_alarms") if k in test}
+    if figures:
+        return format_figures(figures)
+    parity = card.get("parity", {}).get("max_abs_diff")
+    source = card.get("training", {}).get("exported_from_checkpoint")
+    what = f"exported from {source}, not evaluated" if source else "no test figures"
+    return what + (f" (parity max |diff| {parity:.1e})" if isinstance(parity, float) else "")
+
+
 def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` pairs, each value parsed as JSON when it is JSON and kept as a string otherwise."""
     settings = {}
@@ -250,50 +320,14 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
     return settings
 
 
-def load_dataset(kind: str, path: Path | None, args: argparse.Namespace) -> dict[str, Any]:
-    """Read a dataset of `kind` into the arrays its task's recipe takes, with its card entry."""
-    from training.data import images, tabular, text, timeseries
-    from training.recipes import describe_files
+def read_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The dataset `train` and `evaluate` name, read with the command line's options."""
+    from training.data.kinds import load_dataset
 
-    if kind != "digits" and path is None:
-        raise SystemExit(f"--data is required for the {kind!r} dataset")
-    if kind == "mnist":
-        x, y = images.load_mnist_pool(path)
-        files = sorted(p for p in path.iterdir() if "idx" in p.name)
-        return {"x": x, "y": y, "labels": [str(i) for i in range(10)], "dataset": describe_files(path.name, files)}
-    if kind == "image-folder":
-        size = tuple(args.size) if getattr(args, "size", None) else None
-        x, y, labels = images.load_image_folder(path, size=size, channels=getattr(args, "channels", 1))
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return {"x": x, "y": y, "labels": labels, "dataset": describe_files(path.name, files, path)}
-    if kind == "digits":
-        x, y = images.load_sklearn_digits()
-        return {"x": x, "y": y, "labels": [str(i) for i in range(10)],
-                "dataset": {"name": "sklearn digits", "files": {}, "sha256": None}}
-    if kind in ("sms", "sentiment", "delimited"):
-        if kind == "sms":
-            texts, names, files = *text.load_sms_spam(path), [path]
-            labels = list(text.SMS_LABELS)
-        elif kind == "sentiment":
-            texts, names = text.load_sentiment(path)
-            files = [path / f"{s}_labelled.txt" for s in text.SENTIMENT_SOURCES]
-            labels = ["negative", "positive"]
-        else:
-            def column(c: str) -> str | int:
-                return c if args.header else int(c)
-
-            texts, names = text.load_delimited(path, text_column=column(args.text_column),
-                                               label_column=column(args.label_column),
-                                               delimiter=args.delimiter, header=args.header)
-            files, labels = [path], sorted(set(names))
-        y = np.array([labels.index(n) for n in names], dtype=np.int64)
-        return {"texts": texts, "y": y, "labels": labels, "dataset": describe_files(path.stem, files)}
-    if kind == "thyroid":
-        x, cls = tabular.load_thyroid(path)
-        return {"x": x, "y": tabular.is_anomaly(cls), "features": list(tabular.THYROID_FEATURES),
-                "dataset": describe_files(path.name, [path])}
-    series = timeseries.load_nab(path)
-    return {"series": series, "dataset": describe_files(path.name, [path])}
+    return load_dataset(
+        args.dataset, args.data, size=getattr(args, "size", None), channels=getattr(args, "channels", 1),
+        text_column=args.text_column, label_column=args.label_column, delimiter=args.delimiter, header=args.header,
+    )
 
 
 def format_figures(figures: dict[str, Any]) -> str:
@@ -315,13 +349,18 @@ def print_table(outcomes: Sequence[Any]) -> None:
         print(f"{o.name:36s} {o.version:3d} {o.seconds:6.0f}  {format_figures(o.summary)}")
 
 
-COMMANDS = {"rebuild": cmd_rebuild, "train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export, "list": cmd_list}
+COMMANDS = {"rebuild": cmd_rebuild, "train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export,
+            "list": cmd_list, "datasets": cmd_datasets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run the sub-command."""
+    """Parse the command line and run the sub-command; a missing dataset is one line on stderr, exit 2."""
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except (DatasetError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Metrics for the model card: classifiers, tabular anomaly scores, and series anomaly windows.
+"""`python -m training evaluate`: a repository version scored through ONNX Runtime on a dataset.
 
-Series figures go through `service.scoring` so a threshold is judged on exactly the per-point
-scores and segments the service reports.
+Inputs are prepared by the same helpers the recipes train with (`training.data`), so a version is judged
+on what it was trained on; the metrics are `training.metrics`, as in the model card.
 """
 
 from __future__ import annotations
@@ -11,95 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import metrics
 
-from service.scoring import point_scores, segments
+from training.data.images import image_batch
+from training.data.split import POOL_SPLIT, stratified_split
+from training.metrics import (  # noqa: F401 - re-exported: `training.evaluate` has long held the metrics
+    anomaly_metrics,
+    classification_metrics,
+    f1_best_threshold,
+    in_windows,
+    quantile_threshold,
+    series_point_scores,
+    window_detection,
+)
 
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class F1 and the confusion matrix (rows = truth, columns = prediction)."""
-    classes = list(range(len(labels)))
-    per_class = metrics.f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-        "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
-        "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=classes).tolist(),
-    }
-
-
-def anomaly_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """ROC-AUC and PR-AUC of the scores (1 = anomaly), and precision/recall/F1 at the threshold."""
-    y_true = np.asarray(y_true).astype(int)
-    flagged = (np.asarray(scores) > threshold).astype(int)
-    both = len(np.unique(y_true)) == 2
-    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
-        y_true, flagged, average="binary", zero_division=0
-    )
-    return {
-        "n": int(len(y_true)),
-        "anomalies": int(y_true.sum()),
-        # AUCs are undefined with one class present (a dry run's single batch); say so rather than crash.
-        "roc_auc": float(metrics.roc_auc_score(y_true, scores)) if both else None,
-        "pr_auc": float(metrics.average_precision_score(y_true, scores)) if both else None,
-        "threshold": float(threshold),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-        "flagged": int(flagged.sum()),
-    }
-
-
-def quantile_threshold(normal_scores: np.ndarray, quantile: float) -> float:
-    """The `quantile` of scores known to be normal: about (1 - quantile) of normal data is flagged."""
-    return float(np.quantile(np.asarray(normal_scores, dtype=np.float64), quantile))
-
-
-def f1_best_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """The score cut with the best F1 for class 1 (midway to the next score, so it generalises a little)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    precision, recall, cuts = metrics.precision_recall_curve(y_true, scores)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    cut = float(cuts[int(np.argmax(f1[:-1]))])
-    # The curve flags score >= cut; the service flags score > threshold, so step below the cut.
-    lower = scores[scores < cut]
-    return float((cut + lower.max()) / 2) if lower.size else float(np.nextafter(cut, -np.inf))
-
-
-def in_windows(n_points: int, windows: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Boolean mask of the points inside any (start, end) window, both ends included."""
-    mask = np.zeros(n_points, dtype=bool)
-    for start, end in windows:
-        mask[start : end + 1] = True
-    return mask
-
-
-def series_point_scores(window_scores: np.ndarray, n_points: int, window: int, stride: int) -> np.ndarray:
-    """Per-point scores exactly as the service computes them."""
-    return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride)
-
-
-def window_detection(
-    scores: np.ndarray, threshold: float, windows: Sequence[tuple[int, int]]
-) -> dict[str, Any]:
-    """Which label windows hold at least one point above threshold, and the segments outside every window."""
-    found = segments(np.asarray(scores), threshold)
-    labelled = in_windows(len(scores), windows)
-    hit = [bool((scores[start : end + 1] > threshold).any()) for start, end in windows]
-    false_alarms = [s for s in found if not labelled[s.start : s.end + 1].any()]
-    return {
-        "threshold": float(threshold),
-        "windows_total": len(windows),
-        "windows_hit": int(sum(hit)),
-        "hit": hit,
-        "segments": len(found),
-        "false_alarms": len(false_alarms),
-        "false_alarm_points": int(sum(s.end - s.start + 1 for s in false_alarms)),
-    }
-
-
-# ------------------------------------------------------------------ a repository version, through ORT
 def _batched(session: Any, feeds: dict[str, np.ndarray], output: str, batch: int = 256) -> np.ndarray:
     n = len(next(iter(feeds.values())))
     return np.concatenate([
@@ -108,35 +32,26 @@ def _batched(session: Any, feeds: dict[str, np.ndarray], output: str, batch: int
 
 
 def _text_logits(session: Any, folder: Path, config: Any, texts: Sequence[str], batch: int = 64) -> np.ndarray:
-    """Tokenize exactly as the service does (truncate, no padding, pad each batch to its longest row)."""
-    from tokenizers import Tokenizer
+    """Logits of texts tokenized as in training and serving: truncated, each batch padded to its longest row."""
+    from training.data.tokenizer import PAD_ID, encode_batch, load_tokenizer
 
     prep = config.preprocessing
-    tokenizer = Tokenizer.from_file(str(folder / prep.tokenizer))
-    tokenizer.enable_truncation(prep.max_length)
-    tokenizer.no_padding()
-    rows = [e.ids for e in tokenizer.encode_batch(list(texts))]
+    if prep.pad_id != PAD_ID:
+        raise ValueError(f"the config pads with id {prep.pad_id}, Axon's tokenizers with {PAD_ID}")
+    tokenizer = load_tokenizer(folder / prep.tokenizer)
     logits = []
-    for i in range(0, len(rows), batch):
-        chunk = rows[i : i + batch]
-        width = max(len(r) for r in chunk)
-        ids = np.full((len(chunk), width), prep.pad_id, dtype=np.int64)
-        mask = np.zeros((len(chunk), width), dtype=np.int64)
-        for j, row in enumerate(chunk):
-            ids[j, : len(row)], mask[j, : len(row)] = row, 1
+    for i in range(0, len(texts), batch):
+        ids, mask = encode_batch(tokenizer, texts[i : i + batch], prep.max_length)
         logits.append(session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0])
     return np.concatenate(logits)
 
 
 def _images(config: Any, x: np.ndarray) -> np.ndarray:
     prep = config.preprocessing
-    images = x.astype(np.float32) / 255.0
-    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    images = image_batch(x, invert=prep.invert)
     if images.shape[1:] != (prep.channels, prep.height, prep.width):
         raise ValueError(f"images are {images.shape[1:]}, the model expects "
                          f"{(prep.channels, prep.height, prep.width)} (C, H, W)")
-    if prep.invert:
-        images = 1.0 - images
     mean = np.asarray(prep.mean, dtype=np.float32)[None, :, None, None]
     std = np.asarray(prep.std, dtype=np.float32)[None, :, None, None]
     return ((images - mean) / std).astype(np.float32)
@@ -149,8 +64,6 @@ def evaluate_version(
     import onnxruntime as ort
 
     from service.model_config import MODEL_FILE, read_config
-    from training.data.split import stratified_split
-    from training.recipes import SPLIT
     from training.repository import versions
 
     model_dir = Path(repository) / name
@@ -164,7 +77,7 @@ def evaluate_version(
     header = {"model": name, "version": int(folder.name), "split": split}
 
     def rows(y: np.ndarray) -> np.ndarray:
-        return stratified_split(y, SPLIT, seed=seed)[2] if split == "test" else np.arange(len(y))
+        return stratified_split(y, POOL_SPLIT, seed=seed)[2] if split == "test" else np.arange(len(y))
 
     if kind in ("image", "text"):
         names = data["labels"]

@@ -7,6 +7,7 @@ into place when every case matches.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -19,9 +20,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from torch import nn
 
 from service.model_config import TensorSpec
+from training.models.protocol import ExportableModel
 
 # Opset 23 emits the ONNX Attention op, which ONNX Runtime 1.31 on CPU rejects with a key-padding mask.
 DEFAULT_OPSET = 20
@@ -45,6 +46,23 @@ _DATATYPES: dict[int, str] = {
 }
 
 Case = Sequence[np.ndarray]
+
+
+class _TorchvisionAbsent(logging.Filter):
+    """Drops the exporter's "torchvision is not installed. Skipping torchvision::<op>" warnings.
+
+    torch's ONNX exporter builds its op registry on every export and logs one such line per
+    torchvision op when torchvision is absent. Axon's models use no torchvision op, and torchvision is
+    not a dependency, so the lines say nothing; every other message of that logger still passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("torchvision is not installed")
+
+
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+if not any(isinstance(f, _TorchvisionAbsent) for f in logging.getLogger(_REGISTRY_LOGGER).filters):
+    logging.getLogger(_REGISTRY_LOGGER).addFilter(_TorchvisionAbsent())
 
 
 class ExportError(RuntimeError):
@@ -105,7 +123,7 @@ class ParityReport:
         }
 
 
-def _dynamic_shapes(model: nn.Module) -> tuple[dict[int, torch.export.Dim], ...]:
+def _dynamic_shapes(model: ExportableModel) -> tuple[dict[int, torch.export.Dim], ...]:
     """`torch.export` Dims for each input, one shared Dim object per axis name."""
     config = model.config
     dims: dict[str, torch.export.Dim] = {}
@@ -136,7 +154,7 @@ def _set_shape(value: onnx.ValueInfoProto, shape: Sequence[int], dynamic: dict[i
 
 
 def fix_shape_metadata(
-    onnx_model: onnx.ModelProto, model: nn.Module, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]
+    onnx_model: onnx.ModelProto, model: ExportableModel, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]
 ) -> None:
     """Declare every input/output dim as the model says: named if dynamic, its eager size otherwise.
 
@@ -157,7 +175,7 @@ def _as_tuple(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.T
 
 
 def export_onnx(
-    model: nn.Module,
+    model: ExportableModel,
     path: str | Path,
     *,
     opset: int = DEFAULT_OPSET,
@@ -165,6 +183,8 @@ def export_onnx(
     example_length: int | None = None,
 ) -> None:
     """Export `model` in eval mode to one self-contained ONNX file with named tensors and dynamic axes."""
+    if not isinstance(model, ExportableModel):
+        raise TypeError(f"{type(model).__name__} lacks the ExportableModel interface (names, example inputs, dims)")
     # Size-1 example dims get specialised to constants by torch.export: trace with at least 2.
     if example_batch < 2 or (example_length is not None and example_length < 2):
         raise ValueError("export examples need a batch (and length) of at least 2")
@@ -227,7 +247,7 @@ def _max_abs_diff(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def check_parity(
-    model: nn.Module, onnx_path: str | Path, cases: Sequence[Case], atol: float = DEFAULT_ATOL
+    model: ExportableModel, onnx_path: str | Path, cases: Sequence[Case], atol: float = DEFAULT_ATOL
 ) -> ParityReport:
     """Run ONNX Runtime (CPU provider) and eager PyTorch on the same inputs and compare every output."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -260,7 +280,7 @@ def check_parity(
 
 
 def export_verified(
-    model: nn.Module,
+    model: ExportableModel,
     path: str | Path,
     cases: Sequence[Case],
     *,

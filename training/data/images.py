@@ -60,6 +60,16 @@ def _one_file(folder: Path, pattern: str) -> Path:
     return matches[0]
 
 
+def image_batch(images: np.ndarray, invert: bool = False) -> np.ndarray:
+    """uint8 images [N, H, W] or [N, H, W, C] as float32 [N, C, H, W] in [0, 1] (1 - x when `invert`).
+
+    What a CNN sees before standardising, in training and in `evaluate` alike.
+    """
+    x = images.astype(np.float32) / 255.0
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
+    return 1.0 - x if invert else x
+
+
 def load_mnist_pool(
     folder: str | os.PathLike[str], prefix: str = "train8k"
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -11,12 +11,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _CHUNK = 1 << 20
 
 
+def cache_dir() -> Path:
+    """Where `python -m training datasets fetch` puts datasets when `$AXON_DATASETS` is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "axon" / "datasets"
+
+
+def shared_datasets_dir() -> Path:
+    """`../shared/datasets` beside the repository: where CI and the development machines keep them."""
+    return REPO_ROOT.parent / "shared" / "datasets"
+
+
 def default_datasets_dir() -> Path:
-    """`$AXON_DATASETS` if set, else `../shared/datasets` beside the repository (as in CI)."""
+    """`$AXON_DATASETS` if set, else `../shared/datasets` when it exists (as in CI), else the cache folder."""
     env = os.environ.get("AXON_DATASETS")
     if env:
         return Path(env)
-    return REPO_ROOT.parent / "shared" / "datasets"
+    shared = shared_datasets_dir()
+    return shared if shared.is_dir() else cache_dir()
 
 
 def _update(digest: "hashlib._Hash", path: str | os.PathLike[str]) -> None:

@@ -6,6 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
+# Train / validation / test fractions of a pool (acceptance data is held elsewhere): what every recipe
+# splits with and what `evaluate --split test` reproduces.
+POOL_SPLIT = (0.8, 0.1, 0.1)
+
 
 def _class_counts(n: int, fractions: np.ndarray) -> np.ndarray:
     """Split n items by fractions; the largest remainders get the leftover items, so counts sum to n."""

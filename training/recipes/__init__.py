@@ -4,16 +4,32 @@
 `train_series_autoencoder` are the pipelines the CLI's `train` runs; `DEFAULTS` binds each default
 model to its dataset and the settings that meet its target, and is what `rebuild` runs.
 Every normalisation statistic is computed on the training split only.
+
+The names below load on first use, so the CLI can read `DEFAULT_NAMES` without importing PyTorch.
 """
 
-from training.recipes.common import SPLIT, Hyper, Outcome, RunOptions, describe_files
-from training.recipes.defaults import DEFAULTS, Recipe
-from training.recipes.images import train_image_classifier
-from training.recipes.series import train_series_autoencoder
-from training.recipes.tabular import train_tabular_autoencoder
-from training.recipes.text import train_text_classifier
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULTS", "SPLIT", "Hyper", "Outcome", "Recipe", "RunOptions", "describe_files",
-    "train_image_classifier", "train_series_autoencoder", "train_tabular_autoencoder", "train_text_classifier",
-]
+import importlib
+from typing import Any
+
+# The default models, in rebuild order (`DEFAULTS` has exactly these keys; a test checks it).
+DEFAULT_NAMES = (
+    "mnist-cnn", "sms-spam-transformer", "sentiment-gru", "thyroid-autoencoder", "machine-temperature-autoencoder",
+)
+
+_EXPORTS = {
+    "SPLIT": "common", "Hyper": "common", "Outcome": "common", "RunOptions": "common", "describe_files": "common",
+    "DEFAULTS": "defaults", "Recipe": "defaults",
+    "train_image_classifier": "images", "train_series_autoencoder": "series",
+    "train_tabular_autoencoder": "tabular", "train_text_classifier": "text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"training.recipes.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEFAULT_NAMES", *_EXPORTS]

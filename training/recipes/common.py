@@ -1,9 +1,17 @@
-"""What every recipe shares: options, hyper-parameters, outcome, the fit call and publishing a version."""
+"""What every recipe shares: options, hyper-parameters, outcome, and the skeleton they all follow.
+
+A recipe is split -> fit -> metrics -> publish. `fit_new` (seed, build, fit) and `conclude` (draw the
+artefacts, write the version with its card, report the outcome) are that skeleton; a recipe module holds
+only what is particular to its task: how it prepares and splits its data, which metrics and threshold it
+computes, its parity cases and plots, and returns them as a `Fitted`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,17 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from service.model_config import DynamicBatching, ModelConfig
-from training import evaluate as ev
-from training.card import dataset_entry
-from training.data.paths import dataset_checksum, file_sha256
+from training import metrics as ev
+from training.data.split import POOL_SPLIT, stratified_split
+from training.data.kinds import describe_files  # noqa: F401 - re-exported: recipes describe their data
 from training.repository import WrittenVersion, card_writer, write_version
-from training.train import History, fit
+from training.models import build_model
+from training.repository import Artefact
+from training.train import History, fit, predict, set_seed
 
 
-SPLIT = (0.8, 0.1, 0.1)  # train / validation / test fractions of a pool (acceptance data is held elsewhere)
+SPLIT = POOL_SPLIT
 SERVING = {"max_batch_size": 64, "dynamic_batching": DynamicBatching(max_queue_delay_ms=2.0)}
 
 
@@ -57,14 +67,6 @@ class Outcome:
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)  # the headline figures for the CLI table
     model: nn.Module | None = field(default=None, repr=False)  # the trained model, for `train --checkpoint`
-
-
-def describe_files(name: str, files: Sequence[Path], root: Path | None = None) -> dict[str, Any]:
-    """The card's dataset section for files read from disk."""
-    def label(p: Path) -> str:
-        return str(p.relative_to(root)) if root and p.is_relative_to(root) else p.name
-
-    return dataset_entry(name, {label(p): file_sha256(p) for p in files}, dataset_checksum(list(files)))
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -133,3 +135,62 @@ def fit_with(model: nn.Module, train: Dataset, val: Dataset, hyper: Hyper, opts:
 def class_report(logits: torch.Tensor, y: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Classification metrics of logits against integer labels."""
     return ev.classification_metrics(y, logits.argmax(dim=1).numpy(), labels)
+
+
+# ------------------------------------------------------------------------------------------ skeleton
+@dataclass
+class Fitted:
+    """What a recipe's own part produces; `conclude` publishes it as a version."""
+
+    model: nn.Module
+    history: History
+    metrics: dict[str, Any]
+    config: ModelConfig  # tensors are filled in from the export
+    cases: Sequence[Sequence[np.ndarray]]  # held-out inputs that prove ONNX Runtime / PyTorch parity
+    split: dict[str, Any]  # the card's split section
+    hyper: dict[str, Any]  # the card's hyper-parameters
+    summary: dict[str, Any]  # headline figures for the CLI table
+    artefacts: Callable[[Path], dict[str, Artefact]]  # writes plots and files into a scratch folder
+
+
+def serving_config(name: str, task: str, description: str, preprocessing: Any, **fields: Any) -> ModelConfig:
+    """The version's config before export, with the serving knobs every default model starts with."""
+    return ModelConfig(name=name, task=task, description=description, inputs=[], outputs=[],
+                       preprocessing=preprocessing, **fields, **SERVING)
+
+
+def pool_parts(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / validation / test indices of a pool: stratified, seeded, `SPLIT` fractions."""
+    train_idx, val_idx, test_idx = stratified_split(y, SPLIT, seed=seed)
+    return train_idx, val_idx, test_idx
+
+
+def rows(idx: np.ndarray, *arrays: np.ndarray) -> TensorDataset:
+    """The rows `idx` of aligned arrays as a TensorDataset (inputs first, target last)."""
+    return TensorDataset(*(torch.from_numpy(a[idx]) for a in arrays))
+
+
+def fit_new(family: str, model_cfg: dict[str, Any], train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions,
+            **kw: Any) -> tuple[nn.Module, History]:
+    """A fresh seeded model of `family`, fitted with early stopping on the validation metric."""
+    set_seed(opts.seed)
+    model = build_model(family, **model_cfg)
+    return model, fit_with(model, train, val, hyper, opts, **kw)
+
+
+def class_metrics(model: nn.Module, parts: dict[str, Dataset], y: dict[str, np.ndarray], labels: Sequence[str],
+                  collate: Any = None) -> dict[str, Any]:
+    """Classification metrics of a classifier on each named part."""
+    return {split: class_report(predict(model, data, collate=collate), y[split], labels) for split, data in parts.items()}
+
+
+def conclude(name: str, family: str, fitted: Fitted, opts: RunOptions, dataset: dict[str, Any],
+             started: float) -> Outcome:
+    """Publish a fitted model as the next version (artefacts drawn in a scratch folder) and report it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        written = publish(
+            fitted.model, fitted.config, fitted.cases, opts, family=family, dataset=dataset, split=fitted.split,
+            hyper=fitted.hyper, metrics=fitted.metrics, history=fitted.history, artefacts=fitted.artefacts(Path(tmp)),
+        )
+    return Outcome(name, written.version, written.path, fitted.metrics, time.perf_counter() - started,
+                   fitted.summary, fitted.model)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training.data import images as image_data
-from training.data import tabular, text, timeseries
-from training.recipes.common import Hyper, Outcome, RunOptions, describe_files
+from training.data import catalog, tabular, text, timeseries
+from training.data.kinds import NAB_MACHINE_TEMPERATURE, SENTIMENT_FILES, describe_files
+from training.recipes.common import Hyper, Outcome, RunOptions
 from training.recipes.images import train_image_classifier
 from training.recipes.series import train_series_autoencoder
 from training.recipes.tabular import train_tabular_autoencoder
@@ -106,11 +108,28 @@ def machine_temperature_autoencoder(datasets: Path, opts: RunOptions) -> Outcome
     )
 
 
-Recipe = Callable[[Path, RunOptions], Outcome]
+@dataclass(frozen=True)
+class Recipe:
+    """A default model: the catalogue datasets it reads and the function that trains it on them."""
+
+    datasets: dict[str, tuple[str, ...] | None]  # catalogue name -> the files read (None: all)
+    run: Callable[[Path, RunOptions], Outcome]
+
+    def require(self, root: Path) -> None:
+        """Raise `DatasetError` (one clear line) unless every file the recipe reads is under `root`."""
+        for name, paths in self.datasets.items():
+            catalog.require(name, root, paths)
+
+    def __call__(self, root: Path, opts: RunOptions) -> Outcome:
+        self.require(root)
+        return self.run(root, opts)
+
+
 DEFAULTS: dict[str, Recipe] = {
-    "mnist-cnn": mnist_cnn,
-    "sms-spam-transformer": sms_spam_transformer,
-    "sentiment-gru": sentiment_gru,
-    "thyroid-autoencoder": thyroid_autoencoder,
-    "machine-temperature-autoencoder": machine_temperature_autoencoder,
+    "mnist-cnn": Recipe({"mnist_test10k": None}, mnist_cnn),
+    "sms-spam-transformer": Recipe({"sms_spam": None}, sms_spam_transformer),
+    "sentiment-gru": Recipe({"sentiment_labelled_sentences": SENTIMENT_FILES}, sentiment_gru),
+    "thyroid-autoencoder": Recipe({"thyroid_ann": None}, thyroid_autoencoder),
+    "machine-temperature-autoencoder": Recipe({"nab_realKnownCause": NAB_MACHINE_TEMPERATURE},
+                                              machine_temperature_autoencoder),
 }

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
-from service.model_config import ImagePreprocessing, ModelConfig
+from service.model_config import ImagePreprocessing
 from training import plots
-from training.data.split import stratified_split
-from training.models import build_model
+from training.data.images import image_batch
 from training.recipes.common import (
-    SERVING, SPLIT, Hyper, Outcome, RunOptions, accuracy, class_report, fit_with, hyper_dict, publish, split_sizes,
+    SPLIT, Fitted, Hyper, Outcome, RunOptions, accuracy, class_metrics, conclude, fit_new, hyper_dict, pool_parts,
+    rows, serving_config, split_sizes,
 )
-from training.train import predict, set_seed
+from training.repository import Artefact
+from training.train import History
 
 
 class RandomShift(Dataset):
@@ -61,58 +62,39 @@ def train_image_classifier(
     description: str = "",
 ) -> Outcome:
     """A CNN on uint8 images [N, H, W] or [N, H, W, 3] with integer labels (`shift`: augment by translation)."""
-    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
-    x = images.astype(np.float32) / 255.0
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
-    if invert:
-        x = 1.0 - x
-    parts = stratified_split(y, SPLIT, seed=opts.seed)
-    train_idx, val_idx, test_idx = parts
+    started, hyper = time.perf_counter(), hyper or Hyper()
+    x, y = image_batch(images, invert), y.astype(np.int64)  # (N, C, H, W) in [0, 1]
+    train_idx, val_idx, test_idx = parts = pool_parts(y, opts.seed)
     mean = x[train_idx].mean(axis=(0, 2, 3))
     std = x[train_idx].std(axis=(0, 2, 3))
     x = (x - mean[None, :, None, None]) / std[None, :, None, None]
     channels, height, width = x.shape[1:]
-    set_seed(opts.seed)
-    model_cfg.update(in_channels=channels, num_classes=len(labels), image_size=(height, width))
-    model = build_model("cnn", **model_cfg)
-
-    def subset(idx: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.from_numpy(x[idx]), torch.from_numpy(y[idx].astype(np.int64)))
-
-    train = subset(train_idx)
+    model_cfg = {**(model_cfg or {}), "in_channels": channels, "num_classes": len(labels), "image_size": (height, width)}
+    train = rows(train_idx, x, y)
     if shift:
         # What an empty pixel becomes after inverting and normalising: the padding must look like paper.
         background = torch.from_numpy(((1.0 if invert else 0.0) - mean) / std).float()
         train = RandomShift(*train.tensors, shift, background)
-    history = fit_with(model, train, subset(val_idx), hyper, opts, loss=F.cross_entropy, metric=accuracy)
-    metrics = {
-        split: class_report(predict(model, subset(idx)), y[idx], labels)
-        for split, idx in (("validation", val_idx), ("test", test_idx))
-    }
-    config = ModelConfig(
-        name=name, task="vision", description=description, inputs=[], outputs=[], labels=list(labels),
-        preprocessing=ImagePreprocessing(
-            height=height, width=width, channels=channels, mean=mean.tolist(), std=std.tolist(), invert=invert
-        ),
-        **SERVING,
-    )
-    many = test_idx[: min(64, len(test_idx))]
-    cases = [(x[test_idx[:1]],), (x[many],)]
-    with tempfile.TemporaryDirectory() as tmp:
-        artefacts = {
-            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "accuracy"),
-            "confusion_matrix.png": plots.confusion_matrix(
-                metrics["test"]["confusion_matrix"], labels, Path(tmp) / "cm.png"
-            ),
-        }
-        written = publish(
-            model, config, cases, opts, family="cnn", dataset=dataset,
-            split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
-            hyper=hyper_dict(dataclasses.asdict(model.config), hyper, augment_shift_pixels=shift),
-            metrics=metrics, history=history,
-            artefacts=artefacts,
-        )
+    model, history = fit_new("cnn", model_cfg, train, rows(val_idx, x, y), hyper, opts,
+                             loss=F.cross_entropy, metric=accuracy)
+    metrics = class_metrics(model, {"validation": rows(val_idx, x, y), "test": rows(test_idx, x, y)},
+                            {"validation": y[val_idx], "test": y[test_idx]}, labels)
     test = metrics["test"]
-    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started,
-                   {"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
-                   model)
+    preprocessing = ImagePreprocessing(height=height, width=width, channels=channels, mean=mean.tolist(),
+                                       std=std.tolist(), invert=invert)
+    return conclude(name, "cnn", Fitted(
+        model, history, metrics,
+        serving_config(name, "vision", description, preprocessing, labels=list(labels)),
+        cases=[(x[test_idx[:1]],), (x[test_idx[:64]],)],
+        split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
+        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, augment_shift_pixels=shift),
+        summary={"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
+        artefacts=partial(_plots, history, test["confusion_matrix"], labels),
+    ), opts, dataset, started)
+
+
+def _plots(history: History, confusion: list[list[int]], labels: Sequence[str], tmp: Path) -> dict[str, Artefact]:
+    return {
+        "training_curves.png": plots.training_curves(history, tmp / "curves.png", "accuracy"),
+        "confusion_matrix.png": plots.confusion_matrix(confusion, labels, tmp / "cm.png"),
+    }

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +12,16 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from service.model_config import AnomalySpec, ModelConfig, SeriesPreprocessing
+from service.model_config import AnomalySpec, SeriesPreprocessing
 from service.scoring import window_starts
-from training import evaluate as ev
+from training import metrics as ev
 from training import plots
 from training.data import timeseries
-from training.models import build_model
 from training.recipes.common import (
-    SERVING, Hyper, Outcome, RunOptions, fit_with, hyper_dict, normal_fit, publish, reconstruction_loss,
+    Fitted, Hyper, Outcome, RunOptions, conclude, fit_new, hyper_dict, normal_fit, reconstruction_loss, serving_config,
 )
-from training.train import predict, set_seed
+from training.repository import Artefact
+from training.train import History, predict
 
 
 def _clean_starts(labels: np.ndarray, lo: int, hi: int, window: int, stride: int) -> np.ndarray:
@@ -53,7 +53,7 @@ def train_series_autoencoder(
     `val_fraction` stops training early and calibrates the threshold on its normal points; no point
     inside a label window is ever trained on. Detection is then reported over the whole series.
     """
-    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
+    started, hyper = time.perf_counter(), hyper or Hyper()
     n = len(series)
     cut_train, cut_val = int(n * train_fraction), int(n * (train_fraction + val_fraction))
     labels = series.labels.astype(np.int64)
@@ -62,16 +62,8 @@ def train_series_autoencoder(
     z = timeseries.normalise(series.values, mean, std)
     train_starts = _clean_starts(labels, 0, cut_train, window, stride)
     val_starts = _clean_starts(labels, cut_train, cut_val, window, stride)
-
-    def subset(starts: np.ndarray) -> TensorDataset:
-        w = np.stack([z[s : s + window] for s in starts])[:, :, None]
-        return TensorDataset(torch.from_numpy(w), torch.zeros(len(starts), dtype=torch.int64))
-
-    set_seed(opts.seed)
-    model_cfg.update(window=window)
-    model = build_model("seq-ae", **model_cfg)
-    history = fit_with(model, subset(train_starts), subset(val_starts), hyper, opts,
-                   loss=reconstruction_loss, metric=normal_fit)
+    model, history = fit_new("seq-ae", {**(model_cfg or {}), "window": window}, _windows(z, train_starts, window),
+                             _windows(z, val_starts, window), hyper, opts, loss=reconstruction_loss, metric=normal_fit)
     all_windows = timeseries.sliding_windows(z, window, stride)[:, :, None]
     window_scores = predict(model, TensorDataset(torch.from_numpy(all_windows), torch.zeros(len(all_windows))))[1]
     points = ev.series_point_scores(window_scores.numpy(), n, window, stride)
@@ -85,32 +77,35 @@ def train_series_autoencoder(
         "after_training_portion": later,
         "point_auc": ev.anomaly_metrics(labels, points, threshold),
     }
-    config = ModelConfig(
-        name=name, task="anomaly", description=description, inputs=[], outputs=[],
-        preprocessing=SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std),
-        anomaly=AnomalySpec(threshold=threshold), **SERVING,
-    )
     test_windows = all_windows[window_starts(n, window, stride) >= cut_val]  # never trained or validated on
-    cases = [(test_windows[:1],), (test_windows[:: max(1, len(test_windows) // 64)][:64],)]
-    with tempfile.TemporaryDirectory() as tmp:
-        artefacts = {
-            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "-(normal MSE)"),
-            "score_distribution.png": plots.score_distribution(points, series.labels, threshold, Path(tmp) / "d.png"),
-            "series_scores.png": plots.series_scores(series.values, points, series.windows, threshold,
-                                                     Path(tmp) / "s.png"),
-        }
-        written = publish(
-            model, config, cases, opts, family="seq-ae", dataset=dataset,
-            split={"seed": opts.seed, "method": "chronological",
-                   "train_points": [0, cut_train], "validation_points": [cut_train, cut_val],
-                   "train_windows": int(len(train_starts)), "validation_windows": int(len(val_starts)),
-                   "note": "no window touching a label window is trained or validated on; "
-                           "detection is reported over the whole series"},
-            hyper=hyper_dict(dataclasses.asdict(model.config), hyper, stride=stride,
-                              threshold_quantile=threshold_quantile, threshold_margin=threshold_margin),
-            metrics=metrics, history=history, artefacts=artefacts,
-        )
-    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started,
-                   {"split": "whole series", "windows_hit": f"{detection['windows_hit']}/{detection['windows_total']}",
-                    "false_alarms": detection["false_alarms"], "point_roc_auc": metrics["point_auc"]["roc_auc"]},
-                   model)
+    preprocessing = SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std)
+    return conclude(name, "seq-ae", Fitted(
+        model, history, metrics,
+        serving_config(name, "anomaly", description, preprocessing, anomaly=AnomalySpec(threshold=threshold)),
+        cases=[(test_windows[:1],), (test_windows[:: max(1, len(test_windows) // 64)][:64],)],
+        split={"seed": opts.seed, "method": "chronological",
+               "train_points": [0, cut_train], "validation_points": [cut_train, cut_val],
+               "train_windows": int(len(train_starts)), "validation_windows": int(len(val_starts)),
+               "note": "no window touching a label window is trained or validated on; "
+                       "detection is reported over the whole series"},
+        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, stride=stride,
+                         threshold_quantile=threshold_quantile, threshold_margin=threshold_margin),
+        summary={"split": "whole series", "windows_hit": f"{detection['windows_hit']}/{detection['windows_total']}",
+                 "false_alarms": detection["false_alarms"], "point_roc_auc": metrics["point_auc"]["roc_auc"]},
+        artefacts=partial(_plots, history, series, points, threshold),
+    ), opts, dataset, started)
+
+
+def _windows(z: np.ndarray, starts: np.ndarray, window: int) -> TensorDataset:
+    """Windows of `z` at `starts` as [N, window, 1], with all-zero (normal) targets."""
+    w = np.stack([z[s : s + window] for s in starts])[:, :, None]
+    return TensorDataset(torch.from_numpy(w), torch.zeros(len(starts), dtype=torch.int64))
+
+
+def _plots(history: History, series: timeseries.NabSeries, points: np.ndarray, threshold: float,
+           tmp: Path) -> dict[str, Artefact]:
+    return {
+        "training_curves.png": plots.training_curves(history, tmp / "curves.png", "-(normal MSE)"),
+        "score_distribution.png": plots.score_distribution(points, series.labels, threshold, tmp / "d.png"),
+        "series_scores.png": plots.series_scores(series.values, points, series.windows, threshold, tmp / "s.png"),
+    }

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from service.model_config import ModelConfig, TextPreprocessing
-from training import evaluate as ev
+from service.model_config import TextPreprocessing
+from training import metrics as ev
 from training import plots
-from training.data.split import stratified_split
 from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_tokenizer
 from training.models import build_model
+from training.models.bag import BagOfEmbeddings
 from training.recipes.common import (
-    SERVING, SPLIT, Hyper, Outcome, RunOptions, class_report, fit_with, hyper_dict, publish, split_sizes,
+    SPLIT, Fitted, Hyper, Outcome, RunOptions, class_metrics, conclude, fit_with, hyper_dict, pool_parts,
+    serving_config, split_sizes,
 )
+from training.repository import Artefact
 from training.train import History, predict, set_seed, trim_padding
 
 
@@ -69,16 +71,11 @@ def train_text_classifier(
     description: str = "",
 ) -> Outcome:
     """An `rnn` or `transformer` classifier on texts with integer labels, with its own WordPiece tokenizer."""
-    started, hyper, model_cfg = time.perf_counter(), hyper or Hyper(), dict(model_cfg or {})
-    parts = stratified_split(y, SPLIT, seed=opts.seed)
-    train_idx, val_idx, test_idx = parts
+    started, hyper = time.perf_counter(), hyper or Hyper()
+    y = np.asarray(y).astype(np.int64)
+    train_idx, val_idx, test_idx = parts = pool_parts(y, opts.seed)
     tokenizer = train_tokenizer([texts[i] for i in train_idx], vocab_size=vocab_size, lowercase=lowercase)
-
-    def subset(idx: np.ndarray) -> TensorDataset:
-        ids, mask = encode_batch(tokenizer, [texts[i] for i in idx], max_length)
-        return TensorDataset(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(y[idx].astype(np.int64)))
-
-    model_cfg.update(vocab_size=tokenizer.get_vocab_size(), num_classes=len(labels))
+    model_cfg = {**(model_cfg or {}), "vocab_size": tokenizer.get_vocab_size(), "num_classes": len(labels)}
     if family == "transformer":
         model_cfg["max_length"] = max_length
     weight = None
@@ -86,93 +83,83 @@ def train_text_classifier(
         # Inverse class frequency: the rare class (spam) costs as much in total as the common one.
         counts = np.bincount(y[train_idx], minlength=len(labels)).astype(np.float64)
         weight = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
-
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=weight)
-
-    def macro_f1(logits: torch.Tensor, target: torch.Tensor) -> float:
-        return ev.classification_metrics(target.numpy(), logits.argmax(1).numpy(), labels)["macro_f1"]
-
-    train, val = subset(train_idx), subset(val_idx)
-    if token_dropout:
-        train = TokenDropout(train, token_dropout, UNK_ID)
-
-    def candidate(seed: int) -> tuple[nn.Module, History, dict[str, Any]]:
-        run = dataclasses.replace(opts, seed=seed)
-        set_seed(seed)
-        model = build_model(family, **model_cfg)
-        warmup: dict[str, Any] = {}
-        table = getattr(model, "embedding", None) or getattr(model, "token_embedding", None)  # rnn / transformer
-        if warm_embeddings and table is not None:
-            bag = BagOfEmbeddings(model_cfg["vocab_size"], table.embedding_dim, len(labels), 0, 0.5)
-            bag_history = fit_with(bag, train, val, Hyper(epochs=30, lr=1e-2, weight_decay=0.0, batch_size=32, patience=5),
-                               run, loss=loss, metric=macro_f1, collate=trim_padding)
-            with torch.no_grad():
-                table.weight.copy_(bag.embedding.weight)
-            table.weight.requires_grad_(not freeze_embeddings)
-            warmup = {"bag_of_embeddings_val_macro_f1": bag_history.best_metric, "epochs": bag_history.best_epoch}
-        return model, fit_with(model, train, val, hyper, run, loss=loss, metric=macro_f1, collate=trim_padding), warmup
-
+    subsets = {split: _encoded(tokenizer, texts, y, idx, max_length)
+               for split, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))}
+    train = TokenDropout(subsets["train"], token_dropout, UNK_ID) if token_dropout else subsets["train"]
+    run = partial(_candidate, family, model_cfg, train, subsets["validation"], hyper,
+                  loss=partial(F.cross_entropy, weight=weight), metric=partial(_macro_f1, labels=labels),
+                  warmup=(len(labels), freeze_embeddings) if warm_embeddings else None)
     # A few thousand texts make a run's outcome depend on its initialisation and batch order; training
     # `restarts` candidates and keeping the best on validation (never on test) steadies the result.
     seeds = [opts.seed + 1000 * r for r in range(1 if opts.dry_run else max(1, restarts))]
-    candidates = [candidate(seed) for seed in seeds]
+    candidates = [run(dataclasses.replace(opts, seed=seed)) for seed in seeds]
     restart_metrics = [round(c[1].best_metric, 4) for c in candidates]
     model, history, warmup = max(candidates, key=lambda c: c[1].best_metric)
-    metrics = {
-        split: class_report(predict(model, subset(idx), collate=trim_padding), y[idx], labels)
-        for split, idx in (("validation", val_idx), ("test", test_idx))
-    }
-    config = ModelConfig(
-        name=name, task="text", description=description, inputs=[], outputs=[], labels=list(labels),
-        preprocessing=TextPreprocessing(max_length=max_length, lowercase=lowercase), **SERVING,
-    )
-    cases = _text_cases(tokenizer, [texts[i] for i in test_idx], max_length, getattr(model.config, "example_length", 16))
-    with tempfile.TemporaryDirectory() as tmp:
-        save_tokenizer(tokenizer, Path(tmp) / "tokenizer.json")
-        artefacts = {
-            "tokenizer.json": Path(tmp) / "tokenizer.json",
-            "training_curves.png": plots.training_curves(history, Path(tmp) / "curves.png", "macro-F1"),
-            "confusion_matrix.png": plots.confusion_matrix(
-                metrics["test"]["confusion_matrix"], labels, Path(tmp) / "cm.png"
-            ),
-        }
-        written = publish(
-            model, config, cases, opts, family=family, dataset=dataset,
-            split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
-            hyper=hyper_dict(dataclasses.asdict(model.config), hyper, vocab_size=vocab_size,
-                              lowercase=lowercase, max_length=max_length, class_weighted=class_weighted,
-                              token_dropout=token_dropout, warm_embeddings=warm_embeddings,
-                              freeze_embeddings=freeze_embeddings, embedding_warmup=warmup,
-                              restarts={"seeds": seeds, "best_val_macro_f1": restart_metrics}),
-            metrics=metrics, history=history, artefacts=artefacts,
-        )
+    metrics = class_metrics(model, {"validation": subsets["validation"], "test": subsets["test"]},
+                            {"validation": y[val_idx], "test": y[test_idx]}, labels, collate=trim_padding)
     test = metrics["test"]
     summary = {"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]}
     summary.update({f"f1_{k}": v for k, v in test["per_class_f1"].items()})
     summary["restart_val_f1"] = restart_metrics
-    return Outcome(name, written.version, written.path, metrics, time.perf_counter() - started, summary, model)
+    return conclude(name, family, Fitted(
+        model, history, metrics,
+        serving_config(name, "text", description, TextPreprocessing(max_length=max_length, lowercase=lowercase),
+                       labels=list(labels)),
+        cases=_text_cases(tokenizer, [texts[i] for i in test_idx], max_length,
+                          getattr(model.config, "example_length", 16)),
+        split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
+        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, vocab_size=vocab_size, lowercase=lowercase,
+                         max_length=max_length, class_weighted=class_weighted, token_dropout=token_dropout,
+                         warm_embeddings=warm_embeddings, freeze_embeddings=freeze_embeddings,
+                         embedding_warmup=warmup, restarts={"seeds": seeds, "best_val_macro_f1": restart_metrics}),
+        summary=summary,
+        artefacts=partial(_artefacts, tokenizer, history, test["confusion_matrix"], labels),
+    ), opts, dataset, started)
 
 
-class BagOfEmbeddings(nn.Module):
-    """Mean of token embeddings and a linear layer (fastText's classifier): trains in seconds.
+def _encoded(tokenizer: Any, texts: Sequence[str], y: np.ndarray, idx: np.ndarray, max_length: int) -> TensorDataset:
+    """The texts at `idx`, tokenized and padded to their longest, with their labels."""
+    ids, mask = encode_batch(tokenizer, [texts[i] for i in idx], max_length)
+    return TensorDataset(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(y[idx]))
 
-    Used to give a recurrent model's embedding table a head start: on a couple of thousand sentences a
-    GRU learning its word vectors from scratch overfits before the vectors mean much, while this
-    shallow model learns which words carry the label almost at once.
+
+def _macro_f1(logits: torch.Tensor, target: torch.Tensor, labels: Sequence[str]) -> float:
+    """The validation metric text models stop on: macro-F1 (accuracy flatters the majority class)."""
+    return ev.classification_metrics(target.numpy(), logits.argmax(1).numpy(), labels)["macro_f1"]
+
+
+def _candidate(
+    family: str, model_cfg: dict[str, Any], train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions, *,
+    loss: Any, metric: Any, warmup: tuple[int, bool] | None,
+) -> tuple[nn.Module, History, dict[str, Any]]:
+    """One seeded candidate: optionally a bag-of-embeddings warm-up of its embedding table, then the fit.
+
+    `warmup` is (number of classes, freeze the table afterwards) or None for no warm-up.
     """
+    set_seed(opts.seed)
+    model = build_model(family, **model_cfg)
+    report: dict[str, Any] = {}
+    table = getattr(model, "embedding", None) or getattr(model, "token_embedding", None)  # rnn / transformer
+    if warmup is not None and table is not None:
+        num_classes, freeze = warmup
+        bag = BagOfEmbeddings(model_cfg["vocab_size"], table.embedding_dim, num_classes, 0, 0.5)
+        bag_history = fit_with(bag, train, val, Hyper(epochs=30, lr=1e-2, weight_decay=0.0, batch_size=32, patience=5),
+                               opts, loss=loss, metric=metric, collate=trim_padding)
+        with torch.no_grad():
+            table.weight.copy_(bag.embedding.weight)
+        table.weight.requires_grad_(not freeze)
+        report = {"bag_of_embeddings_val_macro_f1": bag_history.best_metric, "epochs": bag_history.best_epoch}
+    return model, fit_with(model, train, val, hyper, opts, loss=loss, metric=metric, collate=trim_padding), report
 
-    def __init__(self, vocab_size: int, dim: int, num_classes: int, pad_id: int, dropout: float) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(dim, num_classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Class logits [B, num_classes] of token ids [B, T]."""
-        weights = attention_mask.unsqueeze(-1).float()  # (B, T, 1)
-        mean = (self.embedding(input_ids) * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, E)
-        return self.head(self.dropout(mean))
+def _artefacts(tokenizer: Any, history: History, confusion: list[list[int]], labels: Sequence[str],
+               tmp: Path) -> dict[str, Artefact]:
+    save_tokenizer(tokenizer, tmp / "tokenizer.json")
+    return {
+        "tokenizer.json": tmp / "tokenizer.json",
+        "training_curves.png": plots.training_curves(history, tmp / "curves.png", "macro-F1"),
+        "confusion_matrix.png": plots.confusion_matrix(confusion, labels, tmp / "cm.png"),
+    }
 
 
 def _text_cases(tokenizer: Any, texts: Sequence[str], max_length: int, example_length: int) -> list[tuple[np.ndarray, ...]]:

@@ -1,0 +1,99 @@
+"""Metrics for the model card and `evaluate`: classifiers, tabular anomaly scores, series anomaly windows.
+
+Series figures go through `service.scoring` so a threshold is judged on exactly the per-point
+scores and segments the service reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import metrics
+
+from service.scoring import point_scores, segments
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class F1 and the confusion matrix (rows = truth, columns = prediction)."""
+    classes = list(range(len(labels)))
+    per_class = metrics.f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
+        "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+    }
+
+
+def anomaly_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """ROC-AUC and PR-AUC of the scores (1 = anomaly), and precision/recall/F1 at the threshold."""
+    y_true = np.asarray(y_true).astype(int)
+    flagged = (np.asarray(scores) > threshold).astype(int)
+    both = len(np.unique(y_true)) == 2
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+        y_true, flagged, average="binary", zero_division=0
+    )
+    return {
+        "n": int(len(y_true)),
+        "anomalies": int(y_true.sum()),
+        # AUCs are undefined with one class present (a dry run's single batch); say so rather than crash.
+        "roc_auc": float(metrics.roc_auc_score(y_true, scores)) if both else None,
+        "pr_auc": float(metrics.average_precision_score(y_true, scores)) if both else None,
+        "threshold": float(threshold),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "flagged": int(flagged.sum()),
+    }
+
+
+def quantile_threshold(normal_scores: np.ndarray, quantile: float) -> float:
+    """The `quantile` of scores known to be normal: about (1 - quantile) of normal data is flagged."""
+    return float(np.quantile(np.asarray(normal_scores, dtype=np.float64), quantile))
+
+
+def f1_best_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score cut with the best F1 for class 1 (midway to the next score, so it generalises a little)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    precision, recall, cuts = metrics.precision_recall_curve(y_true, scores)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    cut = float(cuts[int(np.argmax(f1[:-1]))])
+    # The curve flags score >= cut; the service flags score > threshold, so step below the cut.
+    lower = scores[scores < cut]
+    return float((cut + lower.max()) / 2) if lower.size else float(np.nextafter(cut, -np.inf))
+
+
+def in_windows(n_points: int, windows: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Boolean mask of the points inside any (start, end) window, both ends included."""
+    mask = np.zeros(n_points, dtype=bool)
+    for start, end in windows:
+        mask[start : end + 1] = True
+    return mask
+
+
+def series_point_scores(window_scores: np.ndarray, n_points: int, window: int, stride: int) -> np.ndarray:
+    """Per-point scores exactly as the service computes them."""
+    return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride)
+
+
+def window_detection(
+    scores: np.ndarray, threshold: float, windows: Sequence[tuple[int, int]]
+) -> dict[str, Any]:
+    """Which label windows hold at least one point above threshold, and the segments outside every window."""
+    found = segments(np.asarray(scores), threshold)
+    labelled = in_windows(len(scores), windows)
+    hit = [bool((scores[start : end + 1] > threshold).any()) for start, end in windows]
+    false_alarms = [s for s in found if not labelled[s.start : s.end + 1].any()]
+    return {
+        "threshold": float(threshold),
+        "windows_total": len(windows),
+        "windows_hit": int(sum(hit)),
+        "hit": hit,
+        "segments": len(found),
+        "false_alarms": len(false_alarms),
+        "false_alarm_points": int(sum(s.end - s.start + 1 for s in false_alarms)),
+    }
