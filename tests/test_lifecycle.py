@@ -11,10 +11,10 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from app_harness import png, serving, tiny_settings
+from app_harness import png, serving, tiny_settings, until
 from tiny_models import add_model, build_repository, vision_model
 
-from service.errors import ModelNotFound
+from service.errors import ModelNotReady
 from service.lifecycle import LoadFailed
 from service.registry import ModelState
 
@@ -63,11 +63,11 @@ async def test_new_version_under_concurrent_load_swaps_in_without_a_failed_reque
                 results.append((r.status_code, str(r.json().get("version")), after))
 
         workers = [asyncio.create_task(w()) for w in (v2_client, task_client) * 4]
-        await asyncio.sleep(0.3)
+        await until(lambda: len(results) >= 40, what="40 answers before the load")
         await asyncio.to_thread(new_version, repo, "digits", 2, seed=7)
         r = await client.post("/v2/repository/models/digits/load", headers=MANAGER)
         loaded.set()
-        await asyncio.sleep(0.3)
+        await until(lambda: sum(after for *_, after in results) >= 40, what="40 answers after the load")
         stop.set()
         await asyncio.gather(*workers)
         registry = app.state.axon.registry
@@ -182,10 +182,12 @@ async def test_a_retired_version_waits_for_requests_that_already_chose_it(repo):
         entry = state.registry.get("digits")
         with entry.hold():  # a request that resolved version 1 and is still pre-processing
             unloading = asyncio.create_task(state.lifecycle.unload("digits"))
-            await asyncio.sleep(0.1)
+            await until(lambda: "digits" not in state.registry.names(), what="version 1 leaving the table")
+            for _ in range(20):  # let the unload run as far as it can without this request letting go
+                await asyncio.sleep(0)
             assert not unloading.done()
-            with pytest.raises(ModelNotFound):
-                state.registry.get("digits")  # new requests no longer find it
+            with pytest.raises(ModelNotReady, match="in the repository but not loaded"):
+                state.registry.get("digits")  # new requests no longer get it (503: it is unloaded, not gone)
             result = await entry.batcher.submit({"image": IMAGE}, 5.0)  # but this one still gets its answer
             assert result.outputs["logits"].shape == (1, 10)
         await asyncio.wait_for(unloading, 5)
@@ -195,14 +197,6 @@ async def test_a_retired_version_waits_for_requests_that_already_chose_it(repo):
 async def test_polling_picks_up_new_changed_and_removed_models(repo):
     async with serving(settings(repo, repository_poll_interval_s=0.05)) as (app, client):
         registry = app.state.axon.registry
-
-        async def until(check) -> None:
-            for _ in range(200):
-                if check():
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError("the poller did not pick the change up within 10 s")
-
         await asyncio.to_thread(new_version, repo, "digits", 2, seed=5)
         await until(lambda: registry.versions("digits")[0].version == 2 and registry.versions("digits")[0].state is ModelState.READY)
         assert len(registry.versions("digits")) == 1
@@ -217,10 +211,10 @@ async def test_polling_picks_up_new_changed_and_removed_models(repo):
 
 async def test_polling_is_off_by_default(repo):
     async with serving(settings(repo)) as (app, _):
-        new_version(repo, "digits", 2, seed=5)
-        await asyncio.sleep(0.3)
+        # No poller task exists at all, so nothing can pick up a change on disk: no need to wait and see.
+        assert app.state.axon.settings.repository_poll_interval_s is None
         assert app.state.axon.lifecycle._poller is None
-        assert app.state.axon.registry.get("digits").version == 1
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "poll-repository"]
 
 
 async def test_restoring_the_files_clears_the_failure_and_a_stand_in_wanted_again_is_plain_ready(repo):
