@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.model_config import CONFIG_FILE, MODEL_FILE, ModelConfig, read_config
+from service.model_config import CONFIG_FILE, MODEL_FILE, ConfigError, ModelConfig, read_config
 from service.naming import UnsafeName, is_model_name, resolve_inside
 
 
@@ -37,6 +37,8 @@ def _reason(exc: Exception) -> str:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return f"{where}: {first['msg']}" if where else first["msg"]
+    if isinstance(exc, ConfigError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

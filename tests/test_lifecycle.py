@@ -240,3 +240,27 @@ async def test_restoring_the_files_clears_the_failure_and_a_stand_in_wanted_agai
         await lifecycle.load("multi")
         rows = {r["version"]: r for r in await lifecycle.index() if r["name"] == "multi"}
     assert rows == {"1": {"name": "multi", "version": "1", "state": "READY", "reason": ""}}
+
+
+async def test_a_hostile_config_is_a_refused_load_with_its_reason_never_a_500(repo):
+    async with serving(settings(repo, validate_models=False)) as (_, client):
+        add_model(repo, "deep", "digits")
+        (repo / "deep" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+        add_model(repo, "huge", "digits", max_batch_size=10**12)
+        deep = await client.post("/v2/repository/models/deep/load", headers=MANAGER)
+        huge = await client.post("/v2/repository/models/huge/load", headers=MANAGER)
+        index = {row["name"]: row for row in (await client.get("/v2/repository/index", headers=MANAGER)).json()}
+        infer = await client.post("/v2/models/deep/infer", json=V2_BODY)
+    assert deep.status_code == 400 and deep.json()["code"] == "load_failed"
+    assert "model 'deep': config.json: the file is nested too deeply to be a model config" in deep.json()["error"]
+    assert index["deep"]["state"] == "UNAVAILABLE" and "nested too deeply" in index["deep"]["reason"]
+    assert infer.status_code == 503 and "nested too deeply" in infer.json()["error"]
+    assert huge.status_code == 400 and "max_batch_size: Input should be less than or equal to 4096" in huge.json()["error"]
+
+
+async def test_a_huge_batch_size_from_settings_warms_up_within_the_cap_and_serves(repo):
+    # The settings override is not bounded by the schema: the warm-up cap is what keeps memory in check.
+    async with serving(settings(repo, validate_models=False, max_batch_size=10**12)) as (app, client):
+        entry = app.state.axon.registry.get("digits")
+        answer = await client.post("/v2/models/digits/infer", json=V2_BODY)
+    assert entry.batcher.policy.max_batch_size == 10**12 and answer.status_code == 200
