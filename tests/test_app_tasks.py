@@ -181,3 +181,22 @@ async def test_a_score_exactly_at_the_threshold_is_not_an_anomaly(repo):
     assert at.json()["results"][0]["score"] == float(scores[0])
     assert at.json()["results"][0]["is_anomaly"] is False
     assert below.json()["results"][0]["is_anomaly"] is True
+
+
+async def test_a_series_point_exactly_at_the_threshold_is_not_an_anomaly(repo):
+    from tiny_models import SERIES_WINDOW, add_model
+
+    series = np.random.default_rng(7).normal(10, 4, 24)
+    first = ((series[:SERIES_WINDOW] - 10.0) / 2.0).astype(np.float32).reshape(1, SERIES_WINDOW, 1)
+    # Points 0 and 1 lie in the first window only (stride 2), so their score is that window's score exactly.
+    edge = float(session(repo, "temperature").run(["score"], {"window": first})[0][0])
+    add_model(repo, "at", "temperature", anomaly={"threshold": edge})
+    add_model(repo, "below", "temperature", anomaly={"threshold": float(np.nextafter(edge, -np.inf))})
+    async with serving(tiny_settings(repo)) as (_, client):
+        at = (await client.post("/v1/anomaly/score", json={"series": series.tolist(), "model": "at"})).json()
+        below = (await client.post("/v1/anomaly/score", json={"series": series.tolist(), "model": "below"})).json()
+    assert [r["score"] for r in at["results"][:2]] == pytest.approx([edge, edge], abs=0)
+    assert [r["is_anomaly"] for r in at["results"][:2]] == [False, False]
+    assert all(s["start"] > 1 for s in at["segments"])
+    assert [r["is_anomaly"] for r in below["results"][:2]] == [True, True]
+    assert below["segments"][0]["start"] == 0
