@@ -84,3 +84,18 @@ def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path):
     path.write_text(json.dumps(config(description="")) + " " * MAX_CONFIG_BYTES)
     with pytest.raises(ValueError, match=f"larger than {MAX_CONFIG_BYTES} bytes"):
         read_config(path)
+
+
+def test_an_anomaly_model_needs_its_threshold_section():
+    document = config("thyroid")
+    del document["anomaly"]
+    with pytest.raises(ValueError, match="an anomaly model needs an 'anomaly' section with its threshold"):
+        ModelConfig.model_validate(document)
+
+
+def test_a_version_policy_takes_exactly_one_kind_and_defaults_to_the_latest():
+    with pytest.raises(ValueError, match="version_policy takes one of latest/all/specific"):
+        ModelConfig.model_validate(config(version_policy={"latest": {"num_versions": 2}, "all": {}}))
+    policy = ModelConfig.model_validate(config(version_policy={})).version_policy
+    assert policy.select([1, 3, 2]) == [3]
+    assert ModelConfig.model_validate(config(version_policy={"latest": {"num_versions": 2}})).version_policy.select([1, 3, 2]) == [3, 2]

@@ -71,6 +71,8 @@ def test_example_inputs_follow_the_graph(tmp_path):
     series = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
     ids = example_inputs(text, 4)
     assert ids["input_ids"].shape == (4, 16) and ids["input_ids"].dtype == np.int64
+    # Ones: a real token and an unmasked position (an all-zero mask would warm up a division by zero).
+    assert (ids["input_ids"] == 1).all() and (ids["attention_mask"] == 1).all()
     assert example_inputs(series, 2)["window"].shape == (2, SERIES_WINDOW, 1)
     warm_up(text, [1, 4], runs=1)
 
