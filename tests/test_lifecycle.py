@@ -264,3 +264,53 @@ async def test_a_huge_batch_size_from_settings_warms_up_within_the_cap_and_serve
         entry = app.state.axon.registry.get("digits")
         answer = await client.post("/v2/models/digits/infer", json=V2_BODY)
     assert entry.batcher.policy.max_batch_size == 10**12 and answer.status_code == 200
+
+
+class Gate:
+    """Holds `Loader.build` of chosen versions until released, and says when one is being held."""
+
+    def __init__(self, monkeypatch, hold) -> None:
+        from service.loader import Loader
+
+        self.open, self.held = asyncio.Event(), asyncio.Event()
+        real = Loader.build
+
+        async def build(loader, d):
+            if hold(d):
+                self.held.set()
+                await self.open.wait()
+            return await real(loader, d)
+
+        monkeypatch.setattr(Loader, "build", build)
+
+
+async def test_a_version_being_built_is_listed_as_loading(repo, monkeypatch):
+    gate = Gate(monkeypatch, lambda d: d.version == 2)
+    async with serving(settings(repo, validate_models=False)) as (app, client):
+        new_version(repo, "digits", 2, seed=7)
+        loading = asyncio.create_task(app.state.axon.lifecycle.load("digits"))
+        await asyncio.wait_for(gate.held.wait(), 10)
+        during = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+        answer = await client.post("/v2/models/digits/infer", json=V2_BODY)  # version 1 serves meanwhile
+        gate.open.set()
+        await asyncio.wait_for(loading, 10)
+        after = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+    assert {"name": "digits", "version": "2", "state": "LOADING", "reason": "a new version is being validated and warmed up"} in during
+    assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    assert after == [{"name": "digits", "version": "2", "state": "READY", "reason": ""}]
+
+
+async def test_an_unload_during_start_up_waits_for_it_and_stays_unloaded(repo, monkeypatch):
+    gate = Gate(monkeypatch, lambda d: d.name == "digits")  # start-up goes by name: digits comes first
+    async with serving(settings(repo, validate_models=False), wait_ready=False) as (app, client):
+        state = app.state.axon
+        await asyncio.wait_for(gate.held.wait(), 10)
+        unloading = asyncio.create_task(state.lifecycle.unload("thyroid"))
+        for _ in range(50):  # let the unload run as far as it can while start-up is held
+            await asyncio.sleep(0)
+        gate.open.set()
+        await asyncio.wait_for(asyncio.gather(state.load_task, unloading), 20)
+        answer = await client.post("/v1/anomaly/score", json={"samples": [[0.0] * 21], "model": "thyroid"})
+        (row,) = [r for r in await state.lifecycle.index() if r["name"] == "thyroid"]
+    assert answer.status_code == 503 and answer.json()["code"] == "model_not_ready"
+    assert row == {"name": "thyroid", "state": "UNAVAILABLE", "reason": "unloaded"}
