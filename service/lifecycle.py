@@ -1,9 +1,9 @@
-"""Model lifecycle: load, reload and unload models from the repository while the server keeps answering.
+"""Model lifecycle: the one owner of loading, reloading and unloading, start-up and shutdown included.
 
-A (re)load scans one model folder, applies its version policy, and for every selected version whose
-files changed since it was built: validates the ONNX file in a child process (a malicious or broken
-file can crash only that child), builds and warms a session, starts its batcher, and only then swaps
-it into the registry's table. The version it replaces leaves the table at once (new requests go to
+Start-up, a load call and the poller all go through `_refresh`: scan one model folder, apply its
+version policy, and for every selected version whose files changed since it was built, have
+`service.loader` build it (ONNX file checked in a child process, session warmed, batcher started),
+and only then swap it into the registry's table. The version it replaces leaves the table at once (new requests go to
 the new one) and is retired afterwards: requests that already resolved it keep its batcher open until
 they are queued, and its queue drains before its session is dropped. A version that fails to load
 never replaces one that serves: a changed version keeps its previous files serving, and when a new
