@@ -1,9 +1,9 @@
-"""Model lifecycle: load, reload and unload models from the repository while the server keeps answering.
+"""Model lifecycle: the one owner of loading, reloading and unloading, start-up and shutdown included.
 
-A (re)load scans one model folder, applies its version policy, and for every selected version whose
-files changed since it was built: validates the ONNX file in a child process (a malicious or broken
-file can crash only that child), builds and warms a session, starts its batcher, and only then swaps
-it into the registry's table. The version it replaces leaves the table at once (new requests go to
+Start-up, a load call and the poller all go through `_refresh`: scan one model folder, apply its
+version policy, and for every selected version whose files changed since it was built, have
+`service.loader` build it (ONNX file checked in a child process, session warmed, batcher started),
+and only then swap it into the registry's table. The version it replaces leaves the table at once (new requests go to
 the new one) and is retired afterwards: requests that already resolved it keep its batcher open until
 they are queued, and its queue drains before its session is dropped. A version that fails to load
 never replaces one that serves: a changed version keeps its previous files serving, and when a new
@@ -21,12 +21,12 @@ import logging
 from pathlib import Path
 
 from service.errors import AxonError, ModelNotFound
+from service.loader import Loader
 from service.model_config import CONFIG_FILE
 from service.naming import resolve_inside, validate_model_name
 from service.registry import ModelRegistry, ModelState, ModelVersion
-from service.repository import ModelDescriptor, discover_model, model_names, versions_on_disk
+from service.repository import ModelDescriptor, discover_model, is_model_dir, model_names, versions_on_disk
 from service.settings import Settings
-from service.validation import validate_model
 
 log = logging.getLogger("axon.lifecycle")
 
@@ -72,10 +72,11 @@ def model_print(model_dir: Path) -> Fingerprint:
 
 
 class Lifecycle:
-    """Loads, reloads and unloads models of the repository through the registry, one model at a time."""
+    """The one owner of loading: start-up, (re)load, unload, polling and shutdown, one model at a time."""
 
-    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+    def __init__(self, registry: ModelRegistry, loader: Loader, settings: Settings) -> None:
         self.registry = registry
+        self.loader = loader
         self.settings = settings
         self.root = Path(settings.model_repository)
         self.unloaded: set[str] = set()
@@ -89,26 +90,25 @@ class Lifecycle:
         # Held while the start-up load runs: a load, unload or poll that arrives meanwhile waits for it
         # rather than racing it over the same version tables.
         self._startup = asyncio.Lock()
-        if settings.validate_models:
-            registry.validator = self.validate
-
-    async def validate(self, descriptor: ModelDescriptor) -> str | None:
-        """Check a version's ONNX file in a child process; the failure reason, or None when it may load."""
-        result = await asyncio.to_thread(
-            validate_model, descriptor.model_file, self.settings.validation_timeout_s,
-            True, self.settings.validation_memory_limit_mb,
-        )
-        return None if result.ok else f"validation failed: {result.reason}"
 
     async def load_all(self) -> None:
-        """Start-up: load the whole repository through the registry and remember what each version was built from."""
+        """Start-up: load every model of the repository, one after the other, through the same path as `load`."""
         async with self._startup:
-            prints = await asyncio.to_thread(self._snapshot)
-            await self.registry.load_all()
-            for name, (whole, versions) in prints.items():
-                self._seen[name] = whole
-                for version, fp in versions.items():
-                    self._built[(name, version)] = fp
+            plan = await asyncio.to_thread(self._look_all)
+            # Every version goes in the table as loading first, so /v1/models shows the whole plan at once.
+            for _, descriptors in plan.values():
+                for d in descriptors:
+                    self.registry.install(ModelVersion(d.name, d.version, d.path, d.config))
+            for name, (whole, descriptors) in plan.items():
+                async with self._locks.setdefault(name, asyncio.Lock()):
+                    await self._refresh(name, self.root / name, whole, descriptors)
+
+    def _look(self, folder: Path) -> tuple[Fingerprint, list[ModelDescriptor]]:
+        # The print first: a change landing during discovery then differs from it, and the poller sees it.
+        return model_print(folder), discover_model(folder)
+
+    def _look_all(self) -> dict[str, tuple[Fingerprint, list[ModelDescriptor]]]:
+        return {name: self._look(self.root / name) for name in model_names(self.root)}
 
     async def _model_lock(self, name: str) -> asyncio.Lock:
         """The lock serialising changes to one model, once any start-up load has finished."""
@@ -116,20 +116,11 @@ class Lifecycle:
             pass
         return self._locks.setdefault(name, asyncio.Lock())
 
-    def _snapshot(self) -> dict[str, tuple[Fingerprint, dict[int | None, Fingerprint]]]:
-        out = {}
-        for name in model_names(self.root):
-            folder = self.root / name
-            versions = {None: version_print(folder, None)}
-            versions |= {v: version_print(folder, v) for v in versions_on_disk(folder)}
-            out[name] = (model_print(folder), versions)
-        return out
-
     def model_dir(self, name: str) -> Path:
         """The folder of a model a client named: 400 for an unsafe name, 404 when it is not in the repository."""
         validate_model_name(name)
         folder = resolve_inside(self.root, name)
-        if not (folder / CONFIG_FILE).is_file():
+        if not is_model_dir(self.root, name):
             raise ModelNotFound(f"model '{name}' is not in the repository")
         return folder
 
@@ -138,26 +129,24 @@ class Lifecycle:
         folder = await asyncio.to_thread(self.model_dir, name)
         async with await self._model_lock(name):
             self.unloaded.discard(name)
-            whole = await asyncio.to_thread(model_print, folder)
-            descriptors = await asyncio.to_thread(self._scan, folder)
-            self._seen[name] = whole
-            entries = await self._apply(name, folder, descriptors)
+            entries = await self._refresh(name, folder, *await asyncio.to_thread(self._look, folder))
         problems = [f"{e.label}: {e.reason}" for e in entries if e.state is not ModelState.READY]
         problems += [f"model '{name}' version {v}: {why}" for (n, v), why in self._failed.items() if n == name]
         if problems:
-            serving = [str(e.version) for e in self.registry.versions(name) if e.state is ModelState.READY]
-            still = f"; serving version(s) {', '.join(serving)}" if serving else "; no version serves"
+            serving = [str(e.version) for e in self.registry.table(name).values() if e.state is ModelState.READY]
+            still = f"; serving version(s) {', '.join(sorted(serving, key=int, reverse=True))}" if serving else "; no version serves"
             raise LoadFailed(f"failed to load {'; '.join(problems)}{still}")
         return entries
 
-    def _scan(self, folder: Path) -> list[ModelDescriptor]:
-        return discover_model(folder)
-
-    async def _apply(self, name: str, folder: Path, descriptors: list[ModelDescriptor]) -> list[ModelVersion]:
+    async def _refresh(
+        self, name: str, folder: Path, whole: Fingerprint, descriptors: list[ModelDescriptor]
+    ) -> list[ModelVersion]:
+        """Build what changed, swap it in, retire what it replaced (the model's lock is held)."""
+        self._seen[name] = whole
         loading = self._loading.setdefault(name, set())
         retire: list[ModelVersion] = []
         for d in descriptors:
-            fp = version_print(folder, d.version)
+            fp = await asyncio.to_thread(version_print, folder, d.version)
             old = self.registry.table(name).get(d.version)
             serving = old is not None and old.state is ModelState.READY
             if serving and self._built.get((name, d.version)) == fp:
@@ -167,7 +156,7 @@ class Lifecycle:
                 continue
             loading.add(d.version)
             try:
-                new = await self.registry.start_version(d)
+                new = await self.loader.build(d)
             finally:
                 loading.discard(d.version)
             if new.state is not ModelState.READY and serving:
@@ -179,14 +168,15 @@ class Lifecycle:
             self._built[(name, d.version)] = fp
             if old is not None:
                 retire.append(old)
-        table = self.registry.table(name)
-        retire += self._outside_policy(name, table, {d.version for d in descriptors})
+        retire += self._outside_policy(name, {d.version for d in descriptors})
         # Drains run after the swap: in-flight requests on the old versions finish on them.
-        await asyncio.gather(*(self.registry.retire(e) for e in retire))
+        await asyncio.gather(*(self.loader.retire(e) for e in retire))
+        table = self.registry.table(name)
         return [table[d.version] for d in descriptors]
 
-    def _outside_policy(self, name: str, table: dict, wanted: set[int | None]) -> list[ModelVersion]:
-        """Versions to retire: those the policy no longer selects, except ready ones standing in for failed ones."""
+    def _outside_policy(self, name: str, wanted: set[int | None]) -> list[ModelVersion]:
+        """Take out versions the policy no longer selects, except ready ones standing in for failed ones."""
+        table = self.registry.table(name)
         missing = sum(1 for v in wanted if table[v].state is not ModelState.READY)
         out = []
         for version in sorted((v for v in table if v not in wanted), key=_newest_first):
@@ -195,7 +185,8 @@ class Lifecycle:
                 missing -= 1
                 self._standing_in.add((name, version))
                 continue
-            out.append(table.pop(version))
+            self.registry.remove(name, version)
+            out.append(entry)
             self._forget(name, version)
         return out
 
@@ -207,13 +198,16 @@ class Lifecycle:
     async def unload(self, name: str) -> None:
         """Take a model out of service (queued requests finish); it stays listed in the index as unloaded."""
         validate_model_name(name)
-        known = name in self.registry.names()
-        if not known:
+        if name not in self.registry.names():
             await asyncio.to_thread(self.model_dir, name)  # 404 unless it is at least on disk
         async with await self._model_lock(name):
             self.unloaded.add(name)
-            self._forget_model(name)
-            await self.registry.unload(name)
+            await self._take_out(name)
+
+    async def _take_out(self, name: str) -> None:
+        """Remove every version of a model from the table, then drain them (queued requests finish)."""
+        self._forget_model(name)
+        await asyncio.gather(*(self.loader.retire(e) for e in self.registry.remove_model(name)))
 
     def _forget_model(self, name: str) -> None:
         self._seen.pop(name, None)
@@ -261,8 +255,7 @@ class Lifecycle:
         for name in set(self.registry.names()) - set(on_disk):
             log.info("model '%s' left the repository: unloading", name)
             async with await self._model_lock(name):
-                self._forget_model(name)
-                await self.registry.unload(name)
+                await self._take_out(name)
 
     def start_polling(self) -> None:
         """Poll the repository every `repository_poll_interval_s` seconds, if set."""
@@ -279,7 +272,7 @@ class Lifecycle:
                 log.exception("polling the model repository failed")
 
     async def stop(self) -> None:
-        """Stop polling (the registry drains the batchers itself)."""
+        """Stop polling, then drain every batcher (queued and running requests finish) before the process exits."""
         if self._poller is not None:
             self._poller.cancel()
             try:
@@ -287,6 +280,7 @@ class Lifecycle:
             except asyncio.CancelledError:
                 pass
             self._poller = None
+        await asyncio.gather(*(self.loader.retire(e) for e in self.registry.remove_all()))
 
 
 def _newest_first(version: int | None) -> int:

@@ -18,10 +18,37 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.onnx"
+
+# Every number and list in the schema has a ceiling: config.json is read by the server process, and a
+# value such as max_batch_size = 10^12 once made warm-up try to allocate 76 TiB. The ceilings sit far
+# above any model this service is meant for, and low enough that no single value can exhaust it.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_BATCH_SIZE = 4096
+MAX_QUEUE_SIZE = 65_536
+MAX_QUEUE_DELAY_MS = 10_000.0
+MAX_TENSORS = 64
+MAX_RANK = 8
+MAX_DIM = 65_536
+MAX_ROW_ELEMENTS = 1 << 24  # fixed dims of one row: 16 Mi elements (64 MiB of FP32)
+MAX_IMAGE_SIDE = 4096
+MAX_SEQUENCE_LENGTH = 8192
+MAX_SERIES_WINDOW = 65_536
+MAX_FEATURES = 4096
+MAX_LABELS = 65_536
+MAX_VERSIONS = 1000
+MAX_VERSION = 10**18 - 1  # versions fit an int64, as in Triton (see service.naming)
+MAX_TEXT = 4096  # description
+MAX_NAME = 256  # tensor, feature and label names
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# A file of the version folder, named plainly: no path separators, no '..', nothing hidden.
+FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")]
 
 Task = Literal["vision", "text", "anomaly"]
 # V2 / Triton datatype names; the numpy mapping lives in one dict in the service.
@@ -31,6 +58,10 @@ Datatype = Literal[
 ]
 
 
+class ConfigError(ValueError):
+    """A config.json refused before its schema is even checked (too large, nested too deeply)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,31 +69,42 @@ class _Strict(BaseModel):
 class TensorSpec(_Strict):
     """One named input or output of the ONNX graph; -1 marks a dynamic dimension."""
 
-    name: str
+    name: Name
     datatype: Datatype
-    dims: list[int]
+    dims: list[Annotated[int, Field(ge=-1, le=MAX_DIM)]] = Field(max_length=MAX_RANK)
+
+    @model_validator(mode="after")
+    def _sane_dims(self) -> TensorSpec:
+        if 0 in self.dims:
+            raise ValueError("a dimension is -1 (dynamic) or at least 1, never 0")
+        fixed = 1
+        for d in self.dims:
+            fixed *= max(d, 1)
+        if fixed > MAX_ROW_ELEMENTS:
+            raise ValueError(f"the fixed dimensions hold {fixed} elements, more than {MAX_ROW_ELEMENTS}")
+        return self
 
 
 class DynamicBatching(_Strict):
     """How long the batcher may hold the first request of a batch, and how many may queue."""
 
-    max_queue_delay_ms: float = Field(2.0, ge=0)
-    max_queue_size: int = Field(256, ge=1)
+    max_queue_delay_ms: float = Field(2.0, ge=0, le=MAX_QUEUE_DELAY_MS, allow_inf_nan=False)
+    max_queue_size: int = Field(256, ge=1, le=MAX_QUEUE_SIZE)
 
 
 class LatestPolicy(_Strict):
-    num_versions: int = Field(1, ge=1)
+    num_versions: int = Field(1, ge=1, le=MAX_VERSIONS)
 
 
 class SpecificPolicy(_Strict):
-    versions: list[int]
+    versions: list[Annotated[int, Field(ge=1, le=MAX_VERSION)]] = Field(max_length=MAX_VERSIONS)
 
 
 class VersionPolicy(_Strict):
     """Which versions are served, as in Triton: the latest N (default 1), all, or specific ones."""
 
     latest: LatestPolicy | None = None
-    all: dict | None = None
+    all: dict | None = Field(None, max_length=0)  # Triton writes `"all": {}`; it has no fields
     specific: SpecificPolicy | None = None
 
     @model_validator(mode="after")
@@ -88,22 +130,28 @@ class ImagePreprocessing(_Strict):
     """Decode, convert to `channels`, resize to height x width, scale to [0, 1], then (x - mean) / std."""
 
     kind: Literal["image"] = "image"
-    height: int = Field(ge=1)
-    width: int = Field(ge=1)
+    height: int = Field(ge=1, le=MAX_IMAGE_SIDE)
+    width: int = Field(ge=1, le=MAX_IMAGE_SIDE)
     channels: Literal[1, 3]
-    mean: list[float]
-    std: list[float]
+    mean: list[Finite] = Field(max_length=3)
+    std: list[Positive] = Field(max_length=3)
     # MNIST digits are light on dark; most photographed or scanned digits are dark on light.
     invert: bool = False
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> ImagePreprocessing:
+        if not (len(self.mean) == len(self.std) == self.channels):
+            raise ValueError(f"mean and std need one value per channel ({self.channels})")
+        return self
 
 
 class TextPreprocessing(_Strict):
     """Tokenize with the version's own tokenizer file, truncate to max_length, pad to the batch's longest."""
 
     kind: Literal["text"] = "text"
-    tokenizer: str = "tokenizer.json"
-    max_length: int = Field(ge=1)
-    pad_id: int = 0
+    tokenizer: FileName = "tokenizer.json"
+    max_length: int = Field(ge=1, le=MAX_SEQUENCE_LENGTH)
+    pad_id: int = Field(0, ge=0, le=2**31 - 1)
     lowercase: bool = False
 
 
@@ -111,9 +159,10 @@ class TabularPreprocessing(_Strict):
     """Rows in `features` order, standardised as (x - mean) / scale before the model."""
 
     kind: Literal["tabular"] = "tabular"
-    features: list[str]
-    mean: list[float]
-    scale: list[float]
+    features: list[Name] = Field(min_length=1, max_length=MAX_FEATURES)
+    mean: list[Finite] = Field(max_length=MAX_FEATURES)
+    # 0 marks a constant column (the codec divides it by 1), so only negatives and non-finite values are refused.
+    scale: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(max_length=MAX_FEATURES)
 
     @model_validator(mode="after")
     def _same_length(self) -> TabularPreprocessing:
@@ -126,10 +175,10 @@ class SeriesPreprocessing(_Strict):
     """A univariate series normalised as (v - mean) / std and cut into windows of `window` points."""
 
     kind: Literal["series"] = "series"
-    window: int = Field(ge=2)
-    stride: int = Field(1, ge=1)
-    mean: float
-    std: float
+    window: int = Field(ge=2, le=MAX_SERIES_WINDOW)
+    stride: int = Field(1, ge=1, le=MAX_SERIES_WINDOW)
+    mean: Finite
+    std: Positive
 
 
 Preprocessing = Annotated[
@@ -141,23 +190,23 @@ Preprocessing = Annotated[
 class AnomalySpec(_Strict):
     """The anomaly score is the model's `score` output (reconstruction error); above threshold = anomaly."""
 
-    threshold: float
-    score_output: str = "score"
+    threshold: Finite
+    score_output: Name = "score"
 
 
 class ModelConfig(_Strict):
     """`models/<name>/config.json`, also snapshotted into each version folder."""
 
-    name: str
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]  # service.naming.MAX_NAME_LENGTH
     task: Task
     platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
-    description: str = ""
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    labels: list[str] = []
+    description: str = Field("", max_length=MAX_TEXT)
+    inputs: list[TensorSpec] = Field(max_length=MAX_TENSORS)
+    outputs: list[TensorSpec] = Field(max_length=MAX_TENSORS)
+    labels: list[Name] = Field([], max_length=MAX_LABELS)
     preprocessing: Preprocessing
     anomaly: AnomalySpec | None = None
-    max_batch_size: int = Field(64, ge=1)
+    max_batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE)
     dynamic_batching: DynamicBatching = DynamicBatching()
     version_policy: VersionPolicy = VersionPolicy()
 
@@ -186,8 +235,17 @@ class ModelConfig(_Strict):
 
 
 def read_config(path: Path) -> ModelConfig:
-    """Parse and validate one config.json."""
-    return ModelConfig.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    """Parse and validate one config.json; a ValueError (never RecursionError) says what is wrong."""
+    with Path(path).open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the file is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        # The C parser gives up at the interpreter's recursion limit; no real config nests past a few levels.
+        raise ConfigError("the file is nested too deeply to be a model config") from None
+    return ModelConfig.model_validate(document)
 
 
 def write_config(config: ModelConfig, path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.model_config import CONFIG_FILE, MODEL_FILE, ModelConfig, read_config
+from service.model_config import CONFIG_FILE, MODEL_FILE, ConfigError, ModelConfig, read_config
 from service.naming import UnsafeName, is_model_name, resolve_inside
 
 
@@ -37,6 +37,8 @@ def _reason(exc: Exception) -> str:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return f"{where}: {first['msg']}" if where else first["msg"]
+    if isinstance(exc, ConfigError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -77,23 +79,27 @@ def _describe_version(path: Path, name: str, version: int, top: ModelConfig) -> 
     return ModelDescriptor(name, version, path, config)
 
 
+def is_model_dir(root: Path | str, name: str) -> bool:
+    """Whether `name` is a model of the repository: a safe name, a folder inside `root`, a config.json in it.
+
+    The one rule for what counts as a model folder; any string is safe to pass (a client's, say).
+    """
+    if not is_model_name(name):
+        return False
+    try:
+        folder = resolve_inside(root, name)  # a symlink to a folder elsewhere is not served
+    except UnsafeName:
+        return False
+    # Hidden folders hold tooling state (.git, .cache) and fail the name rule; a folder without config.json is not a model.
+    return folder.is_dir() and (folder / CONFIG_FILE).is_file()
+
+
 def model_names(root: Path) -> list[str]:
-    """Model folders under `root` a client could name (see `service.naming`) that stay inside it, sorted."""
+    """Model folders under `root` (see `is_model_dir`), sorted."""
     root = Path(root)
     if not root.is_dir():
         return []
-    names = []
-    for model_dir in sorted(root.iterdir()):
-        # Hidden folders hold tooling state (.git, .cache); a folder without config.json is not a model.
-        if not is_model_name(model_dir.name) or not model_dir.is_dir():
-            continue
-        try:
-            resolve_inside(root, model_dir.name)  # a symlink to a folder elsewhere is not served
-        except UnsafeName:
-            continue
-        if (model_dir / CONFIG_FILE).exists():
-            names.append(model_dir.name)
-    return names
+    return [p.name for p in sorted(root.iterdir()) if is_model_dir(root, p.name)]
 
 
 def discover(root: Path) -> list[ModelDescriptor]:

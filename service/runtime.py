@@ -7,6 +7,7 @@ runs on CPU, so the providers in use are always read back from the session after
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,9 @@ ORT_TO_NUMPY: dict[str, np.dtype] = {
 }
 # Length used for dynamic non-batch axes (sequence length) when warming up.
 WARMUP_SEQUENCE = 16
+# Warm-up inputs of one run never take more than this: a batch size from config.json or settings
+# must not be able to make the server allocate its way out of memory before serving anything.
+WARMUP_MAX_BYTES = 64 * 1024 * 1024
 
 
 class GpuUnavailable(RuntimeError):
@@ -104,16 +108,25 @@ def session_runner(session: ort.InferenceSession) -> RunFn:
     return run
 
 
-def example_inputs(session: ort.InferenceSession, batch_size: int, sequence: int = WARMUP_SEQUENCE) -> Tensors:
-    """Inputs of the right names, dtypes and shapes (dynamic batch = batch_size, other dynamic axes = sequence)."""
-    inputs = {}
+def _shapes(session: ort.InferenceSession, batch_size: int, sequence: int) -> dict[str, tuple[list[int], np.dtype]]:
+    out = {}
     for arg in session.get_inputs():
         dims = [
             d if isinstance(d, int) and d > 0 else (batch_size if i == 0 else sequence) for i, d in enumerate(arg.shape)
         ]
-        # Ones, not zeros: a token id of 1 is a real token and an attention mask of 1 keeps every row unmasked.
-        inputs[arg.name] = np.ones(dims, dtype=ORT_TO_NUMPY.get(arg.type, np.float32))
-    return inputs
+        out[arg.name] = (dims, np.dtype(ORT_TO_NUMPY.get(arg.type, np.float32)))
+    return out
+
+
+def example_bytes(session: ort.InferenceSession, batch_size: int, sequence: int = WARMUP_SEQUENCE) -> int:
+    """What `example_inputs` would allocate for this batch size, computed without allocating it."""
+    return sum(math.prod(dims) * dtype.itemsize for dims, dtype in _shapes(session, batch_size, sequence).values())
+
+
+def example_inputs(session: ort.InferenceSession, batch_size: int, sequence: int = WARMUP_SEQUENCE) -> Tensors:
+    """Inputs of the right names, dtypes and shapes (dynamic batch = batch_size, other dynamic axes = sequence)."""
+    # Ones, not zeros: a token id of 1 is a real token and an attention mask of 1 keeps every row unmasked.
+    return {name: np.ones(dims, dtype=dtype) for name, (dims, dtype) in _shapes(session, batch_size, sequence).items()}
 
 
 def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:
@@ -127,10 +140,20 @@ def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:
     return sizes + [max_batch_size]
 
 
-def warm_up(session: ort.InferenceSession, batch_sizes: Sequence[int], runs: int) -> None:
-    """Run the session on synthetic inputs so the first real request pays no allocation or kernel search."""
+def warm_up(
+    session: ort.InferenceSession, batch_sizes: Sequence[int], runs: int, max_bytes: int = WARMUP_MAX_BYTES
+) -> None:
+    """Run the session on synthetic inputs so the first real request pays no allocation or kernel search.
+
+    Batch sizes whose inputs would pass `max_bytes` are cut to the largest that fits; a model whose
+    single row passes it is refused (ValueError), since no request to it could be served safely either.
+    """
+    row = example_bytes(session, 1)
+    if row > max_bytes:
+        raise ValueError(f"one row of this model's inputs takes {row} bytes, more than the warm-up cap of {max_bytes}")
+    largest = max_bytes // row  # inputs are linear in the batch size
     run = session_runner(session)
-    for size in batch_sizes:
+    for size in sorted({min(size, largest) for size in batch_sizes}):
         inputs = example_inputs(session, size)
         for _ in range(runs):
             run(inputs)

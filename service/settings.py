@@ -166,11 +166,6 @@ class Settings(BaseSettings):
             raise ValueError("at least one execution provider is needed")
         return value
 
-    @property
-    def wants_gpu(self) -> bool:
-        """Whether any GPU provider is asked for."""
-        return any(p in GPU_PROVIDERS for p in self.providers)
-
 
 def settings_table() -> str:
     """Every setting as a Markdown table row: environment variable, default, description (for the README)."""

@@ -11,6 +11,7 @@ from fastapi import Request
 from service.batcher import Arrivals
 from service.core import Dataplane
 from service.lifecycle import Lifecycle
+from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
 from service.runtime import GpuUnavailable
@@ -26,9 +27,10 @@ class AxonState:
         self.settings = settings
         self.metrics = Metrics()
         self.arrivals = Arrivals()
-        self.registry = ModelRegistry(settings, self.metrics, self.arrivals)
+        self.registry = ModelRegistry(settings)
+        self.metrics.models_loaded.set_function(self.registry.ready_count)
         self.dataplane = Dataplane(self.registry, settings, self.metrics)
-        self.lifecycle = Lifecycle(self.registry, settings)
+        self.lifecycle = Lifecycle(self.registry, Loader(settings, self.metrics, self.arrivals), settings)
         self.loaded = False
         self.draining = False
         self.fatal: str | None = None
@@ -70,14 +72,14 @@ class AxonState:
     async def stop(self) -> None:
         """Stop taking work, cancel a load still running, and drain every batcher."""
         self.draining = True
-        await self.lifecycle.stop()
+        # The start-up load goes first, so nothing it builds lands in the table after the drain below.
         if self.load_task is not None and not self.load_task.done():
             self.load_task.cancel()
             try:
                 await self.load_task
             except (asyncio.CancelledError, Exception):
                 pass
-        await self.registry.stop()
+        await self.lifecycle.stop()
 
 
 def axon(request: Request) -> AxonState:

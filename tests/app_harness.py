@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -61,3 +62,12 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
             return float(value)
     return 0.0
+
+
+async def until(check: Callable[[], bool], timeout_s: float = 10.0, what: str = "the condition") -> None:
+    """Poll `check` until it holds; fail once `timeout_s` has passed on the monotonic clock (no fixed sleeps)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s} s")
+        await asyncio.sleep(0.01)

@@ -67,3 +67,36 @@ async def test_batching_switched_off_runs_one_request_per_session_run(repo):
     assert all(r.status_code == 200 for r in responses)
     assert metric(text, "axon_batch_size_count", model="spam", version="1") == 16
     assert mean_batch(text, "spam") == 1.0
+
+
+async def test_batching_switched_off_still_refuses_past_its_bound_with_429(repo, monkeypatch):
+    import threading
+
+    import service.loader
+    from app_harness import until
+
+    entered, release = threading.Event(), threading.Event()
+    real = service.loader.session_runner
+
+    def held_runner(session):
+        run = real(session)
+
+        def held(inputs):
+            entered.set()
+            release.wait(10)  # the first request holds the only running slot until the test lets go
+            return run(inputs)
+
+        return held
+
+    monkeypatch.setattr(service.loader, "session_runner", held_runner)
+    async with serving(tiny_settings(repo, batching_enabled=False, max_queue_size=1)) as (_, client):
+        first = asyncio.create_task(client.post("/v1/text/classify", json={"texts": ["hello"]}))
+        try:
+            await until(entered.is_set, what="the first request reaching the model")
+            second = await client.post("/v1/text/classify", json={"texts": ["free cash"]})
+        finally:
+            release.set()
+        first = await first
+    assert first.status_code == 200
+    assert second.status_code == 429 and second.json()["code"] == "overloaded"
+    assert second.headers["Retry-After"].isdigit()

@@ -137,3 +137,66 @@ async def test_openapi_documents_every_task_route(repo):
     vision = paths["/v1/vision/classify"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(vision)
     json.dumps(paths)
+
+
+async def test_a_non_square_colour_image_reaches_the_model_channel_first_row_by_row(repo):
+    import math
+
+    import onnx
+    from onnx import numpy_helper
+    from tiny_models import COLOUR_CLASSES, add_model
+
+    add_model(repo, "colour", "colour")
+    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(repo / "colour" / "1" / "model.onnx").graph.initializer}
+    rgb = np.random.default_rng(8).integers(0, 256, (4, 6, 3), dtype=np.uint8)  # 4 rows, 6 columns: no resize
+    # What the model must receive, written out pixel by pixel: x[channel][row][column], normalised per channel.
+    mean, std = [0.1, 0.5, 0.9], [0.2, 0.3, 0.4]
+    flat = [(rgb[r, c, ch] / 255.0 - mean[ch]) / std[ch] for ch in range(3) for r in range(4) for c in range(6)]
+    logits = [sum(v * float(weights["W"][i, k]) for i, v in enumerate(flat)) + float(weights["b"][k]) for k in range(COLOUR_CLASSES)]
+    top = max(logits)
+    total = sum(math.exp(v - top) for v in logits)
+    expected = {f"c{k}": math.exp(v - top) / total for k, v in enumerate(logits)}
+    async with serving(tiny_settings(repo)) as (_, client):
+        files = [("images", ("x.png", png(rgb), "image/png"))]
+        r = await client.post("/v1/vision/classify", params={"model": "colour", "top_k": COLOUR_CLASSES}, files=files)
+    assert r.status_code == 200, r.text
+    (pred,) = r.json()["predictions"]
+    assert {t["label"]: t["score"] for t in pred["top_k"]} == pytest.approx(expected, abs=1e-5)
+    assert pred["label"] == max(expected, key=expected.get)
+
+
+async def test_a_score_exactly_at_the_threshold_is_not_an_anomaly(repo):
+    from tiny_models import add_model
+
+    rows = np.random.default_rng(6).normal(0.5, 2, (2, 21))
+    features = ((rows - 0.5) / np.array([2.0] * 20 + [1.0])).astype(np.float32)
+    scores = session(repo, "thyroid").run(["score"], {"features": features})[0]
+    # The same weights (seed 1) under a threshold equal to the first row's score, then just below it.
+    add_model(repo, "at", "thyroid", anomaly={"threshold": float(scores[0])})
+    add_model(repo, "below", "thyroid", anomaly={"threshold": float(np.nextafter(scores[0], -np.inf))})
+    async with serving(tiny_settings(repo)) as (_, client):
+        at = await client.post("/v1/anomaly/score", json={"samples": rows[:1].tolist(), "model": "at"})
+        below = await client.post("/v1/anomaly/score", json={"samples": rows[:1].tolist(), "model": "below"})
+    assert at.status_code == 200 and below.status_code == 200
+    assert at.json()["results"][0]["score"] == float(scores[0])
+    assert at.json()["results"][0]["is_anomaly"] is False
+    assert below.json()["results"][0]["is_anomaly"] is True
+
+
+async def test_a_series_point_exactly_at_the_threshold_is_not_an_anomaly(repo):
+    from tiny_models import SERIES_WINDOW, add_model
+
+    series = np.random.default_rng(7).normal(10, 4, 24)
+    first = ((series[:SERIES_WINDOW] - 10.0) / 2.0).astype(np.float32).reshape(1, SERIES_WINDOW, 1)
+    # Points 0 and 1 lie in the first window only (stride 2), so their score is that window's score exactly.
+    edge = float(session(repo, "temperature").run(["score"], {"window": first})[0][0])
+    add_model(repo, "at", "temperature", anomaly={"threshold": edge})
+    add_model(repo, "below", "temperature", anomaly={"threshold": float(np.nextafter(edge, -np.inf))})
+    async with serving(tiny_settings(repo)) as (_, client):
+        at = (await client.post("/v1/anomaly/score", json={"series": series.tolist(), "model": "at"})).json()
+        below = (await client.post("/v1/anomaly/score", json={"series": series.tolist(), "model": "below"})).json()
+    assert [r["score"] for r in at["results"][:2]] == pytest.approx([edge, edge], abs=0)
+    assert [r["is_anomaly"] for r in at["results"][:2]] == [False, False]
+    assert all(s["start"] > 1 for s in at["segments"])
+    assert [r["is_anomaly"] for r in below["results"][:2]] == [True, True]
+    assert below["segments"][0]["start"] == 0

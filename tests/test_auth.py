@@ -170,3 +170,28 @@ async def test_cors_allows_only_configured_origins():
     assert actual.status_code == 200
     assert actual.headers["access-control-allow-origin"] == "https://ui.example"
     assert "inference-header-content-length" in actual.headers["access-control-expose-headers"].lower()
+
+
+@pytest.mark.parametrize("variant", [INFER.upper(), INFER.capitalize(), INFER.swapcase()])
+async def test_a_token_differing_only_in_case_is_refused(variant):
+    # Tokens are secrets, not names: "Infer-T0ken" is another token (the scheme alone is case-insensitive).
+    app = _app(inference_token=SecretStr(INFER), management_token=SecretStr(MANAGE))
+    assert (await _call(app, "/v2/models/m/infer", token=INFER)).status_code == 200
+    refused = await _call(app, "/v2/models/m/infer", token=variant)
+    assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"
+    assert (await _call(app, "/v2/repository/index", token=MANAGE.upper())).status_code == 401
+    assert not token_matches(variant, SecretStr(INFER))
+
+
+async def test_cors_never_allows_credentials():
+    # Bearer tokens travel in a header the page sets itself: a browser must never send cookies along.
+    app = _app(inference_token=INFER, origins=["https://ui.example"])
+    preflight = await _call(app, "/v2/models/m/infer", method="OPTIONS", headers={
+        "Origin": "https://ui.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    })
+    actual = await _call(app, "/v2/models/m/infer", token=INFER, headers={"Origin": "https://ui.example"})
+    assert preflight.status_code == 200 and actual.status_code == 200
+    for response in (preflight, actual):
+        assert "access-control-allow-credentials" not in response.headers
+        assert response.headers["access-control-allow-origin"] == "https://ui.example"  # never a reflected "*" either

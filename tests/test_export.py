@@ -206,3 +206,21 @@ def test_export_needs_the_exportable_model_interface(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="Linear lacks the ExportableModel interface"):
         export_onnx(nn.Linear(2, 2), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_parity_fails_when_the_predicted_class_differs_even_within_atol(tmp_path: Path) -> None:
+    # The last layer gives constant logits: class 1 leads class 0 by 5e-5 in the exported file.
+    model = build_model("cnn", widths=(4, 8), hidden=8, num_classes=3).eval()
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, 5e-5, -1.0]))
+    export_onnx(model, tmp_path / "model.onnx")
+    # Eager PyTorch now prefers class 0 by as little: every value still within atol 1e-4 of the file's.
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([5e-5, 0.0, -1.0]))
+    cases = [tuple(t.numpy() for t in model.example_inputs(2))]
+    report = check_parity(model, tmp_path / "model.onnx", cases)
+    assert report.max_abs_diff <= report.atol == 1e-4
+    assert report.cases[0].argmax_equal is False
+    assert not report.passed  # export_verified refuses to write whatever does not pass

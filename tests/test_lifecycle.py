@@ -11,10 +11,10 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from app_harness import png, serving, tiny_settings
+from app_harness import png, serving, tiny_settings, until
 from tiny_models import add_model, build_repository, vision_model
 
-from service.errors import ModelNotFound
+from service.errors import ModelNotReady
 from service.lifecycle import LoadFailed
 from service.registry import ModelState
 
@@ -63,11 +63,11 @@ async def test_new_version_under_concurrent_load_swaps_in_without_a_failed_reque
                 results.append((r.status_code, str(r.json().get("version")), after))
 
         workers = [asyncio.create_task(w()) for w in (v2_client, task_client) * 4]
-        await asyncio.sleep(0.3)
+        await until(lambda: len(results) >= 40, what="40 answers before the load")
         await asyncio.to_thread(new_version, repo, "digits", 2, seed=7)
         r = await client.post("/v2/repository/models/digits/load", headers=MANAGER)
         loaded.set()
-        await asyncio.sleep(0.3)
+        await until(lambda: sum(after for *_, after in results) >= 40, what="40 answers after the load")
         stop.set()
         await asyncio.gather(*workers)
         registry = app.state.axon.registry
@@ -182,10 +182,12 @@ async def test_a_retired_version_waits_for_requests_that_already_chose_it(repo):
         entry = state.registry.get("digits")
         with entry.hold():  # a request that resolved version 1 and is still pre-processing
             unloading = asyncio.create_task(state.lifecycle.unload("digits"))
-            await asyncio.sleep(0.1)
+            await until(lambda: "digits" not in state.registry.names(), what="version 1 leaving the table")
+            for _ in range(20):  # let the unload run as far as it can without this request letting go
+                await asyncio.sleep(0)
             assert not unloading.done()
-            with pytest.raises(ModelNotFound):
-                state.registry.get("digits")  # new requests no longer find it
+            with pytest.raises(ModelNotReady, match="in the repository but not loaded"):
+                state.registry.get("digits")  # new requests no longer get it (503: it is unloaded, not gone)
             result = await entry.batcher.submit({"image": IMAGE}, 5.0)  # but this one still gets its answer
             assert result.outputs["logits"].shape == (1, 10)
         await asyncio.wait_for(unloading, 5)
@@ -195,14 +197,6 @@ async def test_a_retired_version_waits_for_requests_that_already_chose_it(repo):
 async def test_polling_picks_up_new_changed_and_removed_models(repo):
     async with serving(settings(repo, repository_poll_interval_s=0.05)) as (app, client):
         registry = app.state.axon.registry
-
-        async def until(check) -> None:
-            for _ in range(200):
-                if check():
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError("the poller did not pick the change up within 10 s")
-
         await asyncio.to_thread(new_version, repo, "digits", 2, seed=5)
         await until(lambda: registry.versions("digits")[0].version == 2 and registry.versions("digits")[0].state is ModelState.READY)
         assert len(registry.versions("digits")) == 1
@@ -217,10 +211,10 @@ async def test_polling_picks_up_new_changed_and_removed_models(repo):
 
 async def test_polling_is_off_by_default(repo):
     async with serving(settings(repo)) as (app, _):
-        new_version(repo, "digits", 2, seed=5)
-        await asyncio.sleep(0.3)
+        # No poller task exists at all, so nothing can pick up a change on disk: no need to wait and see.
+        assert app.state.axon.settings.repository_poll_interval_s is None
         assert app.state.axon.lifecycle._poller is None
-        assert app.state.axon.registry.get("digits").version == 1
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "poll-repository"]
 
 
 async def test_restoring_the_files_clears_the_failure_and_a_stand_in_wanted_again_is_plain_ready(repo):
@@ -246,3 +240,77 @@ async def test_restoring_the_files_clears_the_failure_and_a_stand_in_wanted_agai
         await lifecycle.load("multi")
         rows = {r["version"]: r for r in await lifecycle.index() if r["name"] == "multi"}
     assert rows == {"1": {"name": "multi", "version": "1", "state": "READY", "reason": ""}}
+
+
+async def test_a_hostile_config_is_a_refused_load_with_its_reason_never_a_500(repo):
+    async with serving(settings(repo, validate_models=False)) as (_, client):
+        add_model(repo, "deep", "digits")
+        (repo / "deep" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+        add_model(repo, "huge", "digits", max_batch_size=10**12)
+        deep = await client.post("/v2/repository/models/deep/load", headers=MANAGER)
+        huge = await client.post("/v2/repository/models/huge/load", headers=MANAGER)
+        index = {row["name"]: row for row in (await client.get("/v2/repository/index", headers=MANAGER)).json()}
+        infer = await client.post("/v2/models/deep/infer", json=V2_BODY)
+    assert deep.status_code == 400 and deep.json()["code"] == "load_failed"
+    assert "model 'deep': config.json: the file is nested too deeply to be a model config" in deep.json()["error"]
+    assert index["deep"]["state"] == "UNAVAILABLE" and "nested too deeply" in index["deep"]["reason"]
+    assert infer.status_code == 503 and "nested too deeply" in infer.json()["error"]
+    assert huge.status_code == 400 and "max_batch_size: Input should be less than or equal to 4096" in huge.json()["error"]
+
+
+async def test_a_huge_batch_size_from_settings_warms_up_within_the_cap_and_serves(repo):
+    # The settings override is not bounded by the schema: the warm-up cap is what keeps memory in check.
+    async with serving(settings(repo, validate_models=False, max_batch_size=10**12)) as (app, client):
+        entry = app.state.axon.registry.get("digits")
+        answer = await client.post("/v2/models/digits/infer", json=V2_BODY)
+    assert entry.batcher.policy.max_batch_size == 10**12 and answer.status_code == 200
+
+
+class Gate:
+    """Holds `Loader.build` of chosen versions until released, and says when one is being held."""
+
+    def __init__(self, monkeypatch, hold) -> None:
+        from service.loader import Loader
+
+        self.open, self.held = asyncio.Event(), asyncio.Event()
+        real = Loader.build
+
+        async def build(loader, d):
+            if hold(d):
+                self.held.set()
+                await self.open.wait()
+            return await real(loader, d)
+
+        monkeypatch.setattr(Loader, "build", build)
+
+
+async def test_a_version_being_built_is_listed_as_loading(repo, monkeypatch):
+    gate = Gate(monkeypatch, lambda d: d.version == 2)
+    async with serving(settings(repo, validate_models=False)) as (app, client):
+        new_version(repo, "digits", 2, seed=7)
+        loading = asyncio.create_task(app.state.axon.lifecycle.load("digits"))
+        await asyncio.wait_for(gate.held.wait(), 10)
+        during = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+        answer = await client.post("/v2/models/digits/infer", json=V2_BODY)  # version 1 serves meanwhile
+        gate.open.set()
+        await asyncio.wait_for(loading, 10)
+        after = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+    assert {"name": "digits", "version": "2", "state": "LOADING", "reason": "a new version is being validated and warmed up"} in during
+    assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    assert after == [{"name": "digits", "version": "2", "state": "READY", "reason": ""}]
+
+
+async def test_an_unload_during_start_up_waits_for_it_and_stays_unloaded(repo, monkeypatch):
+    gate = Gate(monkeypatch, lambda d: d.name == "digits")  # start-up goes by name: digits comes first
+    async with serving(settings(repo, validate_models=False), wait_ready=False) as (app, client):
+        state = app.state.axon
+        await asyncio.wait_for(gate.held.wait(), 10)
+        unloading = asyncio.create_task(state.lifecycle.unload("thyroid"))
+        for _ in range(50):  # let the unload run as far as it can while start-up is held
+            await asyncio.sleep(0)
+        gate.open.set()
+        await asyncio.wait_for(asyncio.gather(state.load_task, unloading), 20)
+        answer = await client.post("/v1/anomaly/score", json={"samples": [[0.0] * 21], "model": "thyroid"})
+        (row,) = [r for r in await state.lifecycle.index() if r["name"] == "thyroid"]
+    assert answer.status_code == 503 and answer.json()["code"] == "model_not_ready"
+    assert row == {"name": "thyroid", "state": "UNAVAILABLE", "reason": "unloaded"}

@@ -170,3 +170,16 @@ def test_postprocessing_ranks_labels_and_finds_segments():
     results, segments = series_scores(window_scores, 20, spec, threshold=1.0)
     assert len(results) == 20
     assert segments == [{"start": 4, "end": 11, "max_score": pytest.approx(5 / 3)}]
+
+
+def test_a_colour_image_taller_than_wide_keeps_its_channel_row_column_layout():
+    # 4 rows by 6 columns: every (row, column, channel) gets a different value, so any transpose shows.
+    rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 3
+    x = decode_image(png(rgb), config("colour").preprocessing, LIMITS)
+    mean, std = [0.1, 0.5, 0.9], [0.2, 0.3, 0.4]
+    assert x.shape == (3, 4, 6)
+    for c in range(3):
+        for row in range(4):
+            for col in range(6):
+                expected = (rgb[row, col, c] / 255.0 - mean[c]) / std[c]
+                assert x[c, row, col] == pytest.approx(expected, abs=1e-5), (c, row, col)

@@ -1,89 +1,71 @@
-"""Loading the repository: ready versions, unavailable ones with reasons, lookup rules, (re)load and unload."""
+"""The table of versions: lookup rules, not-ready versus unknown names, install and remove, batch policy."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from tiny_models import add_model, build_repository
+from pathlib import Path
 
-from service.batcher import Arrivals
+import pytest
+from tiny_models import add_model
+
 from service.errors import ModelNotFound, ModelNotReady, VersionNotFound
-from service.metrics import Metrics
 from service.model_config import read_config
-from service.registry import ModelRegistry, ModelState, batch_policy
+from service.registry import ModelRegistry, ModelState, ModelVersion, batch_policy
 from service.settings import Settings
 
 
-def registry_for(root, **settings) -> ModelRegistry:
-    return ModelRegistry(Settings(model_repository=root, providers=["CPUExecutionProvider"], warmup_runs=1, validate_models=False, **settings), Metrics(), Arrivals())
+def version(name: str, number: int | None, state: ModelState = ModelState.READY, reason: str | None = None) -> ModelVersion:
+    return ModelVersion(name, number, Path("/nowhere"), None, state=state, reason=reason)
 
 
-async def test_every_model_loads_warms_up_and_serves(tmp_path):
-    registry = registry_for(build_repository(tmp_path))
-    await registry.load_all()
-    assert [(e.name, e.version, e.state) for e in registry.entries()] == [
-        ("digits", 1, ModelState.READY), ("spam", 1, ModelState.READY),
-        ("temperature", 1, ModelState.READY), ("thyroid", 1, ModelState.READY),
-    ]
-    entry = registry.get("digits")
-    assert entry.providers == ["CPUExecutionProvider"]
-    result = await entry.batcher.submit({"image": np.zeros((2, 1, 28, 28), np.float32)}, 5)
-    assert result.outputs["logits"].shape == (2, 10)
-    await registry.stop()
-
-
-async def test_lookup_errors_name_the_model_and_version(tmp_path):
-    add_model(tmp_path, "digits", "digits", versions=(1, 2), version_policy={"all": {}})
-    registry = registry_for(tmp_path)
-    await registry.load_all()
-    assert registry.get("digits").version == 2 and registry.get("digits", 1).version == 1
+def test_lookup_takes_the_newest_ready_version_or_the_one_asked_for(tmp_path):
+    registry = ModelRegistry(Settings(model_repository=tmp_path))
+    for entry in (version("digits", 1), version("digits", 3, ModelState.UNAVAILABLE, "broken"), version("digits", 2)):
+        registry.install(entry)
+    assert registry.get("digits").version == 2
+    assert registry.get("digits", 1).version == 1
+    assert [e.version for e in registry.versions("digits")] == [3, 2, 1]
     with pytest.raises(VersionNotFound, match="model 'digits' has no version 7"):
         registry.get("digits", 7)
-    with pytest.raises(ModelNotFound, match="model 'nope' is not in the repository"):
-        registry.get("nope")
-    await registry.stop()
+    with pytest.raises(ModelNotReady, match="model 'digits' version 3 is unavailable: broken") as info:
+        registry.get("digits", 3)
+    assert info.value.headers["Retry-After"].isdigit()
+    assert not registry.all_ready() and registry.ready_count() == 2
 
 
-async def test_a_broken_model_is_unavailable_with_its_reason_and_the_others_serve(tmp_path):
-    build_repository(tmp_path)
-    add_model(tmp_path, "broken", "digits")
-    (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf")
-    add_model(tmp_path, "renamed-tensors", "digits", inputs=[{"name": "pixels", "datatype": "FP32", "dims": [-1, 1, 28, 28]}])
-    registry = registry_for(tmp_path)
-    await registry.load_all()
-    states = {e.name: e.state for e in registry.entries()}
-    assert states.pop("broken") is ModelState.UNAVAILABLE and states.pop("renamed-tensors") is ModelState.UNAVAILABLE
-    assert set(states.values()) == {ModelState.READY}
-    with pytest.raises(ModelNotReady, match="model 'broken' version 1 is unavailable: InvalidProtobuf: .*parsing failed") as info:
-        registry.get("broken")
-    assert "broken/1/model.onnx" in info.value.message and str(tmp_path) not in info.value.message
-    with pytest.raises(ModelNotReady, match=r"model.onnx has inputs \['image'\] .* config.json declares inputs \['pixels'\]"):
-        registry.get("renamed-tensors")
-    assert not registry.all_ready()
-    await registry.stop()
-
-
-async def test_newest_ready_version_answers_when_the_newest_is_broken(tmp_path):
-    add_model(tmp_path, "digits", "digits", versions=(1, 2), version_policy={"all": {}})
-    (tmp_path / "digits" / "2" / "model.onnx").write_bytes(b"broken")
-    registry = registry_for(tmp_path)
-    await registry.load_all()
-    assert registry.get("digits").version == 1
-    with pytest.raises(ModelNotReady, match="model 'digits' version 2 is unavailable"):
-        registry.get("digits", 2)
-    await registry.stop()
-
-
-async def test_unload_retires_every_version(tmp_path):
-    # Reloads go through service.lifecycle (tests/test_lifecycle.py); the registry only installs and retires.
-    add_model(tmp_path, "digits", "digits", versions=(1,))
-    registry = registry_for(tmp_path)
-    await registry.load_all()
-    old = registry.get("digits")
-    await registry.unload("digits")
-    assert old.state is ModelState.UNAVAILABLE and old.reason == "unloaded"
-    with pytest.raises(ModelNotFound):
+def test_a_model_with_no_ready_version_reports_its_newest_state(tmp_path):
+    registry = ModelRegistry(Settings(model_repository=tmp_path))
+    registry.install(version("digits", 1, ModelState.LOADING))
+    with pytest.raises(ModelNotReady, match="model 'digits' version 1 is loading"):
         registry.get("digits")
+
+
+def test_a_name_the_repository_holds_but_the_table_lacks_is_not_ready_not_unknown(tmp_path):
+    add_model(tmp_path, "digits", "digits")
+    (tmp_path / "no-config").mkdir()
+    registry = ModelRegistry(Settings(model_repository=tmp_path))
+    with pytest.raises(ModelNotReady, match="model 'digits' is in the repository but not loaded") as info:
+        registry.get("digits")
+    assert info.value.status_code == 503 and info.value.headers["Retry-After"].isdigit()
+    with pytest.raises(ModelNotReady):
+        registry.versions("digits")
+    for unknown in ("nope", "no-config", "../digits", "digits/1", ""):
+        with pytest.raises(ModelNotFound, match="is not in the repository"):
+            registry.get(unknown)
+
+
+def test_install_replaces_and_remove_takes_out(tmp_path):
+    registry = ModelRegistry(Settings(model_repository=tmp_path))
+    first, second = version("digits", 1), version("digits", 1)
+    registry.install(first)
+    registry.install(second)
+    assert registry.get("digits") is second and registry.entries() == [second]
+    assert registry.remove("digits", 1) is second
+    assert registry.names() == [] and registry.remove("digits", 1) is None
+    registry.install(version("a", 1))
+    registry.install(version("b", 1))
+    registry.install(version("b", 2))
+    assert [e.version for e in registry.remove_model("b")] == [1, 2] and registry.names() == ["a"]
+    assert [e.name for e in registry.remove_all()] == ["a"] and registry.entries() == []
 
 
 def test_batch_policy_takes_config_unless_settings_override(tmp_path):

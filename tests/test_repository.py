@@ -54,3 +54,28 @@ def test_broken_configs_and_missing_files_become_reasons(tmp_path):
 
 def test_missing_repository_is_empty(tmp_path):
     assert discover(tmp_path / "absent") == []
+
+
+def test_only_numeric_folders_are_versions_not_numeric_files(tmp_path):
+    add_model(tmp_path, "digits", "digits", versions=(1,))
+    (tmp_path / "digits" / "7").write_text("a file named like a version")
+    (tmp_path / "digits" / "01").mkdir()  # not a version name either way: never newer than 1
+    (d,) = discover_model(tmp_path / "digits")
+    assert (d.version, d.error) == (1, None)
+
+
+def test_every_serving_knob_comes_from_the_top_level_file(tmp_path):
+    model_dir = add_model(
+        tmp_path, "digits", "digits", versions=(1, 2), max_batch_size=8,
+        dynamic_batching={"max_queue_delay_ms": 7.0, "max_queue_size": 9}, version_policy={"all": {}},
+    )
+    for v in (1, 2):
+        snapshot = json.loads((model_dir / str(v) / "config.json").read_text())
+        snapshot |= {"max_batch_size": 99, "dynamic_batching": {"max_queue_delay_ms": 1.0, "max_queue_size": 1},
+                     "version_policy": {"latest": {"num_versions": 1}}, "name": "old-name"}
+        (model_dir / str(v) / "config.json").write_text(json.dumps(snapshot))
+    found = discover_model(model_dir)
+    assert [d.version for d in found] == [2, 1]  # the top-level policy (all), not the snapshot's (latest 1)
+    for d in found:
+        assert d.config.name == "digits" and d.config.max_batch_size == 8
+        assert (d.config.dynamic_batching.max_queue_delay_ms, d.config.dynamic_batching.max_queue_size) == (7.0, 9)

@@ -44,11 +44,22 @@ async def test_index_lists_every_model_with_state_and_reason(repo):
 async def test_unload_then_load_again(repo):
     async with serving(settings(repo)) as (_, client):
         assert (await client.post("/v2/repository/models/digits/unload", headers=MANAGER, json={"parameters": {"unload_dependents": False}})).status_code == 200
-        gone = await client.post("/v2/models/digits/infer", json=IMAGE)
+        gone = [
+            await client.post("/v2/models/digits/infer", json=IMAGE),
+            await client.get("/v2/models/digits/ready"),
+            await client.get("/v2/models/digits"),
+            await client.post("/v1/vision/classify", json={"model": "digits", "images": ["aGVsbG8="]}),
+        ]
+        unknown = await client.post("/v2/models/nope/infer", json=IMAGE)
         row = [r for r in (await client.get("/v2/repository/index", headers=MANAGER)).json() if r["name"] == "digits"]
         again = await client.post("/v2/repository/models/digits/load", headers=MANAGER)
         back = await client.post("/v2/models/digits/infer", json=IMAGE)
-    assert gone.status_code == 404 and gone.json()["error"] == "model 'digits' is not in the repository"
+    # Unloaded is not gone: the repository still holds it, so clients are told to come back (503), not 404.
+    for answer in gone:
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {"error": "model 'digits' is in the repository but not loaded", "code": "model_not_ready"}
+        assert answer.headers["Retry-After"].isdigit()
+    assert unknown.status_code == 404 and unknown.json()["error"] == "model 'nope' is not in the repository"
     assert row == [{"name": "digits", "state": "UNAVAILABLE", "reason": "unloaded"}]
     assert again.status_code == 200 and again.json() == {"name": "digits", "versions": ["1"]}
     assert back.status_code == 200

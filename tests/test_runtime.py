@@ -71,6 +71,8 @@ def test_example_inputs_follow_the_graph(tmp_path):
     series = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
     ids = example_inputs(text, 4)
     assert ids["input_ids"].shape == (4, 16) and ids["input_ids"].dtype == np.int64
+    # Ones: a real token and an unmasked position (an all-zero mask would warm up a division by zero).
+    assert (ids["input_ids"] == 1).all() and (ids["attention_mask"] == 1).all()
     assert example_inputs(series, 2)["window"].shape == (2, SERIES_WINDOW, 1)
     warm_up(text, [1, 4], runs=1)
 
@@ -79,3 +81,31 @@ def test_warmup_batch_sizes():
     assert warmup_batch_sizes(64, on_gpu=False) == [1, 64]
     assert warmup_batch_sizes(48, on_gpu=True) == [1, 2, 4, 8, 16, 32, 48]
     assert warmup_batch_sizes(1, on_gpu=True) == [1]
+
+
+class RecordingSession:
+    """A real session whose runs are recorded by batch size."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self.batch_sizes: list[int] = []
+
+    def get_inputs(self):
+        return self._session.get_inputs()
+
+    def get_outputs(self):
+        return self._session.get_outputs()
+
+    def run(self, names, inputs):
+        self.batch_sizes.append(next(iter(inputs.values())).shape[0])
+        return self._session.run(names, inputs)
+
+
+def test_warm_up_cuts_batches_to_its_byte_cap_and_refuses_a_row_past_it(tmp_path):
+    vision_model(tmp_path / "v.onnx")
+    session = RecordingSession(ort.InferenceSession(str(tmp_path / "v.onnx"), providers=["CPUExecutionProvider"]))
+    row = 1 * 28 * 28 * 4  # one FP32 image
+    warm_up(session, [1, 4, 10**12], runs=1, max_bytes=8 * row + 5)
+    assert session.batch_sizes == [1, 4, 8]  # 10^12 rows would be 3 TB; 8 rows is what fits
+    with pytest.raises(ValueError, match=f"one row of this model's inputs takes {row} bytes, more than the warm-up cap of 100"):
+        warm_up(session, [1], runs=1, max_bytes=100)

@@ -16,7 +16,7 @@ def test_defaults_serve_the_default_models_on_localhost(monkeypatch):
             monkeypatch.delenv(key)
     s = Settings()
     assert (s.host, s.port, s.model_repository) == ("127.0.0.1", 8000, Path("models"))
-    assert s.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"] and s.wants_gpu
+    assert s.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert s.default_models.vision == "mnist-cnn" and s.default_models.text == "sms-spam-transformer"
     assert s.default_models.anomaly == "thyroid-autoencoder"
     assert s.batching_enabled and s.max_batch_size is None and s.max_delay_ms is None
@@ -32,7 +32,7 @@ def test_environment_overrides_flat_nested_and_list_fields(monkeypatch):
     monkeypatch.setenv("AXON_DEFAULT_MODELS__TEXT", "sentiment-gru")
     s = Settings()
     assert s.port == 9123 and s.model_repository == Path("/srv/models")
-    assert s.providers == ["CPUExecutionProvider"] and not s.wants_gpu
+    assert s.providers == ["CPUExecutionProvider"]
     assert not s.batching_enabled and s.max_delay_ms == 0.5
     assert s.limits.max_images == 3 and s.limits.max_texts == 64
     assert s.default_models.text == "sentiment-gru"

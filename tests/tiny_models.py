@@ -51,6 +51,31 @@ def vision_model(path: Path, seed: int = 0) -> None:
     _save(graph, path)
 
 
+COLOUR_HEIGHT, COLOUR_WIDTH, COLOUR_CLASSES = 4, 6, 5
+
+
+def colour_model(path: Path, seed: int = 4) -> None:
+    """image FP32 [B,3,4,6] -> logits FP32 [B,5]: a dense layer over every pixel, so any layout mistake changes the answer.
+
+    Height differs from width on purpose: an (H, W) / (W, H) mix-up cannot hide behind a square.
+    """
+    rng = np.random.default_rng(seed)
+    size = 3 * COLOUR_HEIGHT * COLOUR_WIDTH
+    nodes = [
+        helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, COLOUR_HEIGHT, COLOUR_WIDTH])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", COLOUR_CLASSES])],
+        [_init("W", rng.normal(0, 1.0, (size, COLOUR_CLASSES)).astype(np.float32)),
+         _init("b", rng.normal(0, 0.1, COLOUR_CLASSES).astype(np.float32))],
+    )
+    _save(graph, path)
+
+
 def text_model(path: Path, seed: int = 1) -> None:
     """input_ids, attention_mask INT64 [B,T] -> logits FP32 [B,2] (masked mean of embeddings + dense)."""
     rng = np.random.default_rng(seed)
@@ -177,8 +202,23 @@ CONFIGS = {
         "preprocessing": {"kind": "series", "window": SERIES_WINDOW, "stride": 2, "mean": 10.0, "std": 2.0},
         "anomaly": {"threshold": 1.0},
     },
+    # Not in build_repository: served only by the tests that ask for it.
+    "colour": {
+        "task": "vision",
+        "inputs": [_tensor("image", "FP32", [-1, 3, COLOUR_HEIGHT, COLOUR_WIDTH])],
+        "outputs": [_tensor("logits", "FP32", [-1, COLOUR_CLASSES])],
+        "labels": [f"c{i}" for i in range(COLOUR_CLASSES)],
+        "preprocessing": {
+            "kind": "image", "height": COLOUR_HEIGHT, "width": COLOUR_WIDTH, "channels": 3,
+            "mean": [0.1, 0.5, 0.9], "std": [0.2, 0.3, 0.4],
+        },
+    },
 }
-BUILDERS = {"digits": vision_model, "spam": text_model, "thyroid": tabular_model, "temperature": series_model}
+BUILDERS = {
+    "digits": vision_model, "spam": text_model, "thyroid": tabular_model, "temperature": series_model,
+    "colour": colour_model,
+}
+REPOSITORY_KINDS = ("digits", "spam", "thyroid", "temperature")
 
 
 def add_model(root: Path, name: str, kind: str, versions: tuple[int, ...] = (1,), **overrides) -> Path:
@@ -198,6 +238,6 @@ def add_model(root: Path, name: str, kind: str, versions: tuple[int, ...] = (1,)
 
 def build_repository(root: Path) -> Path:
     """One model per task, under the names the tests use."""
-    for kind in CONFIGS:
+    for kind in REPOSITORY_KINDS:
         add_model(root, kind, kind)
     return root
