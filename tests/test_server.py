@@ -1,0 +1,150 @@
+"""The HTTP server's connection limits, against a real `python -m service` process with short deadlines."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+
+import pytest
+from server_harness import closed_within, get, post, read_answer, running_server, status
+
+TEXT = json.dumps({"texts": ["free cash now"]}).encode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with running_server(
+        tmp_path_factory.mktemp("limits"),
+        AXON_HTTP__HEADER_TIMEOUT_S="0.5",
+        AXON_HTTP__BODY_TIMEOUT_S="0.5",
+        AXON_HTTP__KEEP_ALIVE_S="0.5",
+        AXON_HTTP__MAX_HEADER_BYTES="4096",
+        AXON_HTTP__MAX_HEADERS="20",
+    ) as server:
+        yield server
+
+
+def test_a_request_head_that_trickles_is_answered_408_and_closed(served):
+    sockets = [served.connect() for _ in range(5)]
+    for s in sockets:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+    silent = served.connect()  # connects and sends nothing: closed without an answer
+    for s in sockets:
+        answer = closed_within(s, 3.0)
+        assert answer is not None, "a trickling head kept its connection past the header timeout"
+        assert status(answer) == 408 and b'"code": "request_timeout"' in answer
+    assert closed_within(silent, 3.0) == b""
+    for s in [*sockets, silent]:
+        s.close()
+
+
+def test_a_body_that_trickles_is_answered_408_and_closed(served):
+    with served.connect() as s:
+        s.sendall(post("/v1/text/classify", TEXT)[:-5])  # the head and all but 5 bytes of the body
+        answer = closed_within(s, 3.0)
+    assert answer is not None, "a trickling body kept its connection past the body timeout"
+    assert status(answer) == 408 and b"body not received" in answer
+
+
+def test_oversized_head_and_too_many_headers_are_431(served):
+    big = served.request(get("/v2/health/live", f"X-Big: {'a' * 5000}\r\n"))
+    assert status(big) == 431 and b'"code": "headers_too_large"' in big
+    many = served.request(get("/v2/health/live", "".join(f"X-H{i}: v\r\n" for i in range(25))))
+    assert status(many) == 431
+    long_url = served.request(get("/v2/health/live?" + "q" * 5000))
+    assert status(long_url) == 431
+    # A header line that never ends is refused while it arrives, not buffered without bound.
+    with served.connect() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nX-Endless: ")
+        try:
+            for _ in range(20):
+                s.sendall(b"a" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert status(closed_within(s, 3.0) or b"") == 431
+    # Within the limits all is well.
+    fine = served.request(get("/v2/health/live", "".join(f"X-H{i}: {'v' * 100}\r\n" for i in range(15))))
+    assert status(fine) == 200
+
+
+def test_idle_kept_alive_connections_are_closed_on_time(served):
+    sockets = [served.connect() for _ in range(20)]
+    for s in sockets:
+        s.sendall(get("/v2/health/live"))
+    for s in sockets:
+        assert status(read_answer(s)) == 200
+    answered = time.monotonic()
+    for s in sockets:
+        assert closed_within(s, max(0.1, answered + 2.0 - time.monotonic())) == b""
+        s.close()
+    # A kept-alive connection that is used again is not closed under its client.
+    with served.connect() as s:
+        for _ in range(3):
+            s.sendall(get("/v2/health/live"))
+            assert status(read_answer(s)) == 200
+            time.sleep(0.2)  # a client pausing between requests, within keep-alive
+
+
+def test_connection_cap_refuses_at_once_and_drops_stalled_heads_for_new_clients(tmp_path):
+    cap = 8
+    with running_server(
+        tmp_path, AXON_HTTP__MAX_CONNECTIONS=str(cap), AXON_HTTP__HEADER_TIMEOUT_S="60", AXON_HTTP__BODY_TIMEOUT_S="60"
+    ) as served:
+        # Connections busy sending a body are never dropped: past the cap a new one is refused.
+        bodies = [served.connect() for _ in range(cap)]
+        for s in bodies:
+            s.sendall(post("/v1/text/classify", TEXT)[:-5])
+        start = time.monotonic()
+        refused = served.request(get("/v2/health/live"), timeout=3)
+        assert status(refused) == 503 and b'"code": "overloaded"' in refused and b"retry-after: 1" in refused
+        assert time.monotonic() - start < 1.0
+        for s in bodies:
+            s.sendall(post("/v1/text/classify", TEXT)[-5:])  # the rest of each body: each is answered
+        for s in bodies:
+            assert status(read_answer(s)) == 200
+            s.close()
+
+        # Connections that stall in their head make room for a client that sends a whole request.
+        stalled = [served.connect() for _ in range(cap)]
+        for s in stalled:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+        deadline = time.monotonic() + 10
+        got = 0
+        while time.monotonic() < deadline and got != 200:
+            try:
+                got = status(served.request(get("/v2/health/live"), timeout=3))
+            except OSError:
+                got = 0
+            if got != 200:
+                time.sleep(0.1)
+        assert got == 200, "a normal client never got past connections stalled in their head"
+        assert sum(closed_within(s, 0.2) is not None for s in stalled) >= 1
+        for s in stalled:
+            s.close()
+
+
+@pytest.mark.parametrize("delay", ["0", "1"])
+def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
+    with running_server(tmp_path, AXON_SHUTDOWN_DELAY_S=delay, AXON_DRAIN_TIMEOUT_S="20") as served:
+        sockets = [served.connect(timeout=20) for _ in range(100)]
+        for s in sockets:
+            s.sendall(post("/v1/text/classify", TEXT))
+        served.proc.send_signal(signal.SIGTERM)
+        if delay != "0":
+            # For the shutdown delay readiness says 503 while new connections are still served.
+            ready = served.request(get("/v2/health/ready"))
+            assert status(ready) == 503
+            assert status(served.request(post("/v1/text/classify", TEXT))) == 200
+        answers = []
+        for s in sockets:
+            try:
+                answers.append(status(read_answer(s, timeout=20)))
+            except (ConnectionResetError, TimeoutError) as exc:
+                answers.append(type(exc).__name__)
+            s.close()
+        assert answers == [200] * len(sockets)
+        assert served.proc.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
