@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -9,6 +10,10 @@ import time
 
 import pytest
 from server_harness import closed_within, get, post, read_answer, running_server, status
+from uvicorn.server import ServerState
+
+from service.server import GuardedProtocol, ServerConfig
+from service.settings import HttpSettings
 
 TEXT = json.dumps({"texts": ["free cash now"]}).encode()
 
@@ -148,3 +153,41 @@ def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
         assert served.proc.wait(timeout=30) == 0
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
+
+
+async def hello(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_shutdown_answers_a_request_the_kernel_holds_unread_and_closes_idle_ones():
+    loop = asyncio.get_running_loop()
+    config = ServerConfig(hello, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
+    config.load()
+    state = ServerState()
+
+    def protocol() -> GuardedProtocol:
+        return GuardedProtocol(config=config, server_state=state, app_state={})
+
+    server_end, client = socket.socketpair()
+    idle_end, idle_client = socket.socketpair()
+    transport, guarded = await loop.connect_accepted_socket(protocol, server_end)
+    idle_transport, idle = await loop.connect_accepted_socket(protocol, idle_end)
+    transport.pause_reading()  # the request below stays in the kernel, as when SIGTERM comes between reads
+    client.sendall(get("/"))
+    guarded.shutdown()
+    idle.shutdown()
+    assert idle_transport.is_closing()
+    assert not transport.is_closing(), "a connection holding an unread request was closed"
+    transport.resume_reading()
+    client.setblocking(False)
+    answer = b""
+    deadline = time.monotonic() + 5
+    while b"ok" not in answer and time.monotonic() < deadline:
+        try:
+            answer += client.recv(4096)
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+    assert status(answer) == 200 and b"connection: close" in answer
+    for s in (client, idle_client):
+        s.close()
