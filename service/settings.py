@@ -66,7 +66,7 @@ class HttpSettings(BaseModel):
 
     header_timeout_s: float = Field(5.0, gt=0)
     """Time from connecting (or from a kept-alive request's first byte) to the end of its headers; past it 408 and close."""
-    body_timeout_s: float = Field(30.0, gt=0)
+    body_timeout_s: float = Field(10.0, gt=0)
     """Time from the end of the headers to the end of the body (paused while the app is not reading); past it 408 and close."""
     keep_alive_s: float = Field(5.0, gt=0)
     """An idle kept-alive connection is closed this long after its last answer."""
