@@ -132,6 +132,12 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.answered is not None:
             return
         before = self.phase
+        if before == IDLE:
+            # uvicorn drops the keep-alive timer on any byte, even one that starts no request (a stray
+            # CRLF): from here the header deadline holds, counted from this first byte.
+            self.phase = HEADERS
+            self.since = self.loop.time()
+            self.deadline = self.since + self.header_timeout_s
         super().data_received(data)
         if before == HEADERS and self.phase == HEADERS and self.answered is None:
             # Still inside the request head, so all of this chunk was head: the parser buffers a header
@@ -142,7 +148,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self.phase != HEADERS:  # a kept-alive connection's next request: its head has its own deadline
+        if self.phase != HEADERS:  # a pipelined request parsed while the previous one runs: its own deadline
             self.phase = HEADERS
             self.since = self.loop.time()
             self.deadline = self.since + self.header_timeout_s

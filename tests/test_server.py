@@ -191,3 +191,12 @@ async def test_shutdown_answers_a_request_the_kernel_holds_unread_and_closes_idl
     assert status(answer) == 200 and b"connection: close" in answer
     for s in (client, idle_client):
         s.close()
+
+
+def test_stray_bytes_after_an_answer_do_not_keep_a_connection_open(served):
+    # uvicorn cancels the keep-alive timer on any byte; a CRLF starts no request, so nothing re-armed it.
+    with served.connect() as s:
+        s.sendall(get("/v2/health/live"))
+        assert status(read_answer(s)) == 200
+        s.sendall(b"\r\n")
+        assert closed_within(s, 3.0) is not None, "a kept-alive connection sending stray bytes was never closed"
