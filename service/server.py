@@ -99,6 +99,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.header_count = 0
         self.answered: bytes | None = None  # the canned answer already sent; nothing more is read
         self.draining = False
+        self.write_stalled_at: float | None = None  # since when the client has not read what we wrote
+        self.write_timeout_s = limits.write_timeout_s
 
     # Connection cap -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -194,6 +196,14 @@ class GuardedProtocol(HttpToolsProtocol):
             self.phase = IDLE
             self.since = self.loop.time()
 
+    def pause_writing(self) -> None:
+        self.write_stalled_at = self.loop.time()  # only when the write buffer is full: no cost per request
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_stalled_at = None
+        super().resume_writing()
+
     def timeout_keep_alive_handler(self) -> None:
         # A client that never read its answer would keep a plain close() waiting on the write buffer.
         if not self.transport.is_closing():
@@ -204,15 +214,22 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # Deadlines ----------------------------------------------------------------------------------
     def check(self, now: float) -> None:
-        """Close this connection if its head or body is overdue (called by the server's sweep)."""
-        if now <= self.deadline or self.answered is not None or self.transport.is_closing():
+        """Close this connection if its head or body is overdue, or its client stopped reading (the sweep calls it)."""
+        if self.answered is not None or self.transport.is_closing():
+            return
+        if self.write_stalled_at is not None and now - self.write_stalled_at > self.write_timeout_s:
+            # The client reads none of its answer: drop it, which also ends the app's wait to send.
+            self.answered = b""
+            self.transport.abort()
+            return
+        if now <= self.deadline:
+            return
+        if self.flow.read_paused:  # the service is not reading (pipelining, a body not yet consumed): not the client's delay
+            self.deadline = now + (self.header_timeout_s if self.phase == HEADERS else self.body_timeout_s)
             return
         if self.phase == HEADERS:
             self.close_stalled()
         elif self.phase == BODY:
-            if self.flow.read_paused:  # the app is not reading yet: not the client's delay
-                self.deadline = now + self.body_timeout_s
-                return
             cycle = self.cycle
             if cycle is not None and not cycle.response_started:
                 cycle.disconnected = True  # the app's receive() now ends; its late answer is dropped

@@ -68,6 +68,8 @@ class HttpSettings(BaseModel):
     """Time from connecting (or from a kept-alive request's first byte) to the end of its headers; past it 408 and close."""
     body_timeout_s: float = Field(10.0, gt=0)
     """Time from the end of the headers to the end of the body (paused while the app is not reading); past it 408 and close."""
+    write_timeout_s: float = Field(10.0, gt=0)
+    """How long an answer may wait for a client that reads none of it; then the connection is dropped."""
     keep_alive_s: float = Field(5.0, gt=0)
     """An idle kept-alive connection is closed this long after its last answer."""
     max_connections: int = Field(2048, ge=1)

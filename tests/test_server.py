@@ -200,3 +200,24 @@ def test_stray_bytes_after_an_answer_do_not_keep_a_connection_open(served):
         assert status(read_answer(s)) == 200
         s.sendall(b"\r\n")
         assert closed_within(s, 3.0) is not None, "a kept-alive connection sending stray bytes was never closed"
+
+
+def test_a_client_that_never_reads_its_answers_is_dropped(tmp_path):
+    with running_server(tmp_path, AXON_HTTP__WRITE_TIMEOUT_S="0.5") as served:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        s.connect(("127.0.0.1", served.port))
+        s.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 10
+        dropped = False
+        while time.monotonic() < deadline and not dropped:  # pipelined requests, never reading an answer
+            try:
+                s.send(get("/metrics") * 50)
+                sent += 50
+            except BlockingIOError:
+                time.sleep(0.05)
+            except (BrokenPipeError, ConnectionResetError):
+                dropped = True
+        s.close()
+        assert dropped, f"a client that read nothing kept its connection ({sent} requests sent)"
