@@ -97,6 +97,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.header_bytes = 0  # request line and complete headers, as the parser reports them
         self.raw_bytes = 0  # bytes of chunks that ended with the headers still incomplete
         self.header_count = 0
+        self.messages = 0  # requests begun on this connection (a chunk may hold several when pipelined)
         self.answered: bytes | None = None  # the canned answer already sent; nothing more is read
         self.draining = False
         self.write_stalled_at: float | None = None  # since when the client has not read what we wrote
@@ -140,10 +141,11 @@ class GuardedProtocol(HttpToolsProtocol):
             self.phase = HEADERS
             self.since = self.loop.time()
             self.deadline = self.since + self.header_timeout_s
+        begun = self.messages
         super().data_received(data)
-        if before == HEADERS and self.phase == HEADERS and self.answered is None:
-            # Still inside the request head, so all of this chunk was head: the parser buffers a header
-            # line until it ends, and this bounds that buffer before a callback could.
+        if before == HEADERS and self.phase == HEADERS and self.messages == begun and self.answered is None:
+            # The same request head before and after, so all of this chunk was head: the parser buffers a
+            # header line until it ends, and this bounds that buffer before a callback could.
             self.raw_bytes += len(data)
             if self.raw_bytes > self.max_header_bytes:
                 self.answer(self.config.headers_too_large)
@@ -155,6 +157,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.since = self.loop.time()
             self.deadline = self.since + self.header_timeout_s
         self.header_bytes = self.raw_bytes = self.header_count = 0
+        self.messages += 1
 
     def on_url(self, url: bytes) -> None:
         self.header_bytes += len(url)
