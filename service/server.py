@@ -38,6 +38,10 @@ FD_RESERVE = 128
 # connected has had no time to send its request yet.
 EVICT_MIN_AGE_S = 1.0
 SWEEP_INTERVAL_S = 0.1
+# Pipelined requests parsed ahead of the one running, and the slice a large chunk is parsed in: together
+# they bound what one connection can queue (a few hundred tiny requests at most).
+MAX_PIPELINED = 8
+PARSE_SLICE = 4096
 
 # Where a connection is; small ints because they are compared on every request.
 HEADERS, BODY, APP, IDLE = 1, 2, 3, 4
@@ -98,6 +102,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.raw_bytes = 0  # bytes of chunks that ended with the headers still incomplete
         self.header_count = 0
         self.messages = 0  # requests begun on this connection (a chunk may hold several when pipelined)
+        self.unparsed = b""  # bytes read but held back while MAX_PIPELINED requests wait
         self.answered: bytes | None = None  # the canned answer already sent; nothing more is read
         self.draining = False
         self.write_stalled_at: float | None = None  # since when the client has not read what we wrote
@@ -134,14 +139,36 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.answered is not None:
             return
-        before = self.phase
-        if before == IDLE:
+        if self.unparsed:  # parsing is held back until the pipeline drains; reading stays paused meanwhile
+            self.unparsed += data
+            self.flow.pause_reading()
+            return
+        if self.phase == IDLE:
             # uvicorn drops the keep-alive timer on any byte, even one that starts no request (a stray
             # CRLF): from here the header deadline holds, counted from this first byte.
             self.phase = HEADERS
             self.since = self.loop.time()
             self.deadline = self.since + self.header_timeout_s
-        begun = self.messages
+        if len(data) <= PARSE_SLICE and not self.pipeline:
+            self._parse(data)
+        else:
+            self._parse_bounded(data)
+
+    def _parse_bounded(self, data: bytes) -> None:
+        """Parse in slices, holding back the rest once `MAX_PIPELINED` requests wait behind a running one.
+
+        httptools parses a whole chunk at once, and uvicorn queues every pipelined request it finds: a
+        client that pipelines without reading would otherwise grow that queue without bound.
+        """
+        for offset in range(0, len(data), PARSE_SLICE):
+            if len(self.pipeline) >= MAX_PIPELINED or self.answered is not None or self.transport.is_closing():
+                self.unparsed = data[offset:]
+                self.flow.pause_reading()
+                return
+            self._parse(data[offset : offset + PARSE_SLICE])
+
+    def _parse(self, data: bytes) -> None:
+        before, begun = self.phase, self.messages
         super().data_received(data)
         if before == HEADERS and self.phase == HEADERS and self.messages == begun and self.answered is None:
             # The same request head before and after, so all of this chunk was head: the parser buffers a
@@ -194,6 +221,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.unparsed:  # uvicorn has just resumed reading; held-back requests come first
+            if len(self.pipeline) < MAX_PIPELINED and not self.transport.is_closing():
+                held, self.unparsed = self.unparsed, b""
+                self._parse_bounded(held)
+            if self.unparsed:
+                self.flow.pause_reading()
         # With a pipelined request already parsed the phase has moved on; only a finished one goes idle.
         if self.phase == APP and self.cycle.response_complete:
             self.phase = IDLE
