@@ -130,3 +130,18 @@ def running_server(tmp: Path, **env: str) -> Iterator[Served]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def read_answers(s: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[int, dict[str, str], bytes]]:
+    """Status, headers and body of `count` answers arriving back to back on one connection (pipelining)."""
+    s.settimeout(timeout)
+    answers = []
+    with s.makefile("rb") as f:
+        for _ in range(count):
+            status_line = f.readline()
+            headers = {}
+            while (line := f.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            answers.append((status(status_line), headers, f.read(int(headers.get("content-length", 0)))))
+    return answers

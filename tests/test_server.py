@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from server_harness import closed_within, get, post, read_answer, running_server, status
+from server_harness import closed_within, get, post, read_answer, read_answers, running_server, status
 from uvicorn.server import ServerState
 
 from service.server import GuardedProtocol, ServerConfig
@@ -221,3 +221,37 @@ def test_a_client_that_never_reads_its_answers_is_dropped(tmp_path):
         s.close()
         assert dropped, f"a client that read nothing kept its connection ({sent} bytes sent)"
         assert b"Invalid HTTP request" not in served.log.read_bytes()
+
+
+def rss_mb(pid: int) -> float:
+    status_text = open(f"/proc/{pid}/status").read()
+    return int(status_text.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_pipelining_without_reading_does_not_grow_the_server(tmp_path):
+    with running_server(tmp_path, AXON_HTTP__WRITE_TIMEOUT_S="60") as served:
+        before = rss_mb(served.proc.pid)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", served.port))
+        s.setblocking(False)
+        stream, sent = get("/v2/health/live") * 100, 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and sent < 40_000_000:  # never reading an answer
+            try:
+                sent += s.send(stream[sent % len(stream) :])
+            except BlockingIOError:
+                time.sleep(0.01)
+        grown = rss_mb(served.proc.pid) - before
+        s.close()
+        assert grown < 60, f"the server grew by {grown:.0f} MiB for one pipelining client ({sent} bytes sent)"
+
+
+def test_pipelined_requests_are_all_answered_in_order(served):
+    ids = [f"pipe-{i}" for i in range(40)]  # more than are parsed ahead of the running one
+    with served.connect() as s:
+        s.sendall(b"".join(get("/v2/health/live", f"X-Request-ID: {i}\r\n") for i in ids) + post("/v1/text/classify", TEXT))
+        answers = read_answers(s, len(ids) + 1)
+    assert [code for code, _, _ in answers] == [200] * (len(ids) + 1)
+    assert [headers["x-request-id"] for _, headers, _ in answers[:-1]] == ids
+    assert json.loads(answers[-1][2])["model"] == "spam"
