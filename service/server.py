@@ -39,9 +39,10 @@ FD_RESERVE = 128
 EVICT_MIN_AGE_S = 1.0
 SWEEP_INTERVAL_S = 0.1
 # Pipelined requests parsed ahead of the one running, and the slice a large chunk is parsed in: together
-# they bound what one connection can queue (a few hundred tiny requests at most).
+# they bound what one connection can queue (under a thousand tiny requests); a Content-Length body is
+# parsed whole.
 MAX_PIPELINED = 8
-PARSE_SLICE = 4096
+PARSE_SLICE = 16 * 1024
 
 # Where a connection is; small ints because they are compared on every request.
 HEADERS, BODY, APP, IDLE = 1, 2, 3, 4
@@ -103,6 +104,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.header_count = 0
         self.messages = 0  # requests begun on this connection (a chunk may hold several when pipelined)
         self.unparsed = b""  # bytes read but held back while MAX_PIPELINED requests wait
+        self.body_left = 0  # bytes of the current Content-Length body not parsed yet
         self.answered: bytes | None = None  # the canned answer already sent; nothing more is read
         self.draining = False
         self.write_stalled_at: float | None = None  # since when the client has not read what we wrote
@@ -160,12 +162,16 @@ class GuardedProtocol(HttpToolsProtocol):
         httptools parses a whole chunk at once, and uvicorn queues every pipelined request it finds: a
         client that pipelines without reading would otherwise grow that queue without bound.
         """
-        for offset in range(0, len(data), PARSE_SLICE):
+        offset = 0  # bytes slices: httptools is slower on memoryviews than the copies cost
+        while offset < len(data):
             if len(self.pipeline) >= MAX_PIPELINED or self.answered is not None or self.transport.is_closing():
                 self.unparsed = data[offset:]
                 self.flow.pause_reading()
                 return
-            self._parse(data[offset : offset + PARSE_SLICE])
+            # The rest of a Content-Length body cannot start a request: parse it in one go.
+            size = self.body_left if self.phase == BODY and self.body_left > PARSE_SLICE else PARSE_SLICE
+            self._parse(data[offset : offset + size])
+            offset += size
 
     def _parse(self, data: bytes) -> None:
         before, begun = self.phase, self.messages
@@ -183,7 +189,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.phase = HEADERS
             self.since = self.loop.time()
             self.deadline = self.since + self.header_timeout_s
-        self.header_bytes = self.raw_bytes = self.header_count = 0
+        self.header_bytes = self.raw_bytes = self.header_count = self.body_left = 0
         self.messages += 1
 
     def on_url(self, url: bytes) -> None:
@@ -191,7 +197,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.header_bytes > self.max_header_bytes:
             self.answered = self.config.headers_too_large
             raise _Refused
-        super().on_url(url)
+        self.url += url  # uvicorn's own on_url, inlined: this runs for every request
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
@@ -199,7 +205,13 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.header_bytes > self.max_header_bytes or self.header_count > self.max_headers:
             self.answered = self.config.headers_too_large
             raise _Refused
-        super().on_header(name, value)
+        # uvicorn's own on_header, inlined: this runs for every header of every request.
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        elif name == b"content-length":
+            self.body_left = int(value)  # llhttp has checked it is a number
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.phase = BODY
@@ -207,6 +219,10 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.draining and self.cycle is not None:
             self.cycle.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        self.body_left -= len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self.phase = APP
