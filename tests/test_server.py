@@ -255,3 +255,19 @@ def test_pipelined_requests_are_all_answered_in_order(served):
     assert [code for code, _, _ in answers] == [200] * (len(ids) + 1)
     assert [headers["x-request-id"] for _, headers, _ in answers[:-1]] == ids
     assert json.loads(answers[-1][2])["model"] == "spam"
+
+
+def test_large_and_chunked_bodies_pass_whole(served):
+    body = json.dumps({"texts": ["free cash now " * 350] * 64}).encode()  # ~310 KB: parsed across slices
+    with served.connect() as s:
+        s.sendall(post("/v1/text/classify", body) + post("/v1/text/classify", TEXT))
+        answers = read_answers(s, 2)
+    assert [code for code, _, _ in answers] == [200, 200]
+    assert len(json.loads(answers[0][2])["predictions"]) == 64
+    chunks = [body[i : i + 7000] for i in range(0, len(body), 7000)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    head = b"POST /v1/text/classify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with served.connect() as s:
+        s.sendall(head + chunked)
+        code, _, answer = read_answers(s, 1)[0]
+    assert code == 200 and len(json.loads(answer)["predictions"]) == 64
