@@ -323,6 +323,33 @@ def big_bodies(repository: Path) -> list[Row]:
         return asyncio.run(run(port))
 
 
+def pipelining(repository: Path) -> list[Row]:
+    """One client pipelines requests for 14 s and never reads an answer (the write timeout is 10 s)."""
+
+    def rss_mb(pid: int) -> float:
+        return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+    with server(repository) as (port, proc):
+        before = rss_mb(proc.pid)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        stream, sent, peak, dropped = get("/v2/health/live") * 100, 0, before, None
+        start = time.monotonic()
+        while time.monotonic() - start < 14 and dropped is None:
+            try:
+                sent += s.send(stream[sent % len(stream) :])
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                dropped = time.monotonic() - start
+            peak = max(peak, rss_mb(proc.pid))
+        s.close()
+    label = "one client pipelining for 14 s, reading nothing"
+    return [(label, "server RSS growth / dropped after", f"{peak - before:.0f} MiB / {f'{dropped:.1f} s' if dropped else 'no'} ({sent / 1e6:.0f} MB sent)")]
+
+
 def protocol_cost(repository: Path) -> list[Row]:
     """CPU time per request of uvicorn's httptools protocol and of GuardedProtocol, in process (no sockets)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -377,6 +404,7 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "sigterm": lambda repo: sigterm(repo, "0") + sigterm(repo, "2"),
     "overload": overload,
     "big_bodies": big_bodies,
+    "pipelining": pipelining,
     "protocol_cost": protocol_cost,
 }
 
