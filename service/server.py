@@ -128,7 +128,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Drop the connection that has waited longest without sending a whole request head, if any."""
         oldest: GuardedProtocol | None = None
         for conn in self.connections:
-            if not isinstance(conn, GuardedProtocol) or conn.phase not in (HEADERS, IDLE) or conn.answered:
+            if not isinstance(conn, GuardedProtocol) or conn.phase not in (HEADERS, IDLE) or conn.answered is not None:
                 continue
             if now - conn.since >= EVICT_MIN_AGE_S and (oldest is None or conn.since < oldest.since):
                 oldest = conn
@@ -217,8 +217,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = BODY
         self.deadline = self.loop.time() + self.body_timeout_s
         super().on_headers_complete()
-        if self.draining and self.cycle is not None:
-            self.cycle.keep_alive = False
+        if self.draining and self.cycle is not None and not self.pipeline and not self.unparsed:
+            self.cycle.keep_alive = False  # the last request while draining: answered with Connection: close
 
     def on_body(self, body: bytes) -> None:
         self.body_left -= len(body)
@@ -243,6 +243,8 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._parse_bounded(held)
             if self.unparsed:
                 self.flow.pause_reading()
+        elif self.draining and not self.pipeline and self.cycle.response_complete and not self.transport.is_closing():
+            self.transport.close()  # the last pipelined request of a draining connection is answered
         # With a pipelined request already parsed the phase has moved on; only a finished one goes idle.
         if self.phase == APP and self.cycle.response_complete:
             self.phase = IDLE
@@ -309,7 +311,8 @@ class GuardedProtocol(HttpToolsProtocol):
         """Close if no request is in progress or waiting unread; otherwise answer it, then close."""
         self.draining = True
         if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False
+            if not self.pipeline and not self.unparsed:  # else on_response_complete closes after the last
+                self.cycle.keep_alive = False
         elif self.phase == HEADERS and self.header_bytes + self.raw_bytes > 0:
             pass  # a head is arriving: it is answered, or the header deadline closes it
         elif not self._unread_input():
