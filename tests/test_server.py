@@ -136,6 +136,8 @@ def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
         sockets = [served.connect(timeout=20) for _ in range(100)]
         for s in sockets:
             s.sendall(post("/v1/text/classify", TEXT))
+        piped = served.connect(timeout=20)  # pipelined, more than are parsed ahead of the running one
+        piped.sendall(post("/v1/text/classify", TEXT) * 30)
         served.proc.send_signal(signal.SIGTERM)
         if delay != "0":
             # For the shutdown delay readiness says 503 while new connections are still served.
@@ -150,6 +152,8 @@ def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
                 answers.append(type(exc).__name__)
             s.close()
         assert answers == [200] * len(sockets)
+        assert [code for code, _, _ in read_answers(piped, 30, timeout=20)] == [200] * 30
+        piped.close()
         assert served.proc.wait(timeout=30) == 0
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
@@ -271,3 +275,39 @@ def test_large_and_chunked_bodies_pass_whole(served):
         s.sendall(head + chunked)
         code, _, answer = read_answers(s, 1)[0]
     assert code == 200 and len(json.loads(answer)["predictions"]) == 64
+
+
+async def test_shutdown_answers_every_pipelined_request_before_closing():
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/slow":
+            await release.wait()
+        await hello(scope, receive, send)
+
+    config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
+    config.load()
+    server_end, client = socket.socketpair()
+    _, guarded = await loop.connect_accepted_socket(
+        lambda: GuardedProtocol(config=config, server_state=ServerState(), app_state={}), server_end
+    )
+    client.sendall(get("/slow") + get("/fast") * 1000)  # 35 KB: more than is parsed ahead of the running one
+    deadline = time.monotonic() + 5
+    while not guarded.pipeline and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    guarded.shutdown()  # SIGTERM while the first runs and the others wait
+    release.set()
+    client.setblocking(False)
+    answer = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = client.recv(65536)
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+            continue
+        if not chunk:
+            break
+        answer += chunk
+    client.close()
+    assert answer.count(b"HTTP/1.1 200") == 1001
