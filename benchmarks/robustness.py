@@ -61,7 +61,9 @@ def server(repository: Path, nofile: int | None = None, **env: str):
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit
+    )
     try:
         deadline = time.monotonic() + 120
         while asyncio.run(status_of(port, get("/v2/health/ready"), 2)) != 200:
@@ -174,9 +176,10 @@ def slow_bodies(repository: Path) -> list[Row]:
 def big_heads(repository: Path) -> list[Row]:
     async def run(port: int) -> list[Row]:
         rows = []
+        many = b"".join(b"X-%d: v\r\n" % i for i in range(10_000))
         for label, raw in (
             ("one 8 MB header", b"GET /v2/health/live HTTP/1.1\r\nX-Big: " + b"a" * 8_000_000 + b"\r\n\r\n"),
-            ("10,000 headers", b"GET /v2/health/live HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(10_000)) + b"\r\n"),
+            ("10,000 headers", b"GET /v2/health/live HTTP/1.1\r\n" + many + b"\r\n"),
         ):
             start = time.monotonic()
             code = await status_of(port, raw, 10)
@@ -195,7 +198,8 @@ def keep_alive(repository: Path) -> list[Row]:
         ok = sum(code == 200 for code, _ in answers)
         closed = await closed_by(conns, answered + 8)
         close_all(conns)
-        return [("2,000 kept-alive idle connections, keep-alive 5 s", "closed 8 s after their answer", f"{closed} of {ok} answered")]
+        label = "2,000 kept-alive idle connections, keep-alive 5 s"
+        return [(label, "closed 8 s after their answer", f"{closed} of {ok} answered")]
 
     with server(repository) as (port, _):
         return asyncio.run(run(port))
@@ -347,7 +351,8 @@ def pipelining(repository: Path) -> list[Row]:
             peak = max(peak, rss_mb(proc.pid))
         s.close()
     label = "one client pipelining for 14 s, reading nothing"
-    return [(label, "server RSS growth / dropped after", f"{peak - before:.0f} MiB / {f'{dropped:.1f} s' if dropped else 'no'} ({sent / 1e6:.0f} MB sent)")]
+    after = f"{dropped:.1f} s" if dropped else "no"
+    return [(label, "server RSS growth / dropped after", f"{peak - before:.0f} MiB / {after} ({sent / 1e6:.0f} MB sent)")]
 
 
 def protocol_cost(repository: Path) -> list[Row]:
@@ -391,7 +396,8 @@ def protocol_cost(repository: Path) -> list[Row]:
             stock.append(await per_request(HttpToolsProtocol))
             guarded.append(await per_request(GuardedProtocol))
         s, g = statistics.median(stock), statistics.median(guarded)
-        return [("HTTP protocol CPU per request (8 headers)", "uvicorn / guarded / added", f"{s:.1f} / {g:.1f} / {g - s:+.1f} us")]
+        label = "HTTP protocol CPU per request (8 headers)"
+        return [(label, "uvicorn / guarded / added", f"{s:.1f} / {g:.1f} / {g - s:+.1f} us")]
 
     return asyncio.run(run())
 

@@ -60,7 +60,8 @@ class ServerConfig(uvicorn.Config):
     """uvicorn's config plus the connection limits `GuardedProtocol` reads."""
 
     def __init__(self, app: Any, *, http: HttpSettings, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(app, http=GuardedProtocol, timeout_keep_alive=http.keep_alive_s, **kwargs)  # type: ignore[arg-type]
+        keep_alive = http.keep_alive_s
+        super().__init__(app, http=GuardedProtocol, timeout_keep_alive=keep_alive, **kwargs)  # type: ignore[arg-type]
         self.limits = http
         self.max_connections = max_connections
         self.full = canned_response(
@@ -278,7 +279,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         if now <= self.deadline:
             return
-        if self.flow.read_paused:  # the service is not reading (pipelining, a body not yet consumed): not the client's delay
+        if self.flow.read_paused:  # the service is not reading (pipelining, an unread body): not the client's delay
             self.deadline = now + (self.header_timeout_s if self.phase == HEADERS else self.body_timeout_s)
             return
         if self.phase == HEADERS:
