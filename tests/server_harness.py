@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -105,8 +106,11 @@ def wait_ready(served: Served, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def running_server(tmp: Path, **env: str) -> Iterator[Served]:
-    """`python -m service` on the tiny repository with extra `AXON_*` settings; killed on exit if still up."""
+def running_server(tmp: Path, nofile: tuple[int, int] | None = None, **env: str) -> Iterator[Served]:
+    """`python -m service` on the tiny repository with extra `AXON_*` settings; killed on exit if still up.
+
+    `nofile` starts it under that (soft, hard) open-file limit.
+    """
     repo = build_repository(tmp / "models")
     port = free_port()
     full_env = os.environ | {
@@ -121,7 +125,14 @@ def running_server(tmp: Path, **env: str) -> Iterator[Served]:
     }
     log_path = tmp / "server.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None,
+        )
     served = Served(port, proc, log_path)
     try:
         wait_ready(served)

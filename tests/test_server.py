@@ -311,3 +311,31 @@ async def test_shutdown_answers_every_pipelined_request_before_closing():
         answer += chunk
     client.close()
     assert answer.count(b"HTTP/1.1 200") == 1001
+
+
+def open_file_limit(pid: int) -> tuple[int, int]:
+    line = next(line for line in open(f"/proc/{pid}/limits") if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_open_file_limits_are_raised_and_the_cap_stays_below_them(tmp_path):
+    with running_server(tmp_path / "raised", nofile=(256, 1024)) as served:
+        assert open_file_limit(served.proc.pid) == (1024, 1024)
+    # Soft and hard 256: the cap is 128 connections, so 200 stalled sockets never exhaust the descriptors.
+    with running_server(tmp_path / "tight", nofile=(256, 256), AXON_HTTP__HEADER_TIMEOUT_S="60") as served:
+        stalled = []
+        for _ in range(200):
+            s = served.connect()
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            stalled.append(s)
+        deadline, got = time.monotonic() + 10, 0
+        while time.monotonic() < deadline and got != 200:
+            try:
+                got = status(served.request(get("/v2/health/live"), timeout=3))
+            except OSError:
+                got = 0
+        assert got == 200
+        for s in stalled:
+            s.close()
+        assert b"Too many open files" not in served.log.read_bytes()
