@@ -322,10 +322,10 @@ def open_file_limit(pid: int) -> tuple[int, int]:
 def test_open_file_limits_are_raised_and_the_cap_stays_below_them(tmp_path):
     with running_server(tmp_path / "raised", nofile=(256, 1024)) as served:
         assert open_file_limit(served.proc.pid) == (1024, 1024)
-    # Soft and hard 256: the cap is 128 connections, so 200 stalled sockets never exhaust the descriptors.
+    # Soft and hard 256: the cap is 128 connections, so 250 stalled sockets never exhaust the descriptors.
     with running_server(tmp_path / "tight", nofile=(256, 256), AXON_HTTP__HEADER_TIMEOUT_S="60") as served:
         stalled = []
-        for _ in range(200):
+        for _ in range(250):
             s = served.connect()
             s.sendall(b"GET / HTTP/1.1\r\n")
             stalled.append(s)
