@@ -1,59 +1,23 @@
 """`python -m service`: serve the model repository with uvicorn, shutting down gracefully on SIGTERM.
 
 On SIGTERM or Ctrl-C readiness turns 503 at once; after `shutdown_delay_s` (time for a load
-balancer to notice) uvicorn stops accepting connections, lets running requests finish (at most
-`drain_timeout_s`), and the app's lifespan drains every batcher before the process exits.
+balancer to notice) the connections waiting in the listen backlog are accepted, the listener closes,
+every request already received is answered (at most `drain_timeout_s`), and the app's lifespan drains
+every batcher before the process exits. Header and body deadlines, header limits and a connection cap
+(`AXON_HTTP__*`) hold on every connection.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
-from types import FrameType
-
-import uvicorn
 
 from service.app import create_app
 from service.logs import configure_logging
+from service.server import GracefulServer, ServerConfig, connection_cap, raise_fd_limit
 from service.settings import Settings, settings_table
 
 log = logging.getLogger("axon")
-
-
-class GracefulServer(uvicorn.Server):
-    """uvicorn.Server whose first signal drops readiness and delays the exit by `shutdown_delay_s`."""
-
-    def __init__(self, config: uvicorn.Config, on_signal, delay_s: float) -> None:
-        super().__init__(config)
-        self._on_signal = on_signal
-        self._delay_s = delay_s
-        self._signalled = False
-        self.exit_code = 0
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._signalled:  # a second signal: stop waiting for running requests
-            self.force_exit = True
-            return
-        self._signalled = True
-        # Only flag-setting here: a signal handler must not take locks (logging does).
-        self._on_signal()
-        if self._delay_s > 0:
-            timer = threading.Timer(self._delay_s, self._begin_exit)
-            timer.daemon = True
-            timer.start()
-        else:
-            self._begin_exit()
-
-    def _begin_exit(self) -> None:
-        # uvicorn then closes the listener, waits for running requests, and runs the lifespan shutdown.
-        self.should_exit = True
-
-    def fail(self, reason: str) -> None:
-        """End the process with a non-zero status (a start-up error such as a required GPU missing)."""
-        log.critical("exiting: %s", reason)
-        self.exit_code = 1
-        self.should_exit = True
 
 
 def main(argv: list[str]) -> int:
@@ -76,8 +40,14 @@ def main(argv: list[str]) -> int:
     def drop_readiness() -> None:
         state.draining = True
 
-    config = uvicorn.Config(
+    fd_limit = raise_fd_limit()
+    max_connections = connection_cap(settings.http.max_connections, fd_limit)
+    if max_connections < settings.http.max_connections:
+        log.warning("open-file limit %d allows only %d connections", fd_limit, max_connections)
+    config = ServerConfig(
         app,
+        http=settings.http,
+        max_connections=max_connections,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -58,6 +58,28 @@ class Limits(BaseModel):
     """Largest `top_k` a vision request may ask for."""
 
 
+class HttpSettings(BaseModel):
+    """Connection-level limits the HTTP server enforces before a request reaches the app (`python -m service`)."""
+
+    # The docstring under each field becomes its description (docs, `settings_table`).
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    header_timeout_s: float = Field(5.0, gt=0)
+    """Time from connecting (or from a kept-alive request's first byte) to the end of its headers; past it 408 and close."""
+    body_timeout_s: float = Field(10.0, gt=0)
+    """Time from the end of the headers to the end of the body (paused while the app is not reading); past it 408 and close."""
+    write_timeout_s: float = Field(10.0, gt=0)
+    """How long an answer may wait for a client that reads none of it; then the connection is dropped."""
+    keep_alive_s: float = Field(5.0, gt=0)
+    """An idle kept-alive connection is closed this long after its last answer."""
+    max_connections: int = Field(2048, ge=1)
+    """Open connections; capped below the open-file limit. Past it a stalled connection is dropped, else 503 at once."""
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    """Bytes of request line plus headers; past it 431 and close."""
+    max_headers: int = Field(100, ge=1)
+    """Header fields per request; past it 431 and close."""
+
+
 class AuthSettings(BaseModel):
     """Bearer tokens: inference is open without a token; management is closed without one."""
 
@@ -148,6 +170,8 @@ class Settings(BaseSettings):
     """After SIGTERM, how long readiness answers 503 while still accepting requests (for load balancers)."""
     drain_timeout_s: float = Field(30.0, gt=0)
     """After SIGTERM, how long queued and running requests may take to finish before the process exits."""
+    http: HttpSettings = HttpSettings()
+    """Connection timeouts and limits (`AXON_HTTP__HEADER_TIMEOUT_S`, `AXON_HTTP__MAX_CONNECTIONS`, ...)."""
 
     @field_validator("providers", "cors_origins", mode="before")
     @classmethod
