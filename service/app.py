@@ -14,6 +14,7 @@ from service.auth import add_cors, inference_dependency, local_management_allowe
 from service.handlers import install_error_handlers
 from service.lean import LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
 from service.state import AxonState
@@ -43,9 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="ONNX models over HTTP with dynamic batching",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # service/openapi.py serves the docs pages with local assets
+        redoc_url=None,
     )
     app.state.axon = state
     install_error_handlers(app)
+    install_docs(app)
     auth = settings.auth
     # No token configured: no dependency at all, so open inference pays nothing per request.
     inference = [Depends(inference_dependency(auth.inference_token))] if auth.inference_token else []
