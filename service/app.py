@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from PIL import Image
 
-from service.auth import add_cors, inference_dependency, management_dependency
+from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
 from service.handlers import install_error_handlers
 from service.lean import LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
 from service.state import AxonState
@@ -43,9 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="ONNX models over HTTP with dynamic batching",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # service/openapi.py serves the docs pages with local assets
+        redoc_url=None,
     )
     app.state.axon = state
     install_error_handlers(app)
+    install_docs(app)
     auth = settings.auth
     # No token configured: no dependency at all, so open inference pays nothing per request.
     inference = [Depends(inference_dependency(auth.inference_token))] if auth.inference_token else []
@@ -54,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     open_routers = [router for router, protect in protected if not protect]
     for router in ROUTERS:
         app.include_router(router, dependencies=[] if any(router is r for r in open_routers) else inference)
-    app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token))])
+    local = local_management_allowed(auth.local_management, settings.host)
+    app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token, local))])
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
     lean_routes = [*v2.LEAN_ROUTES, *vision.LEAN_ROUTES, *text.LEAN_ROUTES, *anomaly.LEAN_ROUTES]
     app.add_middleware(LeanRoutes, state=state, routes=lean_routes, token=auth.inference_token,

@@ -5,14 +5,25 @@ unload, index) is refused unless a management token is configured *and* presente
 wrong token answers 401 with `WWW-Authenticate: Bearer` (RFC 6750); management with no token
 configured answers 403, since no credential could succeed. Tokens are held as `SecretStr` (repr
 `'**********'`), compared with `secrets.compare_digest`, and never put in a message or a log.
+
+Local management (issue 12): so that train-then-load works on a developer's machine without a restart,
+a request from the machine itself may use the management API without the token when
+`auth.local_management` allows it. By default that is only while the server binds to a loopback
+address, where every client is local anyway; on a network interface (containers, 0.0.0.0) management
+stays closed. "From the machine itself" means all three: the peer is 127.0.0.0/8 or ::1, the Host header
+names a loopback host (a DNS-rebinding page gets its own name there), and no `Origin` header (browsers
+send one on every cross-site or scripted POST; curl, tritonclient and scripts do not), so a web page in
+the developer's browser cannot load or unload models. A reverse proxy on the same host makes remote
+clients look local: set `AXON_AUTH__LOCAL_MANAGEMENT=false` behind one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import FastAPI, Security
+from fastapi import FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
@@ -22,6 +33,7 @@ from service.errors import AuthError, Forbidden, Unauthorized
 
 REALM = "axon"
 AuthDependency = Callable[..., Awaitable[None]]
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -50,9 +62,13 @@ def check_inference(authorization: str | None, token: SecretStr | None) -> None:
     _demand(authorization, token, "inference")
 
 
-def check_management(authorization: str | None, token: SecretStr | None) -> None:
+def check_management(authorization: str | None, token: SecretStr | None, local: bool = False) -> None:
     """Allow management only with a configured management token, presented (Forbidden / Unauthorized)."""
     if token is None:
+        if local:
+            raise Forbidden(
+                "the management API is open only to requests from this machine (no management token is configured)"
+            )
         raise Forbidden("the management API is disabled: no management token is configured")
     _demand(authorization, token, "management")
 
@@ -68,13 +84,43 @@ def inference_dependency(token: SecretStr | str | None) -> AuthDependency:
     return require_inference_token
 
 
-def management_dependency(token: SecretStr | str | None) -> AuthDependency:
-    """A FastAPI dependency enforcing `check_management` with this token (None: always refused)."""
+def is_loopback(host: str | None) -> bool:
+    """Whether an address or host name is the machine itself (127.0.0.0/8, ::1, localhost)."""
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def local_management_allowed(setting: bool | None, bind_host: str) -> bool:
+    """The effective `local_management`: as set, or (None) on only while the server binds to loopback."""
+    return is_loopback(bind_host) if setting is None else setting
+
+
+def is_local_request(request: Request) -> bool:
+    """A request from this machine that no browser page sent: loopback peer, loopback Host, no Origin."""
+    peer = request.client.host if request.client else None
+    host = request.headers.get("host", "")
+    # "[::1]:8000" -> "[::1]", "localhost:8000" -> "localhost"
+    name = host.rpartition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    return is_loopback(peer) and is_loopback(name) and "origin" not in request.headers
+
+
+def management_dependency(token: SecretStr | str | None, local: bool = False) -> AuthDependency:
+    """A FastAPI dependency enforcing `check_management` with this token (None: refused), `local`: loopback exempt."""
     secret = _secret(token)
     scheme = HTTPBearer(auto_error=False, scheme_name="ManagementToken")
 
-    async def require_management_token(credentials: HTTPAuthorizationCredentials | None = Security(scheme)) -> None:
-        check_management(_header(credentials), secret)
+    async def require_management_token(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Security(scheme)
+    ) -> None:
+        if local and is_local_request(request):
+            return
+        check_management(_header(credentials), secret, local)
 
     return require_management_token
 
@@ -127,6 +173,17 @@ def _header(credentials: HTTPAuthorizationCredentials | None) -> str | None:
 
 
 __all__ = [
-    "AuthError", "Forbidden", "Unauthorized", "add_cors", "bearer_token", "check_inference", "check_management",
-    "inference_dependency", "management_dependency", "token_matches",
+    "AuthError",
+    "Forbidden",
+    "Unauthorized",
+    "add_cors",
+    "bearer_token",
+    "check_inference",
+    "check_management",
+    "inference_dependency",
+    "is_local_request",
+    "is_loopback",
+    "local_management_allowed",
+    "management_dependency",
+    "token_matches",
 ]

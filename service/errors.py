@@ -130,3 +130,10 @@ class NonFiniteOutput(InvalidInput):
     """The model answered NaN or infinity where the answer is JSON: strict JSON has no such numbers (README)."""
 
     code = "non_finite_output"
+
+
+class RepositoryMissing(AxonError):
+    """The model repository folder does not exist (a typo, or a start from another directory): nothing can serve."""
+
+    status_code = 503
+    code = "repository_missing"

@@ -32,13 +32,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.auth import check_inference
 from service.batcher import client_gone
 from service.core import OFFLOAD_BYTES
-from service.errors import AxonError, BadRequest, Overloaded
+from service.errors import AxonError, BadRequest, Overloaded, UnsupportedMediaType
 from service.handlers import HTTP_CODES, error_body
 from service.routes.common import ClientGone
 
 log = logging.getLogger("axon.lean")
 
 JSON = b"application/json"
+# Media types some lean route reads (no header at all is taken as JSON, as clients such as tritonclient send none).
+BODY_TYPES = frozenset({"application/json", "multipart/form-data", "application/octet-stream"})
 
 
 @dataclass
@@ -76,8 +78,18 @@ class Call:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
     async def body(self) -> bytes:
-        """The whole body (the body-limit middleware has bounded it)."""
+        """The whole body (the body-limit middleware has bounded it); 415 for a media type no lean route reads."""
         if self._body is None:
+            # --- issue 12.5: media type check, before a byte is read ---
+            # Every lean route reads JSON; vision also multipart (and narrows to those two itself), V2 also
+            # its binary extension. Anything else (text/plain, a form) is 415 here, not a 400/422 from parsing.
+            kind = (self.header("content-type") or "").split(";")[0].strip().lower()
+            if kind and kind not in BODY_TYPES and not kind.endswith("+json"):
+                raise UnsupportedMediaType(
+                    f"content type {kind!r} is not accepted; send application/json "
+                    "(or multipart/form-data to /v1/vision/classify)"
+                )
+            # --- end of the media type check ---
             chunks = []
             more = True
             while more:

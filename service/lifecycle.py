@@ -20,7 +20,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from service.errors import AxonError, ModelNotFound
+from service.errors import AxonError, ModelNotFound, RepositoryMissing
 from service.loader import Loader
 from service.model_config import CONFIG_FILE
 from service.naming import resolve_inside, validate_model_name
@@ -90,6 +90,17 @@ class Lifecycle:
         # Held while the start-up load runs: a load, unload or poll that arrives meanwhile waits for it
         # rather than racing it over the same version tables.
         self._startup = asyncio.Lock()
+
+    def check_root(self) -> None:
+        """Start-up check: the repository folder must exist (RepositoryMissing names where it was looked for)."""
+        if self.root.is_dir():
+            return
+        where = self.root if self.root.is_absolute() else f"{self.root} (resolved from {Path.cwd()})"
+        what = "is not a directory" if self.root.exists() else "does not exist"
+        raise RepositoryMissing(
+            f"the model repository {where} {what}: set AXON_MODEL_REPOSITORY to the folder holding "
+            "<name>/config.json, or start from the directory that holds it"
+        )
 
     async def load_all(self) -> None:
         """Start-up: load every model of the repository, one after the other, through the same path as `load`."""

@@ -78,7 +78,8 @@ class Loader:
         entry.batcher.start()
         self._metrics.watch_queue(d.name, d.version or 0, lambda b=entry.batcher: b.queued_rows)
         entry.state = ModelState.READY
-        log.info("%s ready on %s (batching %s)", entry.label, ", ".join(entry.providers), policy)
+        why = self._factory.explain(entry.providers) if self._factory is not None else ""
+        log.info("%s ready on %s (%s); batching %s", entry.label, ", ".join(entry.providers), why, policy)
         return entry
 
     async def retire(self, entry: ModelVersion) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from typing import ClassVar
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -23,7 +24,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id and any `extra` fields."""
 
     # uvicorn adds an ANSI-coloured copy of its messages; it is noise in JSON.
-    _standard = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+    _standard: ClassVar[set[str]] = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
     _standard |= {"message", "request_id", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
@@ -38,6 +39,21 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class ProbesAtDebug(logging.Filter):
+    """Access lines of health probes go to debug: a load balancer's probe every few seconds is not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = getattr(record, "path", None) or getattr(record, "route", None) or ""
+        if isinstance(path, str) and path.startswith(PROBE_PREFIX) and record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            # The logger's threshold was checked at INFO; check it again at the level the record now has.
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+PROBE_PREFIX = "/v2/health/"
 
 
 def configure_logging(level: str = "info", as_json: bool = False) -> None:
@@ -56,3 +72,6 @@ def configure_logging(level: str = "info", as_json: bool = False) -> None:
         logging.getLogger(name).propagate = True
     # Our middleware writes the access log with the request id; uvicorn's would be a second line.
     logging.getLogger("uvicorn.access").disabled = True
+    access = logging.getLogger("axon.access")
+    if not any(isinstance(f, ProbesAtDebug) for f in access.filters):
+        access.addFilter(ProbesAtDebug())

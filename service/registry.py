@@ -116,7 +116,9 @@ class ModelRegistry:
         if not table:
             if is_model_dir(self.root, name):
                 raise ModelNotReady(
-                    f"model '{name}' is in the repository but not loaded", headers={"Retry-After": RETRY_AFTER_S}
+                    f"model '{name}' has a folder in the repository but is not loaded: load it with "
+                    f"POST /v2/repository/models/{name}/load, or set AXON_REPOSITORY_POLL_INTERVAL_S",
+                    headers={"Retry-After": RETRY_AFTER_S},
                 )
             raise ModelNotFound(f"model '{name}' is not in the repository")
         return sorted(table.values(), key=lambda e: -1 if e.version is None else e.version, reverse=True)

@@ -2,14 +2,27 @@
 
 `onnxruntime-gpu` lists CUDA as *available* even on a machine without a GPU and then silently
 runs on CPU, so the providers in use are always read back from the session after it is created.
+
+ONNX Runtime's own log lines (such as `libcublasLt.so.13: cannot open shared object file` on every CPU
+start) are written by native code straight to file descriptor 2, in colour, past Python's logging: the
+Python API offers no log sink. So session creation runs with fd 2 captured (`native_stderr`), and each
+captured line is parsed, stripped of its ANSI codes and re-logged through logging (logger `onnxruntime`),
+where the service's plain or JSON format applies; a provider that did not load is reported once, with
+ONNX Runtime's reason, by `axon.runtime`. Sessions log only errors once they run (`log_severity_level`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import re
+import sys
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +31,7 @@ import onnxruntime as ort
 from service.settings import GPU_PROVIDERS, Settings
 
 log = logging.getLogger("axon.runtime")
+ort_log = logging.getLogger("onnxruntime")
 
 Tensors = dict[str, np.ndarray]
 RunFn = Callable[[Tensors], Tensors]
@@ -44,6 +58,74 @@ WARMUP_SEQUENCE = 16
 WARMUP_MAX_BYTES = 64 * 1024 * 1024
 
 
+# "2026-11-30 04:42:30.831297001 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 operator()] message"
+ORT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[([VIWEF]):onnxruntime:[^\]]*\] (.*)$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ORT_LEVELS = {"V": logging.DEBUG, "I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+# Session creation across threads takes turns while fd 2 is redirected: a process has one fd 2.
+_capture_lock = threading.Lock()
+
+
+@dataclass
+class NativeLog:
+    """What ONNX Runtime wrote to fd 2 while captured: (logging level, message) per line."""
+
+    records: list[tuple[int, str]] = field(default_factory=list)
+
+    def reason(self) -> str | None:
+        """The most telling error, for a provider that did not load ("libcublasLt.so.13: cannot open ...")."""
+        for level, message in self.records:
+            if level >= logging.ERROR:
+                return message.rpartition(" with error: ")[2].strip() or message
+        return next((m for lvl, m in self.records if lvl >= logging.WARNING), None)
+
+    def replay(self, quiet: bool = False) -> None:
+        """Log every line through `onnxruntime`; `quiet` puts them at debug (the caller has said it plainly)."""
+        for level, message in self.records:
+            ort_log.log(logging.DEBUG if quiet else level, message)
+
+
+def parse_native(text: str) -> tuple[NativeLog, str]:
+    """ONNX Runtime's lines (ANSI codes removed) and whatever else was written, unchanged."""
+    found, other = NativeLog(), []
+    open_colour = False  # inside a coloured ONNX Runtime message: it ends with the reset code "\x1b[m"
+    for raw in text.splitlines(keepends=True):
+        line = ANSI.sub("", raw).strip()
+        m = ORT_LINE.match(line)
+        if m:
+            found.records.append((ORT_LEVELS[m.group(1)], m.group(2)))
+            open_colour = raw.startswith("\x1b[") and "\x1b[m" not in raw
+        elif open_colour:
+            if line:
+                level, message = found.records[-1]
+                found.records[-1] = (level, f"{message} {line}")
+            open_colour = "\x1b[m" not in raw
+        elif line:
+            other.append(raw)
+    return found, "".join(other)
+
+
+@contextmanager
+def native_stderr() -> Iterator[NativeLog]:
+    """Capture fd 2 (native writes) for the block; ONNX Runtime's lines are parsed, anything else goes back out."""
+    captured = NativeLog()
+    with _capture_lock, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            found, other = parse_native(tmp.read().decode("utf-8", "replace"))
+            captured.records.extend(found.records)
+            if other:  # another thread's output (a log line) written while captured
+                os.write(2, other.encode("utf-8"))
+
+
 class GpuUnavailable(RuntimeError):
     """A GPU provider was required but the session came up without one."""
 
@@ -56,6 +138,10 @@ class SessionFactory:
         available = set(ort.get_available_providers())
         self._providers = [p for p in settings.providers if p in available]
         missing = [p for p in settings.providers if p not in available]
+        # Why a GPU provider asked for is not in use: not in this build, or (set by `create`) it did not load.
+        self.gpu_reason: str | None = None
+        if any(p in GPU_PROVIDERS for p in missing):
+            self.gpu_reason = f"this onnxruntime build has no {' or '.join(p for p in missing if p in GPU_PROVIDERS)}"
         if missing:
             log.warning("execution providers not in this onnxruntime build: %s", ", ".join(missing))
         if settings.require_gpu and not any(p in GPU_PROVIDERS for p in self._providers):
@@ -63,6 +149,8 @@ class SessionFactory:
         if not self._providers:
             raise ValueError(f"none of the providers {settings.providers} is available; have {sorted(available)}")
         self._lock = threading.Lock()
+        # Warnings and errors reach the capture around session creation; verbose output only when debugging.
+        ort.set_default_logger_severity(1 if settings.log_level == "debug" else 2)
 
     def options(self) -> ort.SessionOptions:
         """Session options for a long-running server sharing its CPUs with an event loop."""
@@ -71,12 +159,14 @@ class SessionFactory:
         opts.inter_op_num_threads = self._settings.inter_op_threads
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Once running, a session logs only errors: its output is not captured (see the module docstring).
+        opts.log_severity_level = 3
         # Spinning worker threads burn the cores the event loop and the other models need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         return opts
 
-    def _provider_args(self) -> list[str | tuple[str, dict]]:
+    def _provider_args(self) -> list[str | tuple[str, dict[str, str]]]:
         device = {"device_id": str(self._settings.gpu_device_id)}
         return [(p, device) if p in GPU_PROVIDERS else p for p in self._providers]
 
@@ -84,18 +174,38 @@ class SessionFactory:
         """Load one ONNX file; raise if a required GPU did not come up."""
         with self._lock:
             providers = self._provider_args()
-        session = ort.InferenceSession(str(model_file), sess_options=self.options(), providers=providers)
+        with native_stderr() as native:
+            session = ort.InferenceSession(str(model_file), sess_options=self.options(), providers=providers)
         in_use = session.get_providers()
         wanted_gpu = [p for p in self._providers if p in GPU_PROVIDERS]
-        if wanted_gpu and not any(p in GPU_PROVIDERS for p in in_use):
+        fell_back = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in in_use)
+        # On a fallback the reason goes into the one plain line below; ONNX Runtime's own lines stay at debug.
+        native.replay(quiet=fell_back)
+        if fell_back:
+            wanted = " and ".join(wanted_gpu)
+            why = native.reason() or "ONNX Runtime gave no reason"
             if self._settings.require_gpu:
-                wanted = " and ".join(wanted_gpu)
-                raise GpuUnavailable(f"{wanted} did not load (session runs on {in_use}) and require_gpu is set")
+                raise GpuUnavailable(f"{wanted} did not load ({why}; session runs on {in_use}) and require_gpu is set")
+            self.gpu_reason = f"{wanted} did not load: {why}"
             with self._lock:
                 # Asking again would make ONNX Runtime log the same load failure for every model.
                 self._providers = [p for p in self._providers if p not in GPU_PROVIDERS] or ["CPUExecutionProvider"]
-            log.warning("%s requested but not usable here; falling back to %s", ", ".join(wanted_gpu), in_use)
+            log.warning(
+                "%s requested but not usable here (%s): every model runs on %s; set AXON_PROVIDERS=%s to skip "
+                "the attempt, AXON_REQUIRE_GPU=true to refuse",
+                wanted,
+                why,
+                ", ".join(in_use),
+                ",".join(in_use),
+            )
         return session
+
+    def explain(self, in_use: Sequence[str]) -> str:
+        """Why a session runs on the providers it got, in words for the start-up log."""
+        asked = ", ".join(self._settings.providers)
+        if any(p in GPU_PROVIDERS for p in in_use) or not any(p in GPU_PROVIDERS for p in self._settings.providers):
+            return f"the first of AXON_PROVIDERS ({asked}) that loaded"
+        return f"CPU fallback: {self.gpu_reason or 'the GPU provider did not load'}"
 
 
 def session_runner(session: ort.InferenceSession) -> RunFn:
@@ -137,7 +247,7 @@ def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:
     while size < max_batch_size:
         sizes.append(size)
         size *= 2
-    return sizes + [max_batch_size]
+    return [*sizes, max_batch_size]
 
 
 def warm_up(

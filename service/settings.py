@@ -90,6 +90,8 @@ class AuthSettings(BaseModel):
     """Token the inference API (task endpoints, /v1/models, /v2 metadata and infer) demands; None leaves it open."""
     management_token: SecretStr | None = None
     """Token the repository API (index, load, unload) demands; None keeps that API refused (403)."""
+    local_management: bool | None = None
+    """Loopback clients may use the repository API without the token; None: only while `host` is a loopback address."""
     protect_health: bool = False
     """Put /v2/health/* behind the inference token too (load balancer probes then need it)."""
     protect_metrics: bool = False

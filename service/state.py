@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Request
 
+from service.auth import local_management_allowed
 from service.batcher import Arrivals
 from service.core import Dataplane
+from service.errors import AxonError, RepositoryMissing
 from service.lifecycle import Lifecycle
 from service.loader import Loader
 from service.metrics import Metrics
@@ -34,24 +37,59 @@ class AxonState:
         self.loaded = False
         self.draining = False
         self.fatal: str | None = None
-        self.load_task: asyncio.Task | None = None
+        self.load_task: asyncio.Task[None] | None = None
         # Set by `python -m service` so a start-up error (require_gpu without a GPU) ends the process.
         self.on_fatal: Callable[[str], None] | None = None
 
     async def load_models(self) -> None:
-        """Load the whole repository; runs in the background so liveness answers during start-up."""
+        """Load the whole repository; runs in the background so liveness answers during start-up.
+
+        A missing repository folder is fatal (issue 12): a typo or a start from another directory never
+        heals by waiting, so `python -m service` exits with the reason at once instead of serving nothing
+        while looking healthy; an app without that hook stays not ready with the reason.
+        """
         try:
+            self.lifecycle.check_root()
             await self.lifecycle.load_all()
-        except GpuUnavailable as exc:
-            self.fatal = str(exc)
-            log.critical("start-up failed: %s", exc)
+        except (GpuUnavailable, RepositoryMissing) as exc:
+            self.fatal = exc.message if isinstance(exc, RepositoryMissing) else str(exc)
+            log.critical("start-up failed: %s", self.fatal)
             if self.on_fatal:
                 self.on_fatal(self.fatal)
             return
         self.loaded = True
         self.lifecycle.start_polling()
-        ready = sum(e.state is ModelState.READY for e in self.registry.entries())
-        log.info("model repository loaded: %d of %d versions ready", ready, len(self.registry.entries()))
+        self._report()
+
+    def _report(self) -> None:
+        """Say at start-up what serves, what does not, and which task defaults nothing answers for."""
+        entries = self.registry.entries()
+        ready = sum(e.state is ModelState.READY for e in entries)
+        root = self.lifecycle.root
+        log.info("model repository %s loaded: %d of %d versions ready", root, ready, len(entries))
+        if not entries:
+            log.error("the model repository %s holds no model (no <name>/config.json): not ready until one loads", root)
+        for task, default in self.defaults().items():
+            if not default["resolved"]:
+                log.warning("default %s model '%s' does not serve: %s", task, default["model"], default["reason"])
+        auth = self.settings.auth
+        if local_management_allowed(auth.local_management, self.settings.host):
+            log.info("management API: open to requests from this machine without a token (loopback bind)")
+        elif auth.management_token is None:
+            log.info("management API: closed (set AXON_AUTH__MANAGEMENT_TOKEN to load and unload models)")
+
+    def defaults(self) -> dict[str, dict[str, Any]]:
+        """Each task's default model, whether the registry holds it, and if not why (for /v1/models and start-up)."""
+        out: dict[str, dict[str, Any]] = {}
+        for task, name in self.settings.default_models.model_dump().items():
+            view: dict[str, Any] = {"model": name, "resolved": name in self.registry.names()}
+            if not view["resolved"]:
+                try:
+                    self.registry.versions(name)
+                except AxonError as exc:  # not in the repository (404) or on disk but not loaded (503)
+                    view["reason"] = exc.message
+            out[task] = view
+        return out
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the server takes traffic, and why not."""
@@ -64,6 +102,8 @@ class AxonState:
             if not loading:
                 return False, "scanning the model repository"
             return False, f"models are still loading ({loading} versions to go)"
+        if not self.registry.entries():
+            return False, f"the model repository {self.lifecycle.root} holds no model"
         if self.settings.strict_readiness and not self.registry.all_ready():
             bad = [e.label for e in self.registry.entries() if e.state is not ModelState.READY]
             return False, f"not every model is ready: {', '.join(bad)}"
@@ -84,4 +124,5 @@ class AxonState:
 
 def axon(request: Request) -> AxonState:
     """The state of the app serving this request."""
-    return request.app.state.axon
+    state: AxonState = request.app.state.axon
+    return state

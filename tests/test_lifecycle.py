@@ -186,7 +186,7 @@ async def test_a_retired_version_waits_for_requests_that_already_chose_it(repo):
             for _ in range(20):  # let the unload run as far as it can without this request letting go
                 await asyncio.sleep(0)
             assert not unloading.done()
-            with pytest.raises(ModelNotReady, match="in the repository but not loaded"):
+            with pytest.raises(ModelNotReady, match="has a folder in the repository but is not loaded"):
                 state.registry.get("digits")  # new requests no longer get it (503: it is unloaded, not gone)
             result = await entry.batcher.submit({"image": IMAGE}, 5.0)  # but this one still gets its answer
             assert result.outputs["logits"].shape == (1, 10)

@@ -57,7 +57,11 @@ async def test_unload_then_load_again(repo):
     # Unloaded is not gone: the repository still holds it, so clients are told to come back (503), not 404.
     for answer in gone:
         assert answer.status_code == 503, answer.text
-        assert answer.json() == {"error": "model 'digits' is in the repository but not loaded", "code": "model_not_ready"}
+        assert answer.json() == {
+            "error": "model 'digits' has a folder in the repository but is not loaded: load it with "
+            "POST /v2/repository/models/digits/load, or set AXON_REPOSITORY_POLL_INTERVAL_S",
+            "code": "model_not_ready",
+        }
         assert answer.headers["Retry-After"].isdigit()
     assert unknown.status_code == 404 and unknown.json()["error"] == "model 'nope' is not in the repository"
     assert row == [{"name": "digits", "state": "UNAVAILABLE", "reason": "unloaded"}]

@@ -59,6 +59,8 @@ def server(repository: Path, tmp_path_factory) -> Iterator[str]:
         "AXON_MODEL_REPOSITORY": str(repository),
         "AXON_PROVIDERS": "CPUExecutionProvider",
         "AXON_AUTH__MANAGEMENT_TOKEN": MANAGEMENT,
+        # As on a network interface: the token is the only way in (loopback clients are exempt by default).
+        "AXON_AUTH__LOCAL_MANAGEMENT": "false",
         "AXON_ACCESS_LOG": "false",
     }
     log_path = tmp_path_factory.mktemp("server") / "server.log"

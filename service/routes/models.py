@@ -53,9 +53,14 @@ def describe_model(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("")
-async def list_models(request: Request) -> dict[str, list[dict[str, Any]]]:
-    """Every model in the repository (loading, ready or unavailable with its reason)."""
-    return {"models": [describe_model(name, request) for name in axon(request).registry.names()]}
+async def list_models(request: Request) -> dict[str, Any]:
+    """Every model in the repository (loading, ready or unavailable with its reason), and each task's default
+    model with `resolved: false` and the reason when no model of that name is loaded."""
+    state = axon(request)
+    return {
+        "models": [describe_model(name, request) for name in state.registry.names()],
+        "defaults": state.defaults(),
+    }
 
 
 @router.get("/{name}")
