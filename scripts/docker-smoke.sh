@@ -10,8 +10,9 @@
 #   7. optional (AXON_SMOKE_TRAINER=1): build the trainer, `compose run trainer rebuild --only
 #      thyroid-autoencoder` into the models volume, and watch the running api load the new version,
 #   8. optional (AXON_SMOKE_REPLICAS=1): the `replicas` profile, 3 api replicas behind nginx (deploy/nginx),
-#      with closed-loop traffic through nginx while one replica is stopped: 0 failed requests required
-#      (AXON_SMOKE_REPLICAS_OUT=FILE keeps the throughput and latency figures as JSON),
+#      with closed-loop traffic through nginx (benchmarks/capacity.py load) while one replica is stopped: 0
+#      failed requests required; a one-replica run first calibrates the capacity model, whose prediction
+#      of the three-replica run is printed (AXON_SMOKE_REPLICAS_OUT=DIR keeps the figures as JSON),
 #   9. graceful stop, `docker compose down -v`, and stop the engine if this script started it.
 #
 #   sudo scripts/docker-smoke.sh            # AXON_SMOKE_KEEP=1 leaves the stack and engine running
@@ -35,6 +36,7 @@ REPLICAS="${AXON_SMOKE_REPLICAS:-0}"
 LB_PORT="${AXON_SMOKE_LB_PORT:-18080}"
 REPLICA_SECONDS="${AXON_SMOKE_REPLICA_SECONDS:-30}"
 REPLICA_CONCURRENCY="${AXON_SMOKE_REPLICA_CONCURRENCY:-16}"
+CALIBRATION_SECONDS="${AXON_SMOKE_CALIBRATION_SECONDS:-15}"
 # Where pip finds the CPU torch wheel for the trainer when download.pytorch.org is unreachable.
 TORCH_WHEELS="${AXON_SMOKE_TORCH_WHEELS:-/opt/wheels}"
 PIP_CERT_FILE="${AXON_PIP_CERT:-$("$PYTHON" -m pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}"
@@ -376,118 +378,59 @@ PY
 fi
 
 if [[ "$REPLICAS" == 1 ]]; then
-    step "replicas profile: 3 api replicas behind nginx, one stopped mid-run, 0 failed requests"
+    step "replicas profile: api replicas behind nginx; 1 replica (calibration), then 3 with one stopped mid-run"
     "${BUILD[@]}" -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t axon-lb:smoke deploy/nginx >/dev/null
     echo "nginx: $(docker run --rm --entrypoint nginx axon-lb:smoke -v 2>&1) on $BASE_IMAGE"
     export AXON_LB_IMAGE=axon-lb:smoke AXON_LB_PUBLISH="127.0.0.1:$LB_PORT"
+    replica_out="${AXON_SMOKE_REPLICAS_OUT:-$(mktemp -d /tmp/axon-replicas.XXXXXX)}"
+    mkdir -p "$replica_out"
+    replica_names() {
+        for id in $("${COMPOSE[@]}" --profile replicas ps -q api-replica); do
+            docker inspect --format '{{.Name}}' "$id" | sed 's|^/||'
+        done | sort
+    }
+    lb_name="$(printf '%s-lb-1' "$PROJECT")"
+    # Calibration: one replica alone behind nginx, the figures the capacity model predicts from.
     t0=$SECONDS
-    "${COMPOSE[@]}" --profile replicas up -d --no-build --pull never --wait --wait-timeout 300 api-replica lb 2>&1 \
-        | sed 's/^/  /'
-    echo "3 replicas healthy and nginx up after $((SECONDS - t0)) s"
-    replicas=()
-    for id in $("${COMPOSE[@]}" --profile replicas ps -q api-replica); do
-        replicas+=("$(docker inspect --format '{{.Name}}={{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id" | sed 's|^/||')")
-    done
-    [[ ${#replicas[@]} -eq 3 ]] || die "expected 3 replicas, found ${#replicas[@]}"
-    "$PYTHON" - "http://127.0.0.1:$LB_PORT" "$AXON_DATASETS" "$REPLICA_SECONDS" "$REPLICA_CONCURRENCY" \
-        "${AXON_SMOKE_REPLICAS_OUT:-}" "${replicas[@]}" <<'PY'
-"""Closed-loop load through nginx; a third of the way in, `docker stop` one replica. Every request must succeed."""
-import base64, gzip, io, json, subprocess, sys, threading, time, urllib.error, urllib.request
-from collections import Counter
-from pathlib import Path
+    AXON_REPLICAS=1 "${COMPOSE[@]}" --profile replicas up -d --no-build --pull never --wait --wait-timeout 300 \
+        api-replica lb 2>&1 | grep -vE 'Waiting|Creat|Starting' | sed 's/^/  /'
+    echo "1 replica and nginx up after $((SECONDS - t0)) s"
+    mapfile -t names < <(replica_names)
+    "$PYTHON" benchmarks/capacity.py load "http://127.0.0.1:$LB_PORT" --datasets "$AXON_DATASETS" \
+        --seconds "$CALIBRATION_SECONDS" --concurrency "$REPLICA_CONCURRENCY" --replica "${names[0]}" --lb "$lb_name" \
+        --out "$replica_out/calibration.json"
+    # Three replicas; nginx resolves the service name once, at start, so it restarts to see them all.
+    t0=$SECONDS
+    AXON_REPLICAS=3 "${COMPOSE[@]}" --profile replicas up -d --no-build --pull never --wait --wait-timeout 300 \
+        --no-recreate api-replica 2>&1 | grep -vE 'Waiting|Creat|Starting|Running' | sed 's/^/  /'
+    "${COMPOSE[@]}" --profile replicas restart lb >/dev/null 2>&1
+    mapfile -t names < <(replica_names)
+    [[ ${#names[@]} -eq 3 ]] || die "expected 3 replicas, found ${#names[@]}: ${names[*]}"
+    echo "3 replicas up after $((SECONDS - t0)) s: ${names[*]}"
+    "$PYTHON" benchmarks/capacity.py load "http://127.0.0.1:$LB_PORT" --datasets "$AXON_DATASETS" \
+        --seconds "$REPLICA_SECONDS" --concurrency "$REPLICA_CONCURRENCY" \
+        --replica "${names[0]}" --replica "${names[1]}" --replica "${names[2]}" --lb "$lb_name" \
+        --stop "${names[0]}" --out "$replica_out/replicas.json"
+    "$PYTHON" - "$replica_out/replicas.json" <<'PY'
+"""0 failed requests; traffic on all 3 before the stop, none on the stopped one after; it exited 0 (drained)."""
+import json, sys
 
-import numpy as np
-from PIL import Image
-
-url, datasets, seconds, concurrency, out = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-replicas = dict(r.split("=", 1) for r in sys.argv[6:])  # container name -> address
-by_addr = {addr: name for name, addr in replicas.items()}
-
-with gzip.open(datasets / "mnist_test10k/train8k-images-idx3-ubyte.gz") as f:
-    digit = np.frombuffer(f.read(), np.uint8, offset=16)[:784].reshape(28, 28)
-buf = io.BytesIO()
-Image.fromarray(digit, mode="L").save(buf, format="PNG")
-sms = [l.split("\t", 1)[1] for l in (datasets / "sms_spam/SMSSpamCollection.tsv").read_text("utf-8").split("\n")[1:50] if "\t" in l]
-row = [float(v) for v in (datasets / "thyroid_ann/ann-train.data").read_text().split("\n")[0].rstrip(",").split(",")[:21]]
-mix = [("/v1/vision/classify", {"images": [base64.b64encode(buf.getvalue()).decode()]}),
-       ("/v1/text/classify", {"texts": [sms[0]]}), ("/v1/anomaly/score", {"samples": [row]})]
-bodies = [(path, json.dumps(body).encode()) for path, body in mix]
-
-results, lock = [], threading.Lock()  # (start, seconds, path, status, upstream)
-t_start = time.monotonic()
-deadline = t_start + seconds
-
-
-def client(k: int) -> None:
-    i = k
-    while time.monotonic() < deadline:
-        path, body = bodies[i % len(bodies)]
-        i += 1
-        req = urllib.request.Request(url + path, body, {"Content-Type": "application/json"})
-        t0 = time.monotonic()
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                r.read()
-                status, upstream = r.status, r.headers.get("X-Axon-Upstream", "")
-        except urllib.error.HTTPError as e:
-            status, upstream = e.code, e.headers.get("X-Axon-Upstream", "")
-        except OSError as e:
-            status, upstream = f"{type(e).__name__}: {e}", ""
-        with lock:
-            results.append((t0 - t_start, time.monotonic() - t0, path, status, upstream))
-
-
-threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(concurrency)]
-for t in threads:
-    t.start()
-victim = sorted(replicas)[0]
-time.sleep(seconds / 3)
-stop_at = time.monotonic() - t_start
-stopper = subprocess.run(["docker", "stop", victim], capture_output=True, text=True)
-stopped_at = time.monotonic() - t_start
-for t in threads:
-    t.join()
-if stopper.returncode != 0:
-    sys.exit(f"FAILED: docker stop {victim}: {stopper.stderr}")
-exit_code = subprocess.run(["docker", "inspect", "--format", "{{.State.ExitCode}}", victim], capture_output=True, text=True).stdout.strip()
-
-
-def figures(rows):
-    lat = np.array([r[1] for r in rows]) * 1000
-    span = (max(r[0] + r[1] for r in rows) - min(r[0] for r in rows)) if rows else 0
-    return {"requests": len(rows), "rps": round(len(rows) / span, 1) if span else 0.0,
-            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1)}
-
-
-failed = [r for r in results if r[3] != 200]
-retried = [r for r in results if "," in r[4]]
-served_by = lambda rows: Counter(by_addr.get(r[4].split(",")[-1].strip().rsplit(":", 1)[0], r[4]) for r in rows)
-before = [r for r in results if r[0] + r[1] < stop_at]
-during = [r for r in results if stop_at <= r[0] < stopped_at]
-after = [r for r in results if r[0] >= stopped_at]
-print(f"  {len(results)} requests in {seconds:.0f} s at concurrency {concurrency} (mix: vision, text, anomaly; one row each)")
-print(f"  docker stop {victim} at {stop_at:.1f} s, exited (code {exit_code}) at {stopped_at:.1f} s")
-for name, rows in (("before the stop", before), ("while stopping", during), ("after the stop", after)):
-    if rows:
-        f = figures(rows)
-        print(f"  {name:16s} {f['requests']:5d} req  {f['rps']:6.1f} req/s  p50 {f['p50_ms']:6.1f} ms  p99 {f['p99_ms']:7.1f} ms"
-              f"  served by {dict(sorted(served_by(rows).items()))}")
-print(f"  passed on to another replica by nginx: {len(retried)}; failed: {len(failed)}")
-for r in failed[:10]:
-    print(f"    FAILED {r[2]} at {r[0]:.2f} s: {r[3]} (upstream {r[4]!r})")
-if out:
-    Path(out).write_text(json.dumps({"concurrency": concurrency, "replicas": len(replicas), "before_stop": figures(before),
-                                     "after_stop": figures(after), "failed": len(failed), "retried": len(retried)}, indent=1))
-if failed:
-    sys.exit(f"FAILED: {len(failed)} of {len(results)} requests failed while a replica stopped")
-if len(served_by(before)) != 3:
-    sys.exit(f"FAILED: before the stop, traffic reached {dict(served_by(before))}, not all 3 replicas")
-if victim in served_by(after):
-    sys.exit(f"FAILED: {victim} answered after it exited")
-if exit_code != "0":
-    sys.exit(f"FAILED: {victim} exited with {exit_code}, not 0 (drain)")
-print("  0 failed requests while a replica stopped")
+run = json.load(open(sys.argv[1]))
+stopped = run["stopped"]["name"]
+if run["failed_count"]:
+    sys.exit(f"FAILED: {run['failed_count']} of {run['requests']} requests failed while a replica stopped")
+if len(run["served_by_in_window"]) != 3:
+    sys.exit(f"FAILED: before the stop, traffic reached {run['served_by_in_window']}, not all 3 replicas")
+if stopped in run["after_stop"]["served_by"]:
+    sys.exit(f"FAILED: {stopped} answered after it exited")
+if run["stopped"]["exit_code"] != 0:
+    sys.exit(f"FAILED: {stopped} exited with {run['stopped']['exit_code']}, not 0 (drain)")
+print(f"  0 failed requests of {run['requests']} while {stopped} stopped ({run['retried']} passed on by nginx)")
 PY
+    # The capacity model's check: the 3-replica window predicted from the 1-replica calibration.
+    "$PYTHON" benchmarks/capacity.py check --calibration "$replica_out/calibration.json" \
+        --run "$replica_out/replicas.json" | sed 's/^/  /' || true
+    echo "figures kept in $replica_out"
     "${COMPOSE[@]}" --profile replicas stop lb api-replica >/dev/null 2>&1
 fi
 
