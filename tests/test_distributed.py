@@ -203,3 +203,12 @@ def test_torchrun_trains_and_only_rank_0_writes_the_repository(tmp_path):
     card = json.loads((tmp_path / "thyroid-ddp" / "1" / "card.json").read_text())
     assert card["training"]["world_size"] == WORLD
     assert done.stdout.count("thyroid-ddp") == 1  # one table line: the worker printed nothing
+
+
+def test_only_train_runs_under_torchrun(monkeypatch, capsys, tmp_path):
+    from training.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["rebuild", "--dry-run", "--repository", str(tmp_path)]) == 2
+    assert "only `train` runs under torchrun, not `rebuild`" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
