@@ -461,7 +461,8 @@ def test_training_job_validates_against_the_pytorchjob_crd() -> None:
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_training_job_pods_validate_against_kubernetes_schemas(version: str) -> None:
     for role, replica in training_job()["spec"]["pytorchReplicaSpecs"].items():
-        pod = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role.lower()}, "template": replica["template"]}
+        pod = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role.lower()}}
+        pod["template"] = replica["template"]
         kubernetes_validate.validate(pod, version, strict=True)
 
 
