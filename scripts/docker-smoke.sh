@@ -9,7 +9,11 @@
 #      (a local image of Debian's prometheus stands in for prom/prometheus; AXON_SMOKE_MONITORING=0 skips),
 #   7. optional (AXON_SMOKE_TRAINER=1): build the trainer, `compose run trainer rebuild --only
 #      thyroid-autoencoder` into the models volume, and watch the running api load the new version,
-#   8. graceful stop, `docker compose down -v`, and stop the engine if this script started it.
+#   8. optional (AXON_SMOKE_REPLICAS=1): the `replicas` profile, 3 api replicas behind nginx (deploy/nginx),
+#      with closed-loop traffic through nginx (benchmarks/capacity.py load) while one replica is stopped: 0
+#      failed requests required; a one-replica run first calibrates the capacity model, whose prediction
+#      of the three-replica run is printed (AXON_SMOKE_REPLICAS_OUT=DIR keeps the figures as JSON),
+#   9. graceful stop, `docker compose down -v`, and stop the engine if this script started it.
 #
 #   sudo scripts/docker-smoke.sh            # AXON_SMOKE_KEEP=1 leaves the stack and engine running
 #
@@ -27,6 +31,12 @@ PROJECT="axon-smoke"
 MONITORING="${AXON_SMOKE_MONITORING:-1}"
 TRAINER="${AXON_SMOKE_TRAINER:-0}"
 PROM_PORT="${AXON_SMOKE_PROMETHEUS_PORT:-19090}"
+# AXON_SMOKE_REPLICAS=1: the `replicas` profile (3 api replicas behind nginx), with one stopped under load.
+REPLICAS="${AXON_SMOKE_REPLICAS:-0}"
+LB_PORT="${AXON_SMOKE_LB_PORT:-18080}"
+REPLICA_SECONDS="${AXON_SMOKE_REPLICA_SECONDS:-30}"
+REPLICA_CONCURRENCY="${AXON_SMOKE_REPLICA_CONCURRENCY:-16}"
+CALIBRATION_SECONDS="${AXON_SMOKE_CALIBRATION_SECONDS:-15}"
 # Where pip finds the CPU torch wheel for the trainer when download.pytorch.org is unreachable.
 TORCH_WHEELS="${AXON_SMOKE_TORCH_WHEELS:-/opt/wheels}"
 PIP_CERT_FILE="${AXON_PIP_CERT:-$("$PYTHON" -m pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}"
@@ -72,7 +82,7 @@ else
 fi
 COMPOSE+=(-p "$PROJECT" -f docker-compose.yml)
 # Teardown must reach the profiled services too.
-ALL_PROFILES=(--profile monitoring --profile train)
+ALL_PROFILES=(--profile monitoring --profile train --profile replicas)
 echo "build: ${BUILD[*]}"
 echo "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short))"
 
@@ -365,6 +375,63 @@ req = urllib.request.Request(f"{url}/v1/anomaly/score", body, {"Content-Type": "
 out = json.load(urllib.request.urlopen(req, timeout=30))
 print(f"  api now serves versions {versions}; scored with v{out['version']}: {out['results'][0]}")
 PY
+fi
+
+if [[ "$REPLICAS" == 1 ]]; then
+    step "replicas profile: api replicas behind nginx; 1 replica (calibration), then 3 with one stopped mid-run"
+    "${BUILD[@]}" -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t axon-lb:smoke deploy/nginx >/dev/null
+    echo "nginx: $(docker run --rm --entrypoint nginx axon-lb:smoke -v 2>&1) on $BASE_IMAGE"
+    export AXON_LB_IMAGE=axon-lb:smoke AXON_LB_PUBLISH="127.0.0.1:$LB_PORT"
+    replica_out="${AXON_SMOKE_REPLICAS_OUT:-$(mktemp -d /tmp/axon-replicas.XXXXXX)}"
+    mkdir -p "$replica_out"
+    replica_names() {
+        for id in $("${COMPOSE[@]}" --profile replicas ps -q api-replica); do
+            docker inspect --format '{{.Name}}' "$id" | sed 's|^/||'
+        done | sort
+    }
+    lb_name="$(printf '%s-lb-1' "$PROJECT")"
+    # Calibration: one replica alone behind nginx, the figures the capacity model predicts from.
+    t0=$SECONDS
+    AXON_REPLICAS=1 "${COMPOSE[@]}" --profile replicas up -d --no-build --pull never --wait --wait-timeout 300 \
+        api-replica lb 2>&1 | grep -vE 'Waiting|Creat|Starting' | sed 's/^/  /'
+    echo "1 replica and nginx up after $((SECONDS - t0)) s"
+    mapfile -t names < <(replica_names)
+    "$PYTHON" benchmarks/capacity.py load "http://127.0.0.1:$LB_PORT" --datasets "$AXON_DATASETS" \
+        --seconds "$CALIBRATION_SECONDS" --concurrency "$REPLICA_CONCURRENCY" --replica "${names[0]}" --lb "$lb_name" \
+        --out "$replica_out/calibration.json"
+    # Three replicas; nginx resolves the service name once, at start, so it restarts to see them all.
+    t0=$SECONDS
+    AXON_REPLICAS=3 "${COMPOSE[@]}" --profile replicas up -d --no-build --pull never --wait --wait-timeout 300 \
+        --no-recreate api-replica 2>&1 | grep -vE 'Waiting|Creat|Starting|Running' | sed 's/^/  /'
+    "${COMPOSE[@]}" --profile replicas restart lb >/dev/null 2>&1
+    mapfile -t names < <(replica_names)
+    [[ ${#names[@]} -eq 3 ]] || die "expected 3 replicas, found ${#names[@]}: ${names[*]}"
+    echo "3 replicas up after $((SECONDS - t0)) s: ${names[*]}"
+    "$PYTHON" benchmarks/capacity.py load "http://127.0.0.1:$LB_PORT" --datasets "$AXON_DATASETS" \
+        --seconds "$REPLICA_SECONDS" --concurrency "$REPLICA_CONCURRENCY" \
+        --replica "${names[0]}" --replica "${names[1]}" --replica "${names[2]}" --lb "$lb_name" \
+        --stop "${names[0]}" --out "$replica_out/replicas.json"
+    "$PYTHON" - "$replica_out/replicas.json" <<'PY'
+"""0 failed requests; traffic on all 3 before the stop, none on the stopped one after; it exited 0 (drained)."""
+import json, sys
+
+run = json.load(open(sys.argv[1]))
+stopped = run["stopped"]["name"]
+if run["failed_count"]:
+    sys.exit(f"FAILED: {run['failed_count']} of {run['requests']} requests failed while a replica stopped")
+if len(run["served_by_in_window"]) != 3:
+    sys.exit(f"FAILED: before the stop, traffic reached {run['served_by_in_window']}, not all 3 replicas")
+if stopped in run["after_stop"]["served_by"]:
+    sys.exit(f"FAILED: {stopped} answered after it exited")
+if run["stopped"]["exit_code"] != 0:
+    sys.exit(f"FAILED: {stopped} exited with {run['stopped']['exit_code']}, not 0 (drain)")
+print(f"  0 failed requests of {run['requests']} while {stopped} stopped ({run['retried']} passed on by nginx)")
+PY
+    # The capacity model's check: the 3-replica window predicted from the 1-replica calibration.
+    "$PYTHON" benchmarks/capacity.py check --calibration "$replica_out/calibration.json" \
+        --run "$replica_out/replicas.json" | sed 's/^/  /' || true
+    echo "figures kept in $replica_out"
+    "${COMPOSE[@]}" --profile replicas stop lb api-replica >/dev/null 2>&1
 fi
 
 step "graceful stop: SIGTERM drops readiness at once, requests still served for the delay, exit 0"

@@ -438,3 +438,56 @@ def test_checkov_config_skips_only_documented_checks() -> None:
     for check in config.get("skip-check", []):
         assert check in readme, f"{check} is skipped without a reason in deploy/kubernetes/README.md"
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The distributed training job (a plain manifest, not a kustomization: it needs the training operator)
+
+TRAINING_JOB = K8S / "training/pytorchjob.yaml"
+
+
+def training_job() -> Obj:
+    return yaml.safe_load(TRAINING_JOB.read_text())
+
+
+def test_training_job_validates_against_the_pytorchjob_crd() -> None:
+    job = training_job()
+    validate_custom(job)
+    job["spec"]["pytorchReplicaSpecs"]["Worker"]["replica"] = 3  # the field is replicas
+    with pytest.raises(jsonschema.ValidationError, match="replica"):
+        validate_custom(job)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_training_job_pods_validate_against_kubernetes_schemas(version: str) -> None:
+    for role, replica in training_job()["spec"]["pytorchReplicaSpecs"].items():
+        pod = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role.lower()}}
+        pod["template"] = replica["template"]
+        kubernetes_validate.validate(pod, version, strict=True)
+
+
+def test_training_job_runs_torchrun_on_the_training_cli_with_a_global_batch_that_divides() -> None:
+    from training.cli import build_parser
+
+    job = training_job()
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert set(specs) == {"Master", "Worker"} and specs["Master"]["replicas"] == 1
+    nproc = int(job["spec"]["nprocPerNode"])
+    world = nproc * sum(s["replicas"] for s in specs.values())
+    for role, replica in specs.items():
+        spec = replica["template"]["spec"]
+        (trainer,) = spec["containers"]
+        assert trainer["name"] == "pytorch", "the operator injects the rendezvous into the container named pytorch"
+        assert trainer["command"] == ["torchrun"] and trainer["args"][:2] == ["-m", "training"]
+        args = build_parser().parse_args(trainer["args"][2:])  # a misspelt flag fails here
+        assert args.command == "train" and args.batch_size % world == 0, (role, args.batch_size, world)
+        assert str(args.repository) == "/models"
+        assert nproc <= int(trainer["resources"]["limits"]["cpu"]), "one core per process"
+        ctx, pod = trainer["securityContext"], spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        mounts = {m["mountPath"]: m for m in trainer["volumeMounts"]}
+        assert {"/tmp", "/dev/shm", "/models"} <= set(mounts)
+        claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]}
+        assert claims[mounts["/models"]["name"]] == "axon-models", "the claim the serving pods poll"

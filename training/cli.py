@@ -28,6 +28,7 @@ EPILOG = """examples:
       --text-column text --label-column label --header --delimiter ,
   python -m training evaluate sms-spam-transformer --dataset sms --data ../shared/datasets/sms_spam/SMSSpamCollection.tsv
   python -m training export --checkpoint run.pt --like models/sentiment-gru/1
+  torchrun --nproc_per_node=2 -m training train my-digits --family cnn --dataset mnist  # data-parallel
   python -m training list
   python -m training datasets list                         # where each dataset comes from, its licence and files
 """
@@ -356,11 +357,36 @@ COMMANDS = {"rebuild": cmd_rebuild, "train": cmd_train, "evaluate": cmd_evaluate
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the sub-command; a missing dataset is one line on stderr, exit 2."""
     args = build_parser().parse_args(argv)
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        return run_distributed(args)
     try:
         return COMMANDS[args.command](args)
     except (DatasetError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def run_distributed(args: argparse.Namespace) -> int:
+    """One process of `torchrun --nproc_per_node=N -m training train ...`: join the group, train, leave.
+
+    Only `train` runs data-parallel: `rebuild` trains several models one after another, and worker
+    ranks leave after the first one's fit (see `training.distributed`).
+    """
+    from training import distributed
+
+    if args.command != "train":
+        print(f"error: only `train` runs under torchrun, not `{args.command}`", file=sys.stderr)
+        return 2
+    rank = distributed.init_from_env()
+    try:
+        return COMMANDS[args.command](args)
+    except distributed.WorkerDone:
+        return 0  # rank 0 evaluates and writes; this rank's share of the training is done
+    except (DatasetError, FileNotFoundError) as exc:
+        print(f"error (rank {rank.rank}): {exc}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":
