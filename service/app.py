@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from PIL import Image
 
+from service import __version__
 from service.auth import add_cors, inference_dependency, management_dependency
 from service.handlers import install_error_handlers
 from service.lean import LeanRoutes
@@ -17,6 +18,7 @@ from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
 from service.state import AxonState
+from service.tasks import lean_routes
 
 ROUTERS = (health.router, metrics.router, models.router, vision.router, text.router, anomaly.router, v2.router)
 
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Axon",
         summary="ONNX models over HTTP with dynamic batching",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.axon = state
@@ -56,8 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[] if any(router is r for r in open_routers) else inference)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token))])
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
-    lean_routes = [*v2.LEAN_ROUTES, *vision.LEAN_ROUTES, *text.LEAN_ROUTES, *anomaly.LEAN_ROUTES]
-    app.add_middleware(LeanRoutes, state=state, routes=lean_routes, token=auth.inference_token,
+    app.add_middleware(LeanRoutes, state=state, routes=[*v2.LEAN_ROUTES, *lean_routes()], token=auth.inference_token,
                        max_in_flight=settings.max_requests_in_flight)
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)

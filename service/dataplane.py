@@ -1,44 +1,42 @@
 """The protocol-free data plane: find the model, check it is ready, pre-process, batch, post-process.
 
-Every route (task endpoints now, V2 inference next) calls into this one class, so model lookup,
-batching, per-phase metrics and error accounting exist once.
+Every front end calls into this one class: the task endpoints run a task module's `Job`, the V2
+protocol hands over raw tensors, and model metadata and readiness are answered here too, so model
+lookup, batching, per-phase metrics and error accounting exist once and a gRPC front end can reuse them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from service import __version__
 from service.batcher import BatchResult
-from service.errors import AxonError, InvalidInput, NonFiniteOutput, WrongTask
+from service.errors import AxonError, ModelNotReady, NonFiniteOutput, VersionNotFound, WrongTask
 from service.metrics import Metrics
-from service.model_config import SeriesPreprocessing, Task
-from service.preprocessing import (
-    ImageCodec,
-    SeriesCodec,
-    TabularCodec,
-    TextCodec,
-    classifications,
-    sample_scores,
-    series_scores,
-    text_classifications,
-)
-from service.registry import ModelRegistry, ModelVersion
+from service.naming import validate_model_name, validate_version
+from service.registry import ModelRegistry, ModelState, ModelVersion, batch_policy
 from service.runtime import Tensors
 from service.settings import Settings
 from service.signature import check_inputs, check_outputs
+from service.v2.datamodels import ModelMetadataResponse, ServerMetadataResponse, TensorMetadata
+
+if TYPE_CHECKING:
+    from service.tasks.base import Job  # task modules import the lean path, which imports this module
 
 # The metric label of every model name the repository does not know (issue 8.9: bounded label sets).
 UNKNOWN_MODEL = "unknown"
 # Above this many payload bytes, pre-processing moves to a worker thread so the event loop keeps serving.
 OFFLOAD_BYTES = 64 * 1024
-
-Encode = Callable[[ModelVersion], Tensors]
-Decode = Callable[[ModelVersion, Tensors], dict[str, Any]]
+SERVER_NAME = "axon"
+# Triton's names for the V2 protocol extensions this server implements.
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 def check_finite(entry: ModelVersion, outputs: Tensors) -> None:
@@ -51,65 +49,104 @@ def check_finite(entry: ModelVersion, outputs: Tensors) -> None:
             )
 
 
+def name_and_version(name: str, version: str | int | None) -> tuple[str, int | None]:
+    """Client-given name and version, checked before anything looks them up (400 when malformed)."""
+    return validate_model_name(name), (None if version is None else validate_version(version))
+
+
+@dataclass
+class _Outcome:
+    """What one request is counted as: its model label and its status."""
+
+    label: str
+    status: int = 500
+
+
 class Dataplane:
-    """Runs one prediction end to end and accounts for it in the metrics."""
+    """Runs one prediction end to end and accounts for it in the metrics; answers metadata and readiness."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
 
-    def resolve(self, task: Task | None, name: str | None, version: int | None) -> ModelVersion:
-        """The ready version serving this request (the task's default model when none is named)."""
-        if name is None:
-            if task is None:
-                raise InvalidInput("a model name is required")
-            name = getattr(self.settings.default_models, task)
+    def resolve(self, task: str | None, name: str, version: int | None) -> ModelVersion:
+        """The ready version serving this request; a task request must name a model of that task."""
         entry = self.registry.get(name, version)
         assert entry.config is not None
         if task is not None and entry.config.task != task:
             raise WrongTask(f"model '{entry.name}' is a {entry.config.task} model, not a {task} model")
         return entry
 
-    async def run(
-        self, endpoint: str, task: Task | None, name: str | None, version: int | None,
-        encode: Encode, decode: Decode, payload_bytes: int = 0,
-    ) -> dict[str, Any]:
-        """Find -> check ready -> encode -> batch -> decode, timing each phase."""
+    def default_model(self, job: Job) -> str:
+        """The model a task request names, else the default its task module reads from settings."""
+        return job.model if job.model is not None else str(getattr(self.settings.default_models, job.default_model))
+
+    async def predict(self, job: Job) -> dict[str, Any]:
+        """Find -> check ready -> encode -> batch -> answer, timing each phase."""
         start = time.perf_counter()
-        label = name or (getattr(self.settings.default_models, task) if task else "")
-        status = 500
-        try:
-            entry = self.resolve(task, name, version)
-            label = entry.name
+        name = self.default_model(job)
+        with self._counted(job.task, name) as outcome:
+            entry = self.resolve(job.task, name, job.version)
+            outcome.label = entry.name
             assert entry.batcher is not None
             t_pre = time.perf_counter()
             # Held until answered: a reload swapping this version out lets this request finish on it.
             with entry.hold():
-                inputs = await asyncio.to_thread(encode, entry) if payload_bytes > OFFLOAD_BYTES else encode(entry)
+                inputs = await asyncio.to_thread(job.encode, entry) if job.size > OFFLOAD_BYTES else job.encode(entry)
                 t_queued = time.perf_counter()
                 result: BatchResult = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
             t_done = time.perf_counter()
             check_finite(entry, result.outputs)
-            body = {"model": entry.name, "version": entry.version, **decode(entry, result.outputs)}
+            body = {"model": entry.name, "version": entry.version, **job.answer(entry, result.outputs)}
             end = time.perf_counter()
-            self.metrics.observe_phases(label, {
+            self.metrics.observe_phases(entry.name, {
                 "preprocess": t_queued - t_pre,
                 "queue": result.queue_s,
                 "inference": result.inference_s,
                 "postprocess": end - t_done,
                 "total": end - start,
-            })
-            status = 200
+            })  # fmt: skip
             return body
+
+    async def infer(
+        self, endpoint: str, name: str, version: int | None, inputs: Tensors, decode_s: float = 0.0,
+        outputs: list[str] | None = None,
+    ) -> tuple[ModelVersion, BatchResult]:
+        """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue."""
+        start = time.perf_counter()
+        with self._counted(endpoint, name):
+            entry = self.resolve(None, name, version)
+            assert entry.batcher is not None and entry.config is not None and entry.codec is not None
+            inputs = check_inputs(entry.config, inputs, entry.label)
+            entry.codec.check(inputs, entry.label)
+            check_outputs(entry.config, outputs or [], entry.label)
+            with entry.hold():
+                result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
+            self.metrics.observe_phases(entry.name, {
+                "preprocess": decode_s,
+                "queue": result.queue_s,
+                "inference": result.inference_s,
+                "total": decode_s + time.perf_counter() - start,
+            })  # fmt: skip
+            return entry, result
+
+    @contextmanager
+    def _counted(self, endpoint: str, label: str) -> Iterator[_Outcome]:
+        """Count the request under its status once it ends: 200, the AxonError's status, 499 or 500."""
+        outcome = _Outcome(label)
+        try:
+            yield outcome
+            outcome.status = 200
         except AxonError as exc:
-            status = exc.status_code
+            outcome.status = exc.status_code
             raise
         except asyncio.CancelledError:
-            status = 499  # nginx's "client closed request": the client left before its answer
+            outcome.status = 499  # nginx's "client closed request": the client left before its answer
             raise
         finally:
-            self.metrics.count_request(label if status == 200 else self.metric_label(label), endpoint, status)
+            label = outcome.label if outcome.status == 200 else self.metric_label(outcome.label)
+            self.metrics.count_request(label, endpoint, outcome.status)
 
     def metric_label(self, name: str) -> str:
         """`name` if the repository knows that model, else UNKNOWN_MODEL: clients cannot grow the label set."""
@@ -119,110 +156,47 @@ class Dataplane:
             return UNKNOWN_MODEL
         return name
 
-    async def infer(
-        self, endpoint: str, name: str, version: int | None, inputs: Tensors, decode_s: float = 0.0,
-        outputs: list[str] | None = None,
-    ) -> tuple[ModelVersion, BatchResult]:
-        """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue."""
-        start = time.perf_counter()
-        status = 500
-        try:
-            entry = self.resolve(None, name, version)
-            assert entry.batcher is not None and entry.config is not None
-            vocab = entry.codec.tokenizer.get_vocab_size() if isinstance(entry.codec, TextCodec) else None
-            inputs = check_inputs(entry.config, inputs, entry.label, vocab)
-            check_outputs(entry.config, outputs or [], entry.label)
-            with entry.hold():
-                result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
-            self.metrics.observe_phases(entry.name, {
-                "preprocess": decode_s,
-                "queue": result.queue_s,
-                "inference": result.inference_s,
-                "total": decode_s + time.perf_counter() - start,
-            })
-            status = 200
-            return entry, result
-        except AxonError as exc:
-            status = exc.status_code
-            raise
-        except asyncio.CancelledError:
-            status = 499
-            raise
-        finally:
-            self.metrics.count_request(name if status == 200 else self.metric_label(name), endpoint, status)
+    # --- metadata and readiness (V2 REST now, gRPC next) -------------------------------------------
 
-    # --- tasks -----------------------------------------------------------------------------------
+    def server_metadata(self) -> ServerMetadataResponse:
+        """The server's name, version and the protocol extensions it supports."""
+        return ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
-    async def classify_images(
-        self, images: list[bytes], model: str | None, version: int | None, top_k: int
-    ) -> dict[str, Any]:
-        """Vision: encoded images -> labels with probabilities and the top k."""
-        self._check_top_k(top_k)
+    def described(self, name: str, version: int | None) -> ModelVersion:
+        """The version metadata describes: the one asked for, else the newest ready (else the newest) one."""
+        entries = self.registry.versions(name)
+        if version is not None:
+            found = [e for e in entries if e.version == version]
+            if not found:
+                raise VersionNotFound(f"model '{name}' has no version {version}")
+            return found[0]
+        return next((e for e in entries if e.state is ModelState.READY), entries[0])
 
-        def encode(entry: ModelVersion) -> Tensors:
-            assert isinstance(entry.codec, ImageCodec)
-            return entry.codec.encode(images)
+    def model_metadata(self, name: str, version: str | int | None = None) -> ModelMetadataResponse:
+        """Tensors, ready versions, platform and serving parameters of a model (or one version of it)."""
+        model, number = name_and_version(name, version)
+        entry = self.described(model, number)
+        config = entry.config
+        if config is None:
+            raise ModelNotReady(f"{entry.label} has no usable config: {entry.reason}")
+        ready = [str(e.version) for e in self.registry.versions(model) if e.state is ModelState.READY]
+        policy = batch_policy(config, self.settings)
+        return ModelMetadataResponse(
+            name=model,
+            versions=ready,
+            platform=config.platform,
+            inputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=t.dims) for t in config.inputs],
+            outputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=t.dims) for t in config.outputs],
+            parameters={
+                "task": config.task,
+                "state": entry.state.value,
+                "max_batch_size": policy.max_batch_size,
+                "providers": ",".join(entry.providers),
+            },
+        )
 
-        def decode(entry: ModelVersion, outputs: Tensors) -> dict[str, Any]:
-            logits = outputs[entry.config.outputs[0].name]
-            return {"predictions": classifications(logits, entry.config.labels, top_k)}
-
-        return await self.run("vision", "vision", model, version, encode, decode, sum(map(len, images)))
-
-    async def classify_texts(self, texts: list[str], model: str | None, version: int | None) -> dict[str, Any]:
-        """Text: strings -> labels with every label's probability."""
-
-        def encode(entry: ModelVersion) -> Tensors:
-            assert isinstance(entry.codec, TextCodec)
-            return entry.codec.encode(texts)
-
-        def decode(entry: ModelVersion, outputs: Tensors) -> dict[str, Any]:
-            logits = outputs[entry.config.outputs[0].name]
-            return {"predictions": text_classifications(logits, entry.config.labels)}
-
-        return await self.run("text", "text", model, version, encode, decode, sum(map(len, texts)))
-
-    async def score_samples(self, samples: list[list[float]], model: str | None, version: int | None) -> dict[str, Any]:
-        """Tabular anomaly: rows -> reconstruction error and verdict per row."""
-
-        def encode(entry: ModelVersion) -> Tensors:
-            if not isinstance(entry.codec, TabularCodec):
-                raise InvalidInput(f"model '{entry.name}' scores series; send 'series', not 'samples'")
-            return entry.codec.encode(samples)
-
-        def decode(entry: ModelVersion, outputs: Tensors) -> dict[str, Any]:
-            spec = entry.config.anomaly
-            return {"threshold": spec.threshold, "results": sample_scores(outputs[spec.score_output], spec.threshold)}
-
-        return await self.run("anomaly", "anomaly", model, version, encode, decode, 8 * sum(map(len, samples)))
-
-    async def score_series(
-        self, series: list[float], timestamps: list[Any] | None, model: str | None, version: int | None,
-    ) -> dict[str, Any]:
-        """Time-series anomaly: points -> per-point scores and anomalous segments."""
-        if timestamps is not None and len(timestamps) != len(series):
-            raise InvalidInput(f"'timestamps' has {len(timestamps)} entries but 'series' has {len(series)} points")
-
-        def encode(entry: ModelVersion) -> Tensors:
-            if not isinstance(entry.codec, SeriesCodec):
-                raise InvalidInput(f"model '{entry.name}' scores tabular samples; send 'samples', not 'series'")
-            return entry.codec.encode(series)
-
-        def decode(entry: ModelVersion, outputs: Tensors) -> dict[str, Any]:
-            spec = entry.config.anomaly
-            assert isinstance(entry.config.preprocessing, SeriesPreprocessing)
-            window_scores = outputs[spec.score_output]
-            results, found = series_scores(window_scores, len(series), entry.config.preprocessing, spec.threshold)
-            if timestamps is not None:
-                for row, ts in zip(results, timestamps):
-                    row["timestamp"] = ts
-                for seg in found:
-                    seg["start_timestamp"], seg["end_timestamp"] = timestamps[seg["start"]], timestamps[seg["end"]]
-            return {"threshold": spec.threshold, "results": results, "segments": found}
-
-        model = model or self.settings.default_models.series
-        return await self.run("anomaly", "anomaly", model, version, encode, decode, 8 * len(series))
-
-    def _check_top_k(self, top_k: int) -> None:
-        if not 1 <= top_k <= self.settings.limits.max_top_k:
-            raise InvalidInput(f"top_k must be between 1 and {self.settings.limits.max_top_k}, got {top_k}")
+    def model_ready(self, name: str, version: str | int | None = None) -> str:
+        """The model's name when it (or that version) serves; 404 unknown, 503 with the reason when not ready."""
+        model, number = name_and_version(name, version)
+        self.registry.get(model, number)
+        return model

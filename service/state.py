@@ -9,12 +9,12 @@ from collections.abc import Callable
 from fastapi import Request
 
 from service.batcher import Arrivals
-from service.core import Dataplane
+from service.dataplane import Dataplane
+from service.errors import GpuUnavailable
 from service.lifecycle import Lifecycle
 from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
-from service.runtime import GpuUnavailable
 from service.settings import Settings
 
 log = logging.getLogger("axon.state")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from service.scoring import point_scores, segments
+from modelrepo.scoring import point_scores, segments
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:

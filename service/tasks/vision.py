@@ -1,42 +1,44 @@
-"""Protocol-free pre- and post-processing per task: raw client values in, model tensors out, and back.
+"""The vision task: images in (multipart files or base64 JSON), labels with probabilities and the top k out.
 
-Every function reproduces the training side exactly (see the model repository contract): images
-are decoded with Pillow, converted, resized bilinearly, scaled and normalised; texts go through the
-version's own `tokenizer.json`; tabular rows and series are standardised with the exported
-statistics. Bad client values raise `InvalidInput` / `PayloadTooLarge` / `UnsupportedMediaType`
-with a message naming the offending item.
+Images are decoded with Pillow, converted, resized bilinearly, scaled and normalised exactly as training
+prepared them (see the model repository contract); a bad image is refused with a message naming it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tokenizers import Tokenizer
+from pydantic import BaseModel, ConfigDict, StrictStr, with_config
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from typing_extensions import TypedDict
 
-from service import scoring
+from modelrepo import scoring
+from modelrepo.config import ImagePreprocessing, ModelConfig
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.model_config import (
-    ImagePreprocessing,
-    ModelConfig,
-    SeriesPreprocessing,
-    TabularPreprocessing,
-    TextPreprocessing,
-)
+from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
+from service.tasks.base import Codec, Task, label_of
+from service.tasks.request import Counts, pick, query_int, read_request
 
+if TYPE_CHECKING:
+    from service.registry import ModelVersion
+
+PATH = "/v1/vision/classify"
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
-MASK_INPUT = "attention_mask"
+DEFAULT_TOP_K = 5
 
 
-def _input_names(config: ModelConfig) -> list[str]:
-    return [t.name for t in config.inputs]
-
-
-# --- images ---------------------------------------------------------------------------------------
+# --- codec ----------------------------------------------------------------------------------------
 
 
 def decode_image(data: bytes, spec: ImagePreprocessing, limits: Limits, index: int = 0) -> np.ndarray:
@@ -73,14 +75,13 @@ def decode_image(data: bytes, spec: ImagePreprocessing, limits: Limits, index: i
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
-class ImageCodec:
+class ImageCodec(Codec):
     """Encoded images -> the model's image tensor (N, C, H, W)."""
 
-    def __init__(self, config: ModelConfig, limits: Limits) -> None:
+    def __init__(self, config: ModelConfig, version_dir: Path, limits: Limits) -> None:
+        super().__init__(config, version_dir, limits)
         assert isinstance(config.preprocessing, ImagePreprocessing)
         self.spec = config.preprocessing
-        self.input = _input_names(config)[0]
-        self.limits = limits
 
     def encode(self, images: list[bytes]) -> Tensors:
         """Decode every image; the first bad one decides the error."""
@@ -91,185 +92,160 @@ class ImageCodec:
         return {self.input: np.stack([decode_image(b, self.spec, self.limits, i) for i, b in enumerate(images)])}
 
 
-# --- texts ----------------------------------------------------------------------------------------
+# --- answers --------------------------------------------------------------------------------------
 
 
-class TextCodec:
-    """Texts -> `input_ids` and `attention_mask` (int64), truncated to max_length, padded to this request's longest."""
+@with_config(ConfigDict(extra="forbid"))
+class Ranked(TypedDict):
+    """A label and its probability."""
 
-    def __init__(self, config: ModelConfig, version_dir: Path, limits: Limits) -> None:
-        assert isinstance(config.preprocessing, TextPreprocessing)
-        self.spec = config.preprocessing
-        self.limits = limits
-        names = _input_names(config)
-        self.mask_input = MASK_INPUT if MASK_INPUT in names else None
-        self.ids_input = next(n for n in names if n != MASK_INPUT)
-        self.tokenizer = Tokenizer.from_file(str(version_dir / self.spec.tokenizer))
-        self.tokenizer.enable_truncation(self.spec.max_length)
-        self.tokenizer.no_padding()
-        # [PAD], [UNK], [CLS]...: a row made only of these carries nothing the model learnt from.
-        self.special_ids = {i for i, tok in self.tokenizer.get_added_tokens_decoder().items() if tok.special}
-
-    @property
-    def pad_values(self) -> dict[str, float]:
-        """What the batcher pads each input with when rows of different lengths share a batch."""
-        pads = {self.ids_input: self.spec.pad_id}
-        if self.mask_input:
-            pads[self.mask_input] = 0
-        return pads
-
-    def encode(self, texts: list[str]) -> Tensors:
-        """Tokenize; a text with no real (non-special) token is refused."""
-        if not texts:
-            raise InvalidInput("'texts' must hold at least one text")
-        if len(texts) > self.limits.max_texts:
-            raise PayloadTooLarge(f"{len(texts)} texts in one request; the limit is {self.limits.max_texts}")
-        for i, text in enumerate(texts):
-            if len(text) > self.limits.max_text_chars:
-                raise PayloadTooLarge(f"text {i} has {len(text)} characters; the limit is {self.limits.max_text_chars}")
-        if self.spec.lowercase:
-            texts = [t.lower() for t in texts]
-        encodings = self.tokenizer.encode_batch(texts)
-        for i, enc in enumerate(encodings):
-            if all(i in self.special_ids for i in enc.ids):
-                raise InvalidInput(
-                    f"text {i} has no token the model knows after tokenization (empty or only whitespace)"
-                )
-        width = max(len(enc.ids) for enc in encodings)
-        ids = np.full((len(texts), width), self.spec.pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        for i, enc in enumerate(encodings):
-            ids[i, : len(enc.ids)] = enc.ids
-            mask[i, : len(enc.ids)] = 1
-        tensors = {self.ids_input: ids}
-        if self.mask_input:
-            tensors[self.mask_input] = mask
-        return tensors
+    label: str
+    score: float
 
 
-# --- anomaly: tabular rows and series -------------------------------------------------------------
+@with_config(ConfigDict(extra="forbid"))
+class VisionPrediction(TypedDict):
+    """Best label, its probability, and the k best labels."""
+
+    label: str
+    score: float
+    top_k: list[Ranked]
 
 
-def _finite(values: np.ndarray, what: str) -> None:
-    if not np.isfinite(values).all():
-        where = np.argwhere(~np.isfinite(values))[0].tolist()
-        raise InvalidInput(f"{what} holds a non-finite value at {where}")
+@with_config(ConfigDict(extra="forbid"))
+class VisionResponse(TypedDict):
+    """Predictions in the order of the request's images."""
+
+    model: str
+    version: int
+    predictions: list[VisionPrediction]
 
 
-class TabularCodec:
-    """Rows in the dataset's column order -> standardised float32 (N, F)."""
-
-    def __init__(self, config: ModelConfig, limits: Limits) -> None:
-        assert isinstance(config.preprocessing, TabularPreprocessing)
-        self.spec = config.preprocessing
-        self.input = _input_names(config)[0]
-        self.limits = limits
-        self.mean = np.asarray(self.spec.mean, np.float64)
-        # A constant column was exported with scale 0 or 1; never divide by zero.
-        scale = np.asarray(self.spec.scale, np.float64)
-        self.scale = np.where(scale == 0, 1.0, scale)
-
-    def encode(self, samples: list[list[float]]) -> Tensors:
-        """Check the shape and values of every row, then standardise."""
-        if not samples:
-            raise InvalidInput("'samples' must hold at least one row")
-        if len(samples) > self.limits.max_samples:
-            raise PayloadTooLarge(f"{len(samples)} samples in one request; the limit is {self.limits.max_samples}")
-        n = len(self.spec.features)
-        for i, row in enumerate(samples):
-            if len(row) != n:
-                raise InvalidInput(f"sample {i} has {len(row)} features; the model expects {n}")
-        x = np.asarray(samples, dtype=np.float64)
-        _finite(x, "'samples'")
-        return {self.input: ((x - self.mean) / self.scale).astype(np.float32)}
-
-
-class SeriesCodec:
-    """A univariate series -> normalised windows (n_windows, window, 1) cut with `scoring.cut_windows`."""
-
-    def __init__(self, config: ModelConfig, limits: Limits) -> None:
-        assert isinstance(config.preprocessing, SeriesPreprocessing)
-        self.spec = config.preprocessing
-        self.input = _input_names(config)[0]
-        self.trailing = [d for d in config.inputs[0].dims[1:]]
-        self.limits = limits
-
-    def encode(self, series: list[float]) -> Tensors:
-        """Check length and values, normalise, and cut into windows."""
-        if len(series) > self.limits.max_series_length:
-            raise PayloadTooLarge(f"the series has {len(series)} points; the limit is {self.limits.max_series_length}")
-        if len(series) < self.spec.window:
-            raise InvalidInput(f"the series has {len(series)} points; the model needs at least {self.spec.window}")
-        values = np.asarray(series, dtype=np.float64)
-        _finite(values, "'series'")
-        std = self.spec.std if self.spec.std else 1.0
-        windows = scoring.cut_windows((values - self.spec.mean) / std, self.spec.window, self.spec.stride)
-        shape = [self.spec.window if d == -1 else d for d in self.trailing] if self.trailing else [self.spec.window]
-        return {self.input: windows.reshape(len(windows), *shape).astype(np.float32)}
-
-
-Codec = ImageCodec | TextCodec | TabularCodec | SeriesCodec
-
-
-def build_codec(config: ModelConfig, version_dir: Path, limits: Limits) -> Codec:
-    """The codec a version's preprocessing section calls for."""
-    kind = config.preprocessing.kind
-    if kind == "image":
-        return ImageCodec(config, limits)
-    if kind == "text":
-        return TextCodec(config, version_dir, limits)
-    if kind == "tabular":
-        return TabularCodec(config, limits)
-    return SeriesCodec(config, limits)
-
-
-# --- post-processing ------------------------------------------------------------------------------
-
-
-def _label(labels: list[str], index: int) -> str:
-    return labels[index] if index < len(labels) else str(index)
-
-
-def classifications(logits: np.ndarray, labels: list[str], top_k: int) -> list[dict]:
+def classifications(logits: np.ndarray, labels: list[str], top_k: int) -> list[VisionPrediction]:
     """Vision answers: best label, its probability, and the top k (label, score) pairs."""
     probs = scoring.softmax(logits.astype(np.float64))
-    return [
-        {
-            "label": _label(labels, best[0][0]),
-            "score": best[0][1],
-            "top_k": [{"label": _label(labels, i), "score": p} for i, p in best],
-        }
-        for best in scoring.top_k(probs, top_k)
-    ]
-
-
-def text_classifications(logits: np.ndarray, labels: list[str]) -> list[dict]:
-    """Text answers: best label, its probability, and every label's probability."""
-    probs = scoring.softmax(logits.astype(np.float64))
-    answers = []
-    for row in probs:
-        best = int(np.argmax(row))
-        answers.append(
-            {
-                "label": _label(labels, best),
-                "score": float(row[best]),
-                "scores": {_label(labels, i): float(p) for i, p in enumerate(row)},
-            }
-        )
+    answers: list[VisionPrediction] = []
+    for best in scoring.top_k(probs, top_k):
+        ranked = [Ranked(label=label_of(labels, i), score=p) for i, p in best]
+        answers.append(VisionPrediction(label=ranked[0]["label"], score=ranked[0]["score"], top_k=ranked))
     return answers
 
 
-def sample_scores(scores: np.ndarray, threshold: float) -> list[dict]:
-    """Tabular answers: each row's reconstruction error and whether it is above the threshold."""
-    return [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in scores]
+# --- requests -------------------------------------------------------------------------------------
 
 
-def series_scores(
-    window_scores: np.ndarray, n_points: int, spec: SeriesPreprocessing, threshold: float
-) -> tuple[list[dict], list[dict]]:
-    """Series answers: per-point scores (mean over covering windows) and the anomalous segments."""
-    points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride)
-    results = [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in points]
-    found = [{"start": s.start, "end": s.end, "max_score": s.max_score} for s in scoring.segments(points, threshold)]
-    return results, found
+class VisionRequest(BaseModel):
+    """JSON form: base64 images (data URLs accepted) and optional model, version and top_k."""
 
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    images: list[StrictStr]
+    model: str | None = None
+    version: int | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class ClassifyImages:
+    """A vision job: encoded images, the model asked for, and how many best labels to return."""
+
+    task: ClassVar[str] = "vision"
+    default_model: ClassVar[str] = "vision"  # AXON_DEFAULT_MODELS__VISION
+    images: list[bytes]
+    model: str | None
+    version: int | None
+    top_k: int
+
+    @property
+    def size(self) -> int:
+        """Encoded image bytes."""
+        return sum(map(len, self.images))
+
+    def encode(self, entry: ModelVersion) -> Tensors:
+        """Decode and normalise every image with the version's codec."""
+        assert isinstance(entry.codec, ImageCodec)
+        return entry.codec.encode(self.images)
+
+    def answer(self, entry: ModelVersion, outputs: Tensors) -> dict[str, list[VisionPrediction]]:
+        """Softmax over the first output, best label and the top k per image."""
+        assert entry.config is not None
+        logits = outputs[entry.config.outputs[0].name]
+        return {"predictions": classifications(logits, entry.config.labels, self.top_k)}
+
+
+def decode_base64(images: list[str], max_bytes: int | None = None) -> list[bytes]:
+    """Base64 strings (optionally `data:image/...;base64,` URLs) to bytes; each size checked before decoding."""
+    decoded = []
+    for i, text in enumerate(images):
+        if text.startswith("data:"):
+            text = text.partition(",")[2]
+        if max_bytes is not None and len(text) > 4 * ((max_bytes + 2) // 3):
+            raise PayloadTooLarge(f"image {i} has about {len(text) * 3 // 4} bytes; the limit is {max_bytes}")
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"image {i} is not valid base64") from None
+    return decoded
+
+
+async def read_multipart(request: Request, max_images: int) -> tuple[list[bytes], dict[str, str]]:
+    """The files of the `images` field, and the other (text) fields."""
+    try:
+        form = await request.form(max_files=max_images, max_fields=16)
+    except HTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise PayloadTooLarge(f"more than {max_images} images in one request") from None
+        raise
+    images, fields = [], {}
+    for key, value in form.multi_items():
+        if key == "images":
+            if not isinstance(value, UploadFile):
+                raise InvalidInput("'images' parts must be files, not text fields")
+            images.append(await value.read())
+        elif isinstance(value, str):
+            fields[key] = value
+    await form.close()
+    if not images:
+        raise InvalidInput("multipart body has no file in the field 'images'")
+    return images, fields
+
+
+def _int_field(fields: dict[str, str], name: str) -> int | None:
+    if name not in fields:
+        return None
+    try:
+        return int(fields[name])
+    except ValueError:
+        raise InvalidInput(f"form field '{name}' must be an integer, got {fields[name]!r}") from None
+
+
+async def classify_call(call: Call) -> Answer:
+    """The lean handler: multipart files or strict JSON with base64 images, counts and sizes before decoding."""
+    state = call.state
+    limits = state.settings.limits
+    query = call.query()
+    content_type = (call.header("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        images, fields = await read_multipart(call.request(), limits.max_images)
+        name = pick(fields.get("model"), query.get("model"))
+        version = pick(_int_field(fields, "version"), query_int(query, "version"))
+        top_k = pick(_int_field(fields, "top_k"), query_int(query, "top_k"))
+    elif content_type == "application/json":
+        counts: Counts = {"images": (limits.max_images, "{n} images in one request; the limit is {limit}")}
+        body = await call.body()
+        req = await call.offload(read_request, VisionRequest, body, counts, size=len(body))
+        images = await call.offload(decode_base64, req.images, limits.max_image_bytes, size=len(body))
+        name, version = pick(req.model, query.get("model")), pick(req.version, query_int(query, "version"))
+        top_k = pick(req.top_k, query_int(query, "top_k"))
+    else:
+        raise UnsupportedMediaType(
+            f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data (files in 'images') "
+            'or application/json ({"images": [base64, ...]})'
+        )
+    top_k = pick(top_k, DEFAULT_TOP_K)
+    if not 1 <= top_k <= limits.max_top_k:
+        raise InvalidInput(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
+    result = await state.dataplane.predict(ClassifyImages(images, name, version, top_k))
+    return Answer(encode_json(result))
+
+
+TASK = Task("vision", codecs={"image": ImageCodec}, routes=[route(PATH, classify_call)])
