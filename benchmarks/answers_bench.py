@@ -18,8 +18,8 @@ import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.lean import encode_json  # noqa: E402
-from service.tasks.vision import VisionResponse, classifications  # noqa: E402
+from service.lean import encode_json
+from service.tasks.vision import VisionResponse, classifications
 
 ROWS, CLASSES, TOP_K = 64, 10, 5
 LABELS = [str(i) for i in range(CLASSES)]
@@ -71,11 +71,16 @@ def adapter_validated() -> bytes:
 def main() -> None:
     baseline = min(timeit.repeat(lambda: classifications(LOGITS, LABELS, TOP_K), number=200, repeat=5)) / 200
     print(f"classifications() alone (numbers and dicts): {baseline * 1e6:8.1f} us")
-    for name, fn in [("typed dicts + orjson", typed_dicts), ("pydantic, validated", validated_models),
-                     ("pydantic, model_construct", constructed_models), ("TypeAdapter validation", adapter_validated)]:
+    for name, fn in [
+        ("typed dicts + orjson", typed_dicts),
+        ("pydantic, validated", validated_models),
+        ("pydantic, model_construct", constructed_models),
+        ("TypeAdapter validation", adapter_validated),
+    ]:
         assert fn() == typed_dicts() or name.startswith("pydantic"), name
         best = min(timeit.repeat(fn, number=200, repeat=5)) / 200
-        print(f"{name:28s} {best * 1e6:8.1f} us per {ROWS}-prediction answer ({(best - baseline) * 1e6:6.1f} over classifications())")
+        extra = (best - baseline) * 1e6
+        print(f"{name:28s} {best * 1e6:8.1f} us per {ROWS}-prediction answer ({extra:6.1f} over classifications())")
 
 
 if __name__ == "__main__":

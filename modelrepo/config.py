@@ -1,8 +1,9 @@
 """The model repository's `config.json`: one schema, written by training and read by the service.
 
-Where the files are is `modelrepo.layout`. A version carries its own snapshot because what it needs to reproduce its training inputs
-(normalisation, tokenizer, threshold, labels, tensors) can change from one export to the next;
-serving knobs (batching, version policy) belong to the model and come from the top-level file.
+Where the files are is `modelrepo.layout`. A version carries its own snapshot because what it needs
+to reproduce its training inputs (normalisation, tokenizer, threshold, labels, tensors) can change
+from one export to the next; serving knobs (batching, version policy) belong to the model and come
+from the top-level file.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class VersionPolicy(_Strict):
     """Which versions are served, as in Triton: the latest N (default 1), all, or specific ones."""
 
     latest: LatestPolicy | None = None
-    all: dict | None = Field(None, max_length=0)  # Triton writes `"all": {}`; it has no fields
+    all: dict[str, object] | None = Field(None, max_length=0)  # Triton writes `"all": {}`; it has no fields
     specific: SpecificPolicy | None = None
 
     @model_validator(mode="after")
@@ -109,7 +110,7 @@ class VersionPolicy(_Strict):
         if len(chosen) > 1:
             raise ValueError(f"version_policy takes one of latest/all/specific, got {chosen}")
         if not chosen:
-            self.latest = LatestPolicy()
+            self.latest = LatestPolicy(num_versions=1)
         return self
 
     def select(self, available: list[int]) -> list[int]:
@@ -119,6 +120,7 @@ class VersionPolicy(_Strict):
             return newest_first
         if self.specific is not None:
             return [v for v in newest_first if v in set(self.specific.versions)]
+        assert self.latest is not None  # the validator picks `latest` when no kind is given
         return newest_first[: self.latest.num_versions]
 
 

@@ -48,7 +48,8 @@ def is_model_dir(root: Path | str, name: str) -> bool:
     if not is_model_name(name):
         return False
     folder = inside(root, name)  # a symlink to a folder elsewhere is not served
-    # Hidden folders hold tooling state (.git, .cache) and fail the name rule; a folder without config.json is not a model.
+    # Hidden folders hold tooling state (.git, .cache) and fail the name rule;
+    # a folder without config.json is not a model.
     return folder is not None and folder.is_dir() and (folder / CONFIG_FILE).is_file()
 
 

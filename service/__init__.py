@@ -1,4 +1,4 @@
-"""Axon's inference service; `__version__` is the installed package's (pyproject.toml is the one place it is written)."""
+"""Axon's inference service; `__version__` is the installed package's (written once, in pyproject.toml)."""
 
 from __future__ import annotations
 

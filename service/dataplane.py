@@ -110,7 +110,12 @@ class Dataplane:
             return body
 
     async def infer(
-        self, endpoint: str, name: str, version: int | None, inputs: Tensors, decode_s: float = 0.0,
+        self,
+        endpoint: str,
+        name: str,
+        version: int | None,
+        inputs: Tensors,
+        decode_s: float = 0.0,
         outputs: list[str] | None = None,
     ) -> tuple[ModelVersion, BatchResult]:
         """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue."""

@@ -73,4 +73,3 @@ def _show(value: object) -> str:
     """A client value quoted for an error message: repr escapes control bytes, long values are cut."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-

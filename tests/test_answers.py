@@ -59,8 +59,13 @@ async def test_the_schemas_refuse_fields_they_do_not_declare(repo):
     drifted = {
         "vision": {"model": "m", "version": 1, "predictions": [{"label": "a", "score": 1.0, "top_k": [], "extra": 1}]},
         "text": {"model": "m", "version": 1, "predictions": [], "extra": 1},
-        "anomaly": {"model": "m", "version": 1, "threshold": 0.5, "results": [],
-                    "segments": [{"start": 0, "end": 1, "max_score": 1.0, "stop_timestamp": "t"}]},
+        "anomaly": {
+            "model": "m",
+            "version": 1,
+            "threshold": 0.5,
+            "results": [],
+            "segments": [{"start": 0, "end": 1, "max_score": 1.0, "stop_timestamp": "t"}],
+        },
     }
     for task, answer in drifted.items():
         assert not response_validator(openapi, PATHS[task]).is_valid(answer), task

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NotRequired
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, model_validator, with_config
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from modelrepo import scoring
 from modelrepo.config import ModelConfig, SeriesPreprocessing, TabularPreprocessing
@@ -241,7 +241,10 @@ class ScoreSeries:
             for row, ts in zip(results, self.timestamps):
                 row["timestamp"] = ts
             for seg in found:
-                seg["start_timestamp"], seg["end_timestamp"] = self.timestamps[seg["start"]], self.timestamps[seg["end"]]
+                seg["start_timestamp"], seg["end_timestamp"] = (
+                    self.timestamps[seg["start"]],
+                    self.timestamps[seg["end"]],
+                )
         return SeriesScores(threshold=threshold, results=results, segments=found)
 
 

@@ -90,7 +90,8 @@ class TextCodec(Codec):
         for name, array in inputs.items():
             if array.ndim == 2 and array.shape[1] > self.spec.max_length:
                 raise BadRequest(
-                    f"input '{name}' of {label} has {array.shape[1]} tokens per row; the limit is {self.spec.max_length}"
+                    f"input '{name}' of {label} has {array.shape[1]} tokens per row; "
+                    f"the limit is {self.spec.max_length}"
                 )
         ids = inputs.get(self.ids_input)
         vocab_size = self.tokenizer.get_vocab_size()

@@ -57,16 +57,16 @@ def decode_image(data: bytes, spec: ImagePreprocessing, limits: Limits, index: i
                 raise PayloadTooLarge(
                     f"image {index} has {width}x{height} pixels; the limit is {limits.max_image_pixels} pixels"
                 )
-            img = img.convert("L" if spec.channels == 1 else "RGB")
+            converted = img.convert("L" if spec.channels == 1 else "RGB")
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(f"image {index} is a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise InvalidInput(f"image {index} is not a decodable image") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidInput(f"image {index} could not be decoded: {exc}") from None
-    if img.size != (spec.width, spec.height):
-        img = img.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
-    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    if converted.size != (spec.width, spec.height):
+        converted = converted.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    x = np.asarray(converted, dtype=np.float32) / np.float32(255.0)
     if spec.invert:
         x = np.float32(1.0) - x
     x = x[None] if spec.channels == 1 else x.transpose(2, 0, 1)
