@@ -1,6 +1,6 @@
 """Metrics for the model card and `evaluate`: classifiers, tabular anomaly scores, series anomaly windows.
 
-Series figures go through `service.scoring` so a threshold is judged on exactly the per-point
+Series figures go through `modelrepo.scoring` so a threshold is judged on exactly the per-point
 scores and segments the service reports.
 """
 

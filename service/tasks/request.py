@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -33,14 +34,19 @@ def read_request(model: type[M], body: bytes, counts: Counts | None = None) -> M
         raise InvalidInput(describe_validation([{**e, "loc": ("body", *e["loc"])} for e in errors])) from None
 
 
-def query_int(query: dict[str, str], name: str) -> int | None:
-    """An integer query parameter, or None when absent (422 when not an integer)."""
-    if name not in query:
+def int_field(values: Mapping[str, str], name: str, where: str) -> int | None:
+    """An integer query parameter or form field, or None when absent (422 naming `where.name` when not an integer)."""
+    if name not in values:
         return None
     try:
-        return int(query[name])
+        return int(values[name])
     except ValueError:
-        raise InvalidInput(f"query.{name}: Input should be a valid integer, got {query[name]!r}") from None
+        raise InvalidInput(f"{where}.{name}: Input should be a valid integer, got {values[name]!r}") from None
+
+
+def query_int(query: Mapping[str, str], name: str) -> int | None:
+    """An integer query parameter, or None when absent."""
+    return int_field(query, name, "query")
 
 
 def pick(*values: Any) -> Any:

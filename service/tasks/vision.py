@@ -28,7 +28,7 @@ from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
 from service.tasks.base import Codec, Task, label_of
-from service.tasks.request import Counts, pick, query_int, read_request
+from service.tasks.request import Counts, int_field, pick, query_int, read_request
 
 if TYPE_CHECKING:
     from service.registry import ModelVersion
@@ -209,15 +209,6 @@ async def read_multipart(request: Request, max_images: int) -> tuple[list[bytes]
     return images, fields
 
 
-def _int_field(fields: dict[str, str], name: str) -> int | None:
-    if name not in fields:
-        return None
-    try:
-        return int(fields[name])
-    except ValueError:
-        raise InvalidInput(f"form field '{name}' must be an integer, got {fields[name]!r}") from None
-
-
 async def classify_call(call: Call) -> Answer:
     """The lean handler: multipart files or strict JSON with base64 images, counts and sizes before decoding."""
     state = call.state
@@ -227,8 +218,8 @@ async def classify_call(call: Call) -> Answer:
     if content_type == "multipart/form-data":
         images, fields = await read_multipart(call.request(), limits.max_images)
         name = pick(fields.get("model"), query.get("model"))
-        version = pick(_int_field(fields, "version"), query_int(query, "version"))
-        top_k = pick(_int_field(fields, "top_k"), query_int(query, "top_k"))
+        version = pick(int_field(fields, "version", "form"), query_int(query, "version"))
+        top_k = pick(int_field(fields, "top_k", "form"), query_int(query, "top_k"))
     elif content_type == "application/json":
         counts: Counts = {"images": (limits.max_images, "{n} images in one request; the limit is {limit}")}
         body = await call.body()
