@@ -1,4 +1,4 @@
-"""The task registry: every task the format knows is served, with a codec per preprocessing kind and documented routes."""
+"""The task registry: every task of the format is served, with a codec per preprocessing kind and documented routes."""
 
 from __future__ import annotations
 
