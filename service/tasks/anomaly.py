@@ -138,7 +138,8 @@ class AnomalyResponse(TypedDict):
 
 def sample_scores(scores: np.ndarray, threshold: float) -> list[Score]:
     """Tabular answers: each row's reconstruction error and whether it is above the threshold."""
-    return [Score(score=float(s), is_anomaly=bool(s > threshold)) for s in scores]
+    results: list[Score] = [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in scores]
+    return results
 
 
 def series_scores(
@@ -146,7 +147,9 @@ def series_scores(
 ) -> tuple[list[Score], list[Segment]]:
     """Series answers: per-point scores (mean over covering windows) and the anomalous segments."""
     points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride)
-    found = [Segment(start=s.start, end=s.end, max_score=s.max_score) for s in scoring.segments(points, threshold)]
+    found: list[Segment] = [
+        {"start": s.start, "end": s.end, "max_score": s.max_score} for s in scoring.segments(points, threshold)
+    ]
     return sample_scores(points, threshold), found
 
 
@@ -201,7 +204,7 @@ class ScoreSamples:
     def answer(self, entry: ModelVersion, outputs: Tensors) -> SampleScores:
         """Each row's score against the model's threshold."""
         threshold, output = _threshold(entry)
-        return SampleScores(threshold=threshold, results=sample_scores(outputs[output], threshold))
+        return {"threshold": threshold, "results": sample_scores(outputs[output], threshold)}
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ class ScoreSeries:
                     self.timestamps[seg["start"]],
                     self.timestamps[seg["end"]],
                 )
-        return SeriesScores(threshold=threshold, results=results, segments=found)
+        return {"threshold": threshold, "results": results, "segments": found}
 
 
 async def score_call(call: Call) -> Answer:

@@ -129,7 +129,7 @@ def text_classifications(logits: np.ndarray, labels: list[str]) -> list[TextPred
     for row in probs:
         best = int(np.argmax(row))
         scores = {label_of(labels, i): float(p) for i, p in enumerate(row)}
-        answers.append(TextPrediction(label=label_of(labels, best), score=float(row[best]), scores=scores))
+        answers.append({"label": label_of(labels, best), "score": float(row[best]), "scores": scores})
     return answers
 
 
