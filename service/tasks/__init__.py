@@ -14,9 +14,9 @@ from modelrepo.config import ModelConfig
 from service.lean import LeanRoute
 from service.settings import Limits
 from service.tasks import anomaly, text, vision
-from service.tasks.base import Codec, Task
+from service.tasks.base import Codec, TaskSpec
 
-TASKS: tuple[Task, ...] = (vision.TASK, text.TASK, anomaly.TASK)
+TASKS: tuple[TaskSpec, ...] = (vision.TASK, text.TASK, anomaly.TASK)
 
 
 def lean_routes() -> list[LeanRoute]:

@@ -20,7 +20,7 @@ from service.errors import InvalidInput, PayloadTooLarge
 from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
-from service.tasks.base import Codec, Task
+from service.tasks.base import Codec, TaskSpec
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -272,4 +272,4 @@ async def score_call(call: Call) -> Answer:
     return Answer(encode_json(result))
 
 
-TASK = Task("anomaly", codecs={"tabular": TabularCodec, "series": SeriesCodec}, routes=[route(PATH, score_call)])
+TASK = TaskSpec("anomaly", codecs={"tabular": TabularCodec, "series": SeriesCodec}, routes=[route(PATH, score_call)])

@@ -72,7 +72,7 @@ class Job(Protocol):
 
 
 @dataclass(frozen=True)
-class Task:
+class TaskSpec:
     """One task as the rest of the service sees it: its name, its codecs and its inference routes."""
 
     name: str

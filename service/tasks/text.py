@@ -17,7 +17,7 @@ from service.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
-from service.tasks.base import Codec, Task, label_of
+from service.tasks.base import Codec, TaskSpec, label_of
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -184,4 +184,4 @@ async def classify_call(call: Call) -> Answer:
     return Answer(encode_json(result))
 
 
-TASK = Task("text", codecs={"text": TextCodec}, routes=[route(PATH, classify_call)])
+TASK = TaskSpec("text", codecs={"text": TextCodec}, routes=[route(PATH, classify_call)])

@@ -27,7 +27,7 @@ from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
-from service.tasks.base import Codec, Task, label_of
+from service.tasks.base import Codec, TaskSpec, label_of
 from service.tasks.request import Counts, int_field, pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -244,4 +244,4 @@ async def classify_call(call: Call) -> Answer:
     return Answer(encode_json(result))
 
 
-TASK = Task("vision", codecs={"image": ImageCodec}, routes=[route(PATH, classify_call)])
+TASK = TaskSpec("vision", codecs={"image": ImageCodec}, routes=[route(PATH, classify_call)])
