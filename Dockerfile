@@ -67,6 +67,7 @@ RUN --mount=type=secret,id=pip_cert,required=false \
     && /opt/build/bin/pip install --require-hashes --no-deps -r build.lock
 COPY pyproject.toml README.md ./
 COPY axon ./axon
+COPY modelrepo ./modelrepo
 COPY service ./service
 COPY training ./training
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels .

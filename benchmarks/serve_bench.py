@@ -34,9 +34,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import LoadResult, Request, run_load  # noqa: E402
 
+from modelrepo.config import read_config  # noqa: E402
+from modelrepo.layout import MODEL_FILE  # noqa: E402
 from service.batcher import collate, length_groups  # noqa: E402
-from service.model_config import MODEL_FILE, read_config  # noqa: E402
-from service.preprocessing import build_codec  # noqa: E402
+from service.tasks import build_codec  # noqa: E402
 from service.runtime import SessionFactory  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from training.data.images import load_mnist_pool  # noqa: E402

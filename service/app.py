@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from PIL import Image
 
+from service import __version__
 from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
 from service.handlers import install_error_handlers
 from service.lean import LeanRoutes
@@ -18,6 +19,7 @@ from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
 from service.state import AxonState
+from service.tasks import lean_routes
 
 ROUTERS = (health.router, metrics.router, models.router, vision.router, text.router, anomaly.router, v2.router)
 
@@ -42,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Axon",
         summary="ONNX models over HTTP with dynamic batching",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         docs_url=None,  # service/openapi.py serves the docs pages with local assets
         redoc_url=None,
@@ -61,8 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     local = local_management_allowed(auth.local_management, settings.host)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token, local))])
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
-    lean_routes = [*v2.LEAN_ROUTES, *vision.LEAN_ROUTES, *text.LEAN_ROUTES, *anomaly.LEAN_ROUTES]
-    app.add_middleware(LeanRoutes, state=state, routes=lean_routes, token=auth.inference_token,
+    app.add_middleware(LeanRoutes, state=state, routes=[*v2.LEAN_ROUTES, *lean_routes()], token=auth.inference_token,
                        max_in_flight=settings.max_requests_in_flight)
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)

@@ -26,6 +26,23 @@ class BadRequest(AxonError):
     code = "bad_request"
 
 
+class ProtocolError(BadRequest, ValueError):
+    """A V2 request (or a tensor in it) breaks the protocol: 400 with the message."""
+
+
+class UnsafeName(BadRequest, ValueError):
+    """A model name, version or path from a client that is malformed or would escape the repository: 400."""
+
+    code = "invalid_name"
+
+
+class LoadFailed(AxonError):
+    """A load request ended with a selected version not serving; the reason says what still serves."""
+
+    status_code = 400
+    code = "load_failed"
+
+
 class AuthError(AxonError):
     """A request refused for its credentials."""
 
@@ -79,6 +96,13 @@ class ModelNotReady(AxonError):
 
     status_code = 503
     code = "model_not_ready"
+
+
+class ClientGone(AxonError):
+    """The client closed the connection before its answer was ready; its work was dropped."""
+
+    status_code = 499  # nginx's "client closed request"
+    code = "client_closed_request"
 
 
 class ShuttingDown(AxonError):
@@ -137,3 +161,10 @@ class RepositoryMissing(AxonError):
 
     status_code = 503
     code = "repository_missing"
+
+
+class GpuUnavailable(AxonError, RuntimeError):
+    """A GPU provider was required but the session came up without one: start-up fails and the process ends."""
+
+    status_code = 503
+    code = "gpu_unavailable"

@@ -31,10 +31,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import check_inference
 from service.batcher import client_gone
-from service.core import OFFLOAD_BYTES
-from service.errors import AxonError, BadRequest, Overloaded, UnsupportedMediaType
+from service.dataplane import OFFLOAD_BYTES
+from service.errors import AxonError, BadRequest, ClientGone, Overloaded, UnsupportedMediaType
 from service.handlers import HTTP_CODES, error_body
-from service.routes.common import ClientGone
 
 log = logging.getLogger("axon.lean")
 

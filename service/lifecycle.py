@@ -20,25 +20,18 @@ import asyncio
 import logging
 from pathlib import Path
 
-from service.errors import AxonError, ModelNotFound, RepositoryMissing
+from modelrepo.layout import CONFIG_FILE, is_model_dir, model_names, versions
+from service.errors import AxonError, LoadFailed, ModelNotFound, RepositoryMissing
 from service.loader import Loader
-from service.model_config import CONFIG_FILE
 from service.naming import resolve_inside, validate_model_name
 from service.registry import ModelRegistry, ModelState, ModelVersion
-from service.repository import ModelDescriptor, discover_model, is_model_dir, model_names, versions_on_disk
+from service.repository import ModelDescriptor, discover_model
 from service.settings import Settings
 
 log = logging.getLogger("axon.lifecycle")
 
 Fingerprint = tuple
 """Sizes and modification times of the files a version (or a whole model folder) is built from."""
-
-
-class LoadFailed(AxonError):
-    """A load request ended with a selected version not serving; the reason says what still serves."""
-
-    status_code = 400
-    code = "load_failed"
 
 
 def _stat(path: Path) -> tuple:
@@ -65,10 +58,10 @@ def version_print(model_dir: Path, version: int | None) -> Fingerprint:
 def model_print(model_dir: Path) -> Fingerprint:
     """What a whole model folder looks like: its config and every numeric version folder's files."""
     try:
-        versions = versions_on_disk(model_dir)
+        found = versions(model_dir)
     except OSError:
         return ()
-    return (version_print(model_dir, None), *((v, version_print(model_dir, v)) for v in versions))
+    return (version_print(model_dir, None), *((v, version_print(model_dir, v)) for v in found))
 
 
 class Lifecycle:

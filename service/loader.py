@@ -18,14 +18,16 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from modelrepo.config import ModelConfig
+from modelrepo.layout import MODEL_FILE
 from service.batcher import Arrivals, Batcher
+from service.errors import GpuUnavailable
 from service.metrics import Metrics
-from service.model_config import ModelConfig
-from service.preprocessing import TextCodec, build_codec
 from service.registry import ModelState, ModelVersion, batch_policy
 from service.repository import ModelDescriptor
-from service.runtime import GpuUnavailable, SessionFactory, session_runner, warm_up, warmup_batch_sizes
+from service.runtime import SessionFactory, session_runner, warm_up, warmup_batch_sizes
 from service.settings import GPU_PROVIDERS, Settings
+from service.tasks import build_codec
 from service.validation import validate_model
 
 log = logging.getLogger("axon.loader")
@@ -68,9 +70,9 @@ class Loader:
             raise
         except Exception as exc:  # a broken model must not stop the others
             return self._unavailable(entry, f"{type(exc).__name__}: {exc}")
-        assert entry.config is not None and entry.session is not None
+        assert entry.config is not None and entry.session is not None and entry.codec is not None
         policy = batch_policy(entry.config, self.settings)
-        pads = entry.codec.pad_values if isinstance(entry.codec, TextCodec) else {}
+        pads = entry.codec.pad_values
         entry.batcher = Batcher(
             session_runner(entry.session), policy, name=entry.label, pad_values=pads, arrivals=self._arrivals,
             on_batch=self._metrics.batch_observer(d.name, d.version or 0),
@@ -107,7 +109,7 @@ class Loader:
         assert entry.config is not None
         if self._factory is None:
             self._factory = SessionFactory(self.settings)
-        session = self._factory.create(entry.path / "model.onnx")
+        session = self._factory.create(entry.path / MODEL_FILE)
         check_tensors(session, entry.config)
         entry.codec = build_codec(entry.config, entry.path, self.settings.limits)
         entry.providers = session.get_providers()

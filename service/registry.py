@@ -13,15 +13,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 
+from modelrepo.config import ModelConfig
+from modelrepo.layout import is_model_dir
 from service.batcher import Batcher, BatchPolicy
 from service.errors import ModelNotFound, ModelNotReady, VersionNotFound
-from service.model_config import ModelConfig
-from service.preprocessing import Codec
-from service.repository import is_model_dir
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.tasks.base import Codec  # task modules type their jobs with ModelVersion
 
 # What a client is told to wait before asking again for a model that is loading, reloading or unloaded.
 RETRY_AFTER_S = "2"

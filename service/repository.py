@@ -12,8 +12,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.model_config import CONFIG_FILE, MODEL_FILE, ConfigError, ModelConfig, read_config
-from service.naming import UnsafeName, is_model_name, resolve_inside
+from modelrepo.config import ConfigError, ModelConfig, read_config
+from modelrepo.layout import CONFIG_FILE, MODEL_FILE, model_names, versions
+from service.errors import UnsafeName
+from service.naming import resolve_inside
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,6 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def versions_on_disk(model_dir: Path) -> list[int]:
-    """Numeric version folders of one model; anything else (plots, notes, .tmp) is ignored."""
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def discover_model(model_dir: Path) -> list[ModelDescriptor]:
     """The versions of one model folder that its policy selects, newest first."""
     name = model_dir.name
@@ -57,7 +54,7 @@ def discover_model(model_dir: Path) -> list[ModelDescriptor]:
     if top.name != name:
         error = f"config.json names the model {top.name!r} but its folder is {name!r}"
         return [ModelDescriptor(name, None, model_dir, None, error)]
-    selected = top.version_policy.select(versions_on_disk(model_dir))
+    selected = top.version_policy.select(versions(model_dir))
     if not selected:
         return [ModelDescriptor(name, None, model_dir, top, "no numeric version folder matches the version policy")]
     return [_describe_version(model_dir / str(v), name, v, top) for v in selected]
@@ -79,29 +76,6 @@ def _describe_version(path: Path, name: str, version: int, top: ModelConfig) -> 
     return ModelDescriptor(name, version, path, config)
 
 
-def is_model_dir(root: Path | str, name: str) -> bool:
-    """Whether `name` is a model of the repository: a safe name, a folder inside `root`, a config.json in it.
-
-    The one rule for what counts as a model folder; any string is safe to pass (a client's, say).
-    """
-    if not is_model_name(name):
-        return False
-    try:
-        folder = resolve_inside(root, name)  # a symlink to a folder elsewhere is not served
-    except UnsafeName:
-        return False
-    # Hidden folders hold tooling state (.git, .cache) and fail the name rule; a folder without config.json is not a model.
-    return folder.is_dir() and (folder / CONFIG_FILE).is_file()
-
-
-def model_names(root: Path) -> list[str]:
-    """Model folders under `root` (see `is_model_dir`), sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return [p.name for p in sorted(root.iterdir()) if is_model_dir(root, p.name)]
-
-
 def discover(root: Path) -> list[ModelDescriptor]:
-    """Every model folder under `root` (sorted by name) and the versions its policy selects."""
+    """Every model folder under `root` (`modelrepo.layout.model_names`) and the versions its policy selects."""
     return [d for name in model_names(root) for d in discover_model(Path(root) / name)]

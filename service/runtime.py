@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from modelrepo.datatypes import ORT_TO_V2, V2_TO_NUMPY
+from service.errors import GpuUnavailable
 from service.settings import GPU_PROVIDERS, Settings
 
 log = logging.getLogger("axon.runtime")
@@ -36,21 +38,6 @@ ort_log = logging.getLogger("onnxruntime")
 Tensors = dict[str, np.ndarray]
 RunFn = Callable[[Tensors], Tensors]
 
-# ONNX Runtime's type strings for the tensor types the model repository allows.
-ORT_TO_NUMPY: dict[str, np.dtype] = {
-    "tensor(bool)": np.dtype(np.bool_),
-    "tensor(uint8)": np.dtype(np.uint8),
-    "tensor(uint16)": np.dtype(np.uint16),
-    "tensor(uint32)": np.dtype(np.uint32),
-    "tensor(uint64)": np.dtype(np.uint64),
-    "tensor(int8)": np.dtype(np.int8),
-    "tensor(int16)": np.dtype(np.int16),
-    "tensor(int32)": np.dtype(np.int32),
-    "tensor(int64)": np.dtype(np.int64),
-    "tensor(float16)": np.dtype(np.float16),
-    "tensor(float)": np.dtype(np.float32),
-    "tensor(double)": np.dtype(np.float64),
-}
 # Length used for dynamic non-batch axes (sequence length) when warming up.
 WARMUP_SEQUENCE = 16
 # Warm-up inputs of one run never take more than this: a batch size from config.json or settings
@@ -124,10 +111,6 @@ def native_stderr() -> Iterator[NativeLog]:
             captured.records.extend(found.records)
             if other:  # another thread's output (a log line) written while captured
                 os.write(2, other.encode("utf-8"))
-
-
-class GpuUnavailable(RuntimeError):
-    """A GPU provider was required but the session came up without one."""
 
 
 class SessionFactory:
@@ -224,7 +207,9 @@ def _shapes(session: ort.InferenceSession, batch_size: int, sequence: int) -> di
         dims = [
             d if isinstance(d, int) and d > 0 else (batch_size if i == 0 else sequence) for i, d in enumerate(arg.shape)
         ]
-        out[arg.name] = (dims, np.dtype(ORT_TO_NUMPY.get(arg.type, np.float32)))
+        datatype = ORT_TO_V2.get(arg.type, "FP32")
+        # Synthetic strings are no input a string model could check; such a model warms up on floats and fails here.
+        out[arg.name] = (dims, V2_TO_NUMPY["FP32" if datatype == "BYTES" else datatype])
     return out
 
 

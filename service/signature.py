@@ -4,21 +4,21 @@ The task endpoints build their tensors themselves; the V2 protocol hands over wh
 sends. Anything that would fail (or, worse, fail a whole shared batch) inside ONNX Runtime is refused
 here with 400 and a message naming the tensor: unknown or missing names, a datatype other than the
 declared one, the wrong rank, a fixed dimension with another size, zero rows, row counts that
-disagree, and for text models sequences longer than the model's max length or token ids outside its
-vocabulary (an out-of-range id makes the embedding lookup fail for every request in the batch).
+disagree. What only a task knows (a text model's max length and vocabulary) its codec checks next
+(`Codec.check`, called by the data plane).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from modelrepo.config import ModelConfig
+from modelrepo.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 from service.errors import BadRequest
-from service.model_config import ModelConfig, TextPreprocessing
 from service.runtime import Tensors
-from service.v2.datatypes import V2_TO_NUMPY
 
 
-def check_inputs(config: ModelConfig, inputs: Tensors, label: str, vocab_size: int | None = None) -> Tensors:
+def check_inputs(config: ModelConfig, inputs: Tensors, label: str) -> Tensors:
     """Return `inputs` in the config's order if they match its signature, else raise BadRequest."""
     declared = [spec.name for spec in config.inputs]
     unknown = sorted(set(inputs) - set(declared))
@@ -44,8 +44,6 @@ def check_inputs(config: ModelConfig, inputs: Tensors, label: str, vocab_size: i
         rows.add(array.shape[0] if array.ndim else 0)
     if len(rows) > 1:
         raise BadRequest(f"the inputs of {label} disagree on their number of rows: {sorted(rows)}")
-    if isinstance(config.preprocessing, TextPreprocessing):
-        _check_text(config.preprocessing, inputs, label, vocab_size)
     return {name: inputs[name] for name in declared}
 
 
@@ -57,25 +55,9 @@ def check_outputs(config: ModelConfig, names: list[str], label: str) -> None:
         raise BadRequest(f"{label} has no output {unknown[0]!r}; its outputs are {declared}")
 
 
-def _check_text(spec: TextPreprocessing, inputs: Tensors, label: str, vocab_size: int | None) -> None:
-    for name, array in inputs.items():
-        if array.ndim == 2 and array.shape[1] > spec.max_length:
-            raise BadRequest(
-                f"input '{name}' of {label} has {array.shape[1]} tokens per row; the limit is {spec.max_length}"
-            )
-    ids = next((a for n, a in inputs.items() if n != "attention_mask"), None)
-    if vocab_size is not None and ids is not None and ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise BadRequest(
-            f"token ids of {label} must lie in [0, {vocab_size}), got values in [{ids.min()}, {ids.max()}]"
-        )
-
-
 def _shape(dims: list[int]) -> str:
     return "[" + ", ".join("-1" if d < 0 else str(d) for d in dims) + "]"
 
 
 def _v2_name(dtype: np.dtype) -> str:
-    for name, candidate in V2_TO_NUMPY.items():
-        if candidate == dtype:
-            return name
-    return str(dtype)
+    return NUMPY_TO_V2.get(dtype, str(dtype))

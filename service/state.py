@@ -11,13 +11,12 @@ from fastapi import Request
 
 from service.auth import local_management_allowed
 from service.batcher import Arrivals
-from service.core import Dataplane
-from service.errors import AxonError, RepositoryMissing
+from service.dataplane import Dataplane
+from service.errors import AxonError, GpuUnavailable, RepositoryMissing
 from service.lifecycle import Lifecycle
 from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
-from service.runtime import GpuUnavailable
 from service.settings import Settings
 
 log = logging.getLogger("axon.state")

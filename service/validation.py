@@ -26,15 +26,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from service.naming import UnsafeName, resolve_inside
+from modelrepo.datatypes import ORT_TO_V2
+from service.errors import UnsafeName
+from service.naming import resolve_inside
 
-# ONNX Runtime's type strings for the tensor types the V2 protocol can carry.
-ORT_TO_V2 = {
-    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64", "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 2000
 

@@ -17,7 +17,10 @@ from data_roots import root
 from tiny_models import add_model
 
 from service.errors import InvalidInput
-from service.preprocessing import ImageCodec, SeriesCodec, TabularCodec, TextCodec, build_codec
+from service.tasks import build_codec
+from service.tasks.anomaly import SeriesCodec, TabularCodec
+from service.tasks.text import TextCodec
+from service.tasks.vision import ImageCodec
 from service.repository import discover_model
 from service.runtime import Tensors
 from service.settings import Limits

@@ -20,7 +20,7 @@ from app_harness import metric, png, serving
 from data_roots import root
 from tokenizers import Tokenizer
 
-from service import scoring
+from modelrepo import scoring
 from service.settings import Settings
 from training.data.images import load_mnist_pool
 from training.data.tabular import is_anomaly, load_thyroid

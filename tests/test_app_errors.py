@@ -85,6 +85,8 @@ async def test_multipart_errors(repo):
         assert_error(r, 422, "invalid_input", "'images' parts must be files")
         r = await client.post("/v1/vision/classify?top_k=x", files=[("images", ("a.png", IMAGE, "image/png"))])
         assert_error(r, 422, "invalid_input", "top_k: Input should be a valid integer")
+        r = await client.post("/v1/vision/classify", data={"top_k": "x"}, files=[("images", ("a.png", IMAGE, "image/png"))])
+        assert_error(r, 422, "invalid_input", "form.top_k: Input should be a valid integer, got 'x'")
 
 
 async def test_size_limits_on_bodies_and_images(repo):

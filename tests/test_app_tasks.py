@@ -11,7 +11,7 @@ import pytest
 from app_harness import metric, png, serving, tiny_settings
 from tiny_models import build_repository
 
-from service import scoring
+from modelrepo import scoring
 
 
 @pytest.fixture

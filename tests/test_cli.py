@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from data_roots import EXCERPTS, root
 
-from service.model_config import read_config
+from modelrepo.config import read_config
 from training.cli import build_parser, parse_settings
 from training.data.paths import file_sha256
 from training.data.split import stratified_split

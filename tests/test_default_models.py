@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.model_config import read_config
+from modelrepo.config import read_config
 from training.card import read_card
 from training.data.paths import REPO_ROOT, file_sha256
 from training.export import tensor_specs

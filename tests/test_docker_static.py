@@ -135,7 +135,7 @@ def test_dependency_layer_comes_from_the_lock_alone_and_code_comes_last() -> Non
     assert venv == filesystem[0], "the dependency layer must come first: later layers change more often"
     assert code == filesystem[-1], "the project's code must be the last layer: a code change ships it alone"
     assert "--mount=type=bind,from=wheel" in service[code] and "--no-deps --no-index" in service[code]
-    assert not any(re.match(r"COPY\s+(?!--from)\S*\s*(service|training|axon)\b", line) for line in service)
+    assert not any(re.match(r"COPY\s+(?!--from)\S*\s*(service|training|axon|modelrepo)\b", line) for line in service)
     assert any("/wheels/axon-" in line for line in found["trainer"]), "the trainer runs the same code"
 
 

@@ -15,7 +15,7 @@ from app_harness import png, serving, tiny_settings, until
 from tiny_models import add_model, build_repository, vision_model
 
 from service.errors import ModelNotReady
-from service.lifecycle import LoadFailed
+from service.errors import LoadFailed
 from service.registry import ModelState
 
 IMAGE = np.random.default_rng(0).normal(size=(1, 1, 28, 28)).astype(np.float32)

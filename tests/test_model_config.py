@@ -7,7 +7,7 @@ import json
 import pytest
 from tiny_models import CONFIGS
 
-from service.model_config import MAX_CONFIG_BYTES, ModelConfig, read_config
+from modelrepo.config import MAX_CONFIG_BYTES, ModelConfig, read_config
 
 
 def config(kind: str = "digits", **changes) -> dict:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from service.naming import (
-    MAX_NAME_LENGTH, UnsafeName, is_model_name, resolve_inside, validate_model_name, validate_version,
-)
+from modelrepo.layout import MAX_NAME_LENGTH, is_model_name
+from service.errors import UnsafeName
+from service.naming import resolve_inside, validate_model_name, validate_version
 
 
 @pytest.mark.parametrize(

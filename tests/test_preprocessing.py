@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,22 +11,16 @@ from app_harness import png
 from PIL import Image
 from tiny_models import CONFIGS, SERIES_WINDOW, tokenizer
 
-from service import scoring
+from modelrepo import scoring
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.model_config import ModelConfig
-from service.preprocessing import (
-    ImageCodec,
-    SeriesCodec,
-    TabularCodec,
-    TextCodec,
-    classifications,
-    decode_image,
-    series_scores,
-    text_classifications,
-)
+from modelrepo.config import ModelConfig
 from service.settings import Limits
+from service.tasks.anomaly import SeriesCodec, TabularCodec, series_scores
+from service.tasks.text import TextCodec, text_classifications
+from service.tasks.vision import ImageCodec, classifications, decode_image
 
 LIMITS = Limits()
+NO_FILES = Path("/nonexistent")  # only the text codec reads files of its version folder
 NOISE = png(np.random.default_rng(9).integers(0, 256, (28, 28), dtype=np.uint8))
 
 
@@ -89,7 +84,7 @@ def test_image_limits_bytes_pixels_and_decompression_bombs():
 
 
 def test_image_count_limits():
-    codec = ImageCodec(config("digits"), Limits(max_images=2))
+    codec = ImageCodec(config("digits"), NO_FILES, Limits(max_images=2))
     image = png(np.zeros((28, 28), np.uint8))
     assert codec.encode([image, image])["image"].shape == (2, 1, 28, 28)
     with pytest.raises(PayloadTooLarge, match="3 images in one request; the limit is 2"):
@@ -129,7 +124,7 @@ def test_text_limits(text_codec):
 
 
 def test_tabular_rows_are_standardised_and_checked():
-    codec = TabularCodec(config("thyroid"), LIMITS)
+    codec = TabularCodec(config("thyroid"), NO_FILES, LIMITS)
     row = [float(i) for i in range(21)]
     x = codec.encode([row])["features"]
     expected = (np.array(row) - 0.5) / np.array([2.0] * 20 + [1.0])  # a 0 scale (constant column) divides by 1
@@ -139,11 +134,11 @@ def test_tabular_rows_are_standardised_and_checked():
     with pytest.raises(InvalidInput, match="non-finite value at \\[0, 3\\]"):
         codec.encode([row[:3] + [float("nan")] + row[4:]])
     with pytest.raises(PayloadTooLarge, match="3 samples in one request; the limit is 2"):
-        TabularCodec(config("thyroid"), Limits(max_samples=2)).encode([row] * 3)
+        TabularCodec(config("thyroid"), NO_FILES, Limits(max_samples=2)).encode([row] * 3)
 
 
 def test_series_is_normalised_and_cut_like_scoring():
-    codec = SeriesCodec(config("temperature"), LIMITS)
+    codec = SeriesCodec(config("temperature"), NO_FILES, LIMITS)
     series = list(np.linspace(5, 15, 21))
     x = codec.encode(series)["window"]
     expected = scoring.cut_windows((np.array(series) - 10.0) / 2.0, SERIES_WINDOW, 2)
@@ -154,7 +149,7 @@ def test_series_is_normalised_and_cut_like_scoring():
     with pytest.raises(InvalidInput, match="non-finite"):
         codec.encode(series[:10] + [float("inf")])
     with pytest.raises(PayloadTooLarge, match="21 points; the limit is 20"):
-        SeriesCodec(config("temperature"), Limits(max_series_length=20)).encode(series)
+        SeriesCodec(config("temperature"), NO_FILES, Limits(max_series_length=20)).encode(series)
 
 
 def test_postprocessing_ranks_labels_and_finds_segments():

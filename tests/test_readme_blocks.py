@@ -24,7 +24,7 @@ import httpx
 import pytest
 from live_server import live_server
 
-from service.model_config import ModelConfig
+from modelrepo.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

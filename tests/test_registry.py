@@ -8,7 +8,7 @@ import pytest
 from tiny_models import add_model
 
 from service.errors import ModelNotFound, ModelNotReady, VersionNotFound
-from service.model_config import read_config
+from modelrepo.config import read_config
 from service.registry import ModelRegistry, ModelState, ModelVersion, batch_policy
 from service.settings import Settings
 

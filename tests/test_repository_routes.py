@@ -7,7 +7,7 @@ from app_harness import serving, tiny_settings
 from tiny_models import add_model, build_repository
 
 import service.lifecycle
-from service.naming import UnsafeName
+from service.errors import UnsafeName
 
 MANAGER = {"Authorization": "Bearer manager-token"}
 IMAGE = {"inputs": [{"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.model_config import (
+from modelrepo.config import (
     AnomalySpec,
     DynamicBatching,
     ModelConfig,

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from tiny_models import SERIES_WINDOW, series_model, text_model, vision_model
 
+from service.errors import GpuUnavailable
 from service.runtime import (
-    GpuUnavailable,
     SessionFactory,
     example_inputs,
     session_runner,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from service import scoring
+from modelrepo import scoring
 
 
 def test_softmax_of_large_logits_is_finite_and_exact():

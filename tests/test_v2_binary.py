@@ -11,7 +11,7 @@ import tritonclient.http as triton
 
 from service.v2.binary import decode_request, decode_tensor, encode_response, encode_tensor, parse_header_length
 from service.v2.datamodels import InferenceRequest, parse_wire
-from service.v2.errors import ProtocolError
+from service.errors import ProtocolError
 
 Client = triton.InferenceServerClient
 

@@ -11,7 +11,7 @@ from service.v2.datamodels import (
     RepositoryIndexRequest, RepositoryModelRequest, ResponseOutput, ServerMetadataResponse, TensorMetadata,
     parse_wire,
 )
-from service.v2.errors import ProtocolError
+from service.errors import ProtocolError
 
 # The inference request example of inference_rest.md, verbatim.
 SPEC_REQUEST = b"""{

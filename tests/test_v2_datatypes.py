@@ -8,7 +8,7 @@ import pytest
 from service.v2.datatypes import (
     NUMPY_TO_V2, V2_TO_NUMPY, element_count, from_json, itemsize, numpy_dtype, to_json, v2_datatype,
 )
-from service.v2.errors import ProtocolError
+from service.errors import ProtocolError
 
 SIZES = {"BOOL": 1, "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8, "INT8": 1, "INT16": 2,
          "INT32": 4, "INT64": 8, "FP16": 2, "FP32": 4, "FP64": 8}

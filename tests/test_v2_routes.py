@@ -11,7 +11,7 @@ import pytest
 from app_harness import metric, serving, tiny_settings
 from tiny_models import N_FEATURES, VOCAB, add_model, build_repository
 
-from service.scoring import softmax
+from modelrepo.scoring import softmax
 from service.v2.binary import HEADER_LENGTH
 
 IMAGE = np.random.default_rng(0).normal(size=(3, 1, 28, 28)).astype(np.float32)

@@ -238,9 +238,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from training.card import read_card
-    from training.repository import versions
+    from modelrepo.layout import model_names, versions
 
-    for model_dir in sorted(p for p in args.repository.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for model_dir in (args.repository / name for name in model_names(args.repository)):
         for version in versions(model_dir):
             card_path = model_dir / str(version) / "card.json"
             card = read_card(card_path) if card_path.is_file() else None

@@ -63,7 +63,8 @@ def evaluate_version(
     """Metrics of one repository version on a dataset, computed from ONNX Runtime's outputs."""
     import onnxruntime as ort
 
-    from service.model_config import MODEL_FILE, read_config
+    from modelrepo.config import read_config
+    from modelrepo.layout import MODEL_FILE
     from training.repository import versions
 
     model_dir = Path(repository) / name
@@ -96,7 +97,7 @@ def evaluate_version(
         z = ((data["x"][idx] - np.asarray(prep.mean)) / np.asarray(prep.scale)).astype(np.float32)
         scores = _batched(session, {"features": z}, "score")
         return {**header, **anomaly_metrics(y[idx], scores, threshold)}
-    from service.scoring import cut_windows
+    from modelrepo.scoring import cut_windows
 
     prep, series = config.preprocessing, data["series"]
     z = ((series.values - prep.mean) / prep.std).astype(np.float32)

@@ -21,29 +21,13 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.model_config import TensorSpec
+from modelrepo.config import TensorSpec
+from modelrepo.datatypes import from_onnx
 from training.models.protocol import ExportableModel
 
 # Opset 23 emits the ONNX Attention op, which ONNX Runtime 1.31 on CPU rejects with a key-padding mask.
 DEFAULT_OPSET = 20
 DEFAULT_ATOL = 1e-4
-
-# ONNX element type -> V2 / Triton datatype name, as `service.model_config.Datatype` spells them.
-_DATATYPES: dict[int, str] = {
-    onnx.TensorProto.BOOL: "BOOL",
-    onnx.TensorProto.UINT8: "UINT8",
-    onnx.TensorProto.UINT16: "UINT16",
-    onnx.TensorProto.UINT32: "UINT32",
-    onnx.TensorProto.UINT64: "UINT64",
-    onnx.TensorProto.INT8: "INT8",
-    onnx.TensorProto.INT16: "INT16",
-    onnx.TensorProto.INT32: "INT32",
-    onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.FLOAT16: "FP16",
-    onnx.TensorProto.FLOAT: "FP32",
-    onnx.TensorProto.DOUBLE: "FP64",
-    onnx.TensorProto.STRING: "BYTES",
-}
 
 Case = Sequence[np.ndarray]
 
@@ -231,7 +215,10 @@ def tensor_specs(onnx_path: str | Path) -> tuple[list[TensorSpec], list[TensorSp
     def spec(value: onnx.ValueInfoProto) -> TensorSpec:
         tensor_type = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
-        return TensorSpec(name=value.name, datatype=_DATATYPES[tensor_type.elem_type], dims=dims)
+        datatype = from_onnx(onnx.TensorProto.DataType.Name(tensor_type.elem_type))
+        if datatype is None:
+            raise ExportError(f"tensor {value.name!r} has an ONNX element type the repository format cannot describe")
+        return TensorSpec(name=value.name, datatype=datatype, dims=dims)
 
     inputs = [spec(v) for v in graph.input if v.name not in initializers]
     return inputs, [spec(v) for v in graph.output]

@@ -1,6 +1,6 @@
 """Metrics for the model card and `evaluate`: classifiers, tabular anomaly scores, series anomaly windows.
 
-Series figures go through `service.scoring` so a threshold is judged on exactly the per-point
+Series figures go through `modelrepo.scoring` so a threshold is judged on exactly the per-point
 scores and segments the service reports.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from service.scoring import point_scores, segments
+from modelrepo.scoring import point_scores, segments
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.model_config import CONFIG_FILE, MODEL_FILE, ModelConfig, read_config, write_config
+from modelrepo.config import ModelConfig, read_config, write_config
+from modelrepo.layout import CONFIG_FILE, MODEL_FILE, model_names, versions
 from training.card import CARD_FILE, build_card, write_card
 from training.data.paths import file_sha256
 
@@ -39,13 +40,6 @@ class WrittenVersion:
     sha256: str
 
 
-def versions(model_dir: Path) -> list[int]:
-    """The numeric version folders of one model, ascending."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def next_version(model_dir: Path) -> int:
     """One more than the highest existing version (1 for a new model)."""
     return (versions(model_dir) or [0])[-1] + 1
@@ -64,14 +58,7 @@ def _top_level(config: ModelConfig, existing: Path) -> ModelConfig:
     """The model-level config: this version's fields, but an operator's serving knobs survive."""
     if not existing.is_file():
         return config
-    old = read_config(existing)
-    return config.model_copy(
-        update={
-            "max_batch_size": old.max_batch_size,
-            "dynamic_batching": old.dynamic_batching,
-            "version_policy": old.version_policy,
-        }
-    )
+    return config.with_serving_knobs(read_config(existing))
 
 
 def write_version(
@@ -136,16 +123,19 @@ def card_writer(**fields: Any) -> CardFn:
 
 def validate_repository(repository: Path) -> list[str]:
     """Every problem found in a repository (empty when valid): configs, versions, ONNX files, tensors."""
-    from training.export import tensor_specs
-
     import onnxruntime as ort
 
-    problems: list[str] = []
-    model_dirs = [p for p in Path(repository).iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if not model_dirs:
-        return [f"{repository}: no models"]
-    for model_dir in sorted(model_dirs):
-        name = model_dir.name
+    from training.export import tensor_specs
+
+    names = model_names(repository)
+    # Folders the service would skip (no config.json, a name it refuses): said here, not silently ignored.
+    strays = [p.name for p in Path(repository).iterdir() if p.is_dir() and p.name not in names]
+    problems = [f"{name}: not a model folder (no config.json, or not a model name)" for name in sorted(strays)
+                if not name.startswith(".")]  # hidden folders hold tooling state (.git, .cache)
+    if not names:
+        return problems or [f"{repository}: no models"]
+    for name in names:
+        model_dir = Path(repository) / name
         try:
             top = read_config(model_dir / CONFIG_FILE)
         except Exception as exc:  # noqa: BLE001 - report every broken model, not the first

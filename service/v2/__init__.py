@@ -1,8 +1,5 @@
 """Open Inference Protocol (KServe V2) wire types, tensor codecs and Triton's binary tensor extension.
 
-Protocol-level and HTTP-free: the route layer turns `ProtocolError` into a 400 `{"error": ...}`.
+Protocol-level and HTTP-free: they raise `service.errors.ProtocolError`, which the route layer renders
+as a 400 `{"error": ...}`.
 """
-
-from service.v2.errors import ProtocolError
-
-__all__ = ["ProtocolError"]

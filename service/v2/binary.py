@@ -28,7 +28,7 @@ import numpy as np
 from service.v2.datamodels import InferenceRequest, parse_wire
 from service.errors import NonFiniteOutput
 from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, itemsize, numpy_dtype, to_json, v2_datatype
-from service.v2.errors import ProtocolError
+from service.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_CONTENT_TYPE = "application/json"

@@ -15,8 +15,8 @@ from pydantic import (
     BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator,
 )
 
-from service.model_config import Datatype
-from service.v2.errors import ProtocolError
+from modelrepo.datatypes import Datatype
+from service.errors import ProtocolError
 
 # $parameter = $string : $string | $number | $boolean   (strict: no silent coercion between them)
 ParameterValue = StrictBool | StrictInt | StrictFloat | StrictStr

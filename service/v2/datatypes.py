@@ -20,26 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from service.v2.errors import ProtocolError
+from modelrepo.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from service.errors import ProtocolError
 
-# Little-endian explicitly: binary tensors on the wire are little-endian whatever the host is.
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype("bool"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype("object"),
-}
-NUMPY_TO_V2: dict[np.dtype, str] = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
-
+# The one table (numpy dtypes, little-endian explicitly) lives with the repository format.
 # Default cap on elements per tensor: far above any real request (1 GiB of FP32 is 2^28 elements),
 # low enough that a forged shape cannot make the server allocate without limit.
 MAX_ELEMENTS = 1 << 28

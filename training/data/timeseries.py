@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.scoring import cut_windows
+from modelrepo.scoring import cut_windows
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from service.model_config import DynamicBatching, ModelConfig
+from modelrepo.config import DynamicBatching, ModelConfig
 from training import metrics as ev
 from training.data.split import POOL_SPLIT, stratified_split
 from training.data.kinds import describe_files  # noqa: F401 - re-exported: recipes describe their data

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from service.model_config import ImagePreprocessing
+from modelrepo.config import ImagePreprocessing
 from training import plots
 from training.data.images import image_batch
 from training.recipes.common import (

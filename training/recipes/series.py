@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from service.model_config import AnomalySpec, SeriesPreprocessing
-from service.scoring import window_starts
+from modelrepo.config import AnomalySpec, SeriesPreprocessing
+from modelrepo.scoring import window_starts
 from training import metrics as ev
 from training import plots
 from training.data import timeseries

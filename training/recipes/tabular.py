@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service.model_config import AnomalySpec, TabularPreprocessing
+from modelrepo.config import AnomalySpec, TabularPreprocessing
 from training import metrics as ev
 from training import plots
 from training.data import tabular

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from service.model_config import TextPreprocessing
+from modelrepo.config import TextPreprocessing
 from training import metrics as ev
 from training import plots
 from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_tokenizer

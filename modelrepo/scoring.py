@@ -14,7 +14,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, stable for large logits."""
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probs
 
 
 def top_k(probs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
@@ -66,7 +67,4 @@ def segments(scores: np.ndarray, threshold: float) -> list[Segment]:
     """Maximal runs of points whose score is above the threshold."""
     above = np.concatenate([[False], scores > threshold, [False]])
     edges = np.flatnonzero(np.diff(above.astype(np.int8)))
-    return [
-        Segment(int(s), int(e - 1), float(scores[s:e].max()))
-        for s, e in zip(edges[::2], edges[1::2])
-    ]
+    return [Segment(int(s), int(e - 1), float(scores[s:e].max())) for s, e in zip(edges[::2], edges[1::2])]

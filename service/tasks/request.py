@@ -1,35 +1,27 @@
-"""Helpers shared by the task routes."""
+"""Reading a task request on the lean path: strict JSON, list lengths before items, body fields before query."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
-from service.errors import AxonError, BadRequest, InvalidInput, PayloadTooLarge
+from service.errors import InvalidInput, PayloadTooLarge
 from service.handlers import describe_validation
+from service.lean import parse_json
 
 M = TypeVar("M", bound=BaseModel)
+# A list field -> (limit, message template with {n} and {limit}).
+Counts = dict[str, tuple[int, str]]
 
 
-class ClientGone(AxonError):
-    """The client closed the connection before its answer was ready; its work was dropped."""
-
-    status_code = 499
-    code = "client_closed_request"
-
-
-def parse_json(model: type[M], body: bytes, counts: dict[str, tuple[int, str]] | None = None) -> M:
+def read_request(model: type[M], body: bytes, counts: Counts | None = None) -> M:
     """Strict JSON (orjson), then list lengths against their limits, then pydantic: counts before per-item work.
 
-    `counts` maps a field to (limit, message template with {n} and {limit}); a list longer than its
-    limit is refused with 413 before any of its items is looked at (issue 8.1).
+    A list longer than its limit is refused with 413 before any of its items is looked at (issue 8.1).
     """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    payload = parse_json(body)
     if isinstance(payload, dict):
         for name, (limit, message) in (counts or {}).items():
             value = payload.get(name)
@@ -42,14 +34,19 @@ def parse_json(model: type[M], body: bytes, counts: dict[str, tuple[int, str]] |
         raise InvalidInput(describe_validation([{**e, "loc": ("body", *e["loc"])} for e in errors])) from None
 
 
-def query_int(query: dict[str, str], name: str) -> int | None:
-    """An integer query parameter, or None when absent (422 when not an integer)."""
-    if name not in query:
+def int_field(values: Mapping[str, str], name: str, where: str) -> int | None:
+    """An integer query parameter or form field, or None when absent (422 naming `where.name` when not an integer)."""
+    if name not in values:
         return None
     try:
-        return int(query[name])
+        return int(values[name])
     except ValueError:
-        raise InvalidInput(f"query.{name}: Input should be a valid integer, got {query[name]!r}") from None
+        raise InvalidInput(f"{where}.{name}: Input should be a valid integer, got {values[name]!r}") from None
+
+
+def query_int(query: Mapping[str, str], name: str) -> int | None:
+    """An integer query parameter, or None when absent."""
+    return int_field(query, name, "query")
 
 
 def pick(*values: Any) -> Any:

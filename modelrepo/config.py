@@ -1,15 +1,9 @@
 """The model repository's `config.json`: one schema, written by training and read by the service.
 
-Layout (Triton-style)::
-
-    models/<name>/config.json            the model's live config (task, tensors, batching, policy)
-    models/<name>/<version>/model.onnx   one self-contained ONNX file per numeric version
-    models/<name>/<version>/config.json  snapshot of the config this version was exported with
-    models/<name>/<version>/...          artefacts: labels.txt, tokenizer.json, card.json, plots
-
-A version carries its own snapshot because what it needs to reproduce its training inputs
-(normalisation, tokenizer, threshold, labels, tensors) can change from one export to the next;
-serving knobs (batching, version policy) belong to the model and come from the top-level file.
+Where the files are is `modelrepo.layout`. A version carries its own snapshot because what it needs
+to reproduce its training inputs (normalisation, tokenizer, threshold, labels, tensors) can change
+from one export to the next; serving knobs (batching, version policy) belong to the model and come
+from the top-level file.
 """
 
 from __future__ import annotations
@@ -20,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.onnx"
+from modelrepo.datatypes import Datatype
+from modelrepo.layout import MAX_NAME_LENGTH
 
 # Every number and list in the schema has a ceiling: config.json is read by the server process, and a
 # value such as max_batch_size = 10^12 once made warm-up try to allocate 76 TiB. The ceilings sit far
@@ -40,7 +34,7 @@ MAX_SERIES_WINDOW = 65_536
 MAX_FEATURES = 4096
 MAX_LABELS = 65_536
 MAX_VERSIONS = 1000
-MAX_VERSION = 10**18 - 1  # versions fit an int64, as in Triton (see service.naming)
+MAX_VERSION = 10**18 - 1  # versions fit an int64, as in Triton
 MAX_TEXT = 4096  # description
 MAX_NAME = 256  # tensor, feature and label names
 
@@ -50,12 +44,15 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # A file of the version folder, named plainly: no path separators, no '..', nothing hidden.
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")]
 
+# A new task adds its name here and the preprocessing kinds it may use to TASK_PREPROCESSING (and a
+# preprocessing section below if it needs a new kind); the service's side of it is one task module.
 Task = Literal["vision", "text", "anomaly"]
-# V2 / Triton datatype names; the numpy mapping lives in one dict in the service.
-Datatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-]
+TASK_PREPROCESSING: dict[str, set[str]] = {"vision": {"image"}, "text": {"text"}, "anomaly": {"tabular", "series"}}
+# Tasks whose answers name classes: their configs must list the labels.
+LABELLED_TASKS = {"vision", "text"}
+# The knobs that belong to the model, not to a version: the top-level config.json always supplies them,
+# and training keeps an operator's values when it writes a new version.
+SERVING_KNOBS = ("max_batch_size", "dynamic_batching", "version_policy")
 
 
 class ConfigError(ValueError):
@@ -104,7 +101,7 @@ class VersionPolicy(_Strict):
     """Which versions are served, as in Triton: the latest N (default 1), all, or specific ones."""
 
     latest: LatestPolicy | None = None
-    all: dict | None = Field(None, max_length=0)  # Triton writes `"all": {}`; it has no fields
+    all: dict[str, object] | None = Field(None, max_length=0)  # Triton writes `"all": {}`; it has no fields
     specific: SpecificPolicy | None = None
 
     @model_validator(mode="after")
@@ -113,7 +110,7 @@ class VersionPolicy(_Strict):
         if len(chosen) > 1:
             raise ValueError(f"version_policy takes one of latest/all/specific, got {chosen}")
         if not chosen:
-            self.latest = LatestPolicy()
+            self.latest = LatestPolicy(num_versions=1)
         return self
 
     def select(self, available: list[int]) -> list[int]:
@@ -123,6 +120,7 @@ class VersionPolicy(_Strict):
             return newest_first
         if self.specific is not None:
             return [v for v in newest_first if v in set(self.specific.versions)]
+        assert self.latest is not None  # the validator picks `latest` when no kind is given
         return newest_first[: self.latest.num_versions]
 
 
@@ -197,7 +195,7 @@ class AnomalySpec(_Strict):
 class ModelConfig(_Strict):
     """`models/<name>/config.json`, also snapshotted into each version folder."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]  # service.naming.MAX_NAME_LENGTH
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
     task: Task
     platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
     description: str = Field("", max_length=MAX_TEXT)
@@ -213,25 +211,21 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _task_matches(self) -> ModelConfig:
         kind = self.preprocessing.kind
-        allowed = {"vision": {"image"}, "text": {"text"}, "anomaly": {"tabular", "series"}}[self.task]
-        if kind not in allowed:
+        if kind not in TASK_PREPROCESSING[self.task]:
             raise ValueError(f"task {self.task!r} cannot use {kind!r} preprocessing")
         if self.task == "anomaly" and self.anomaly is None:
             raise ValueError("an anomaly model needs an 'anomaly' section with its threshold")
-        if self.task in ("vision", "text") and not self.labels:
+        if self.task in LABELLED_TASKS and not self.labels:
             raise ValueError(f"a {self.task} model needs its labels")
         return self
 
+    def with_serving_knobs(self, top: ModelConfig) -> ModelConfig:
+        """This config with the model-level serving knobs (SERVING_KNOBS) of `top`."""
+        return self.model_copy(update={knob: getattr(top, knob) for knob in SERVING_KNOBS})
+
     def serving_view(self, top: ModelConfig) -> ModelConfig:
-        """This version snapshot with the model-level serving knobs of `top` applied."""
-        return self.model_copy(
-            update={
-                "name": top.name,
-                "max_batch_size": top.max_batch_size,
-                "dynamic_batching": top.dynamic_batching,
-                "version_policy": top.version_policy,
-            }
-        )
+        """This version snapshot as the service serves it: the model's name and serving knobs from `top`."""
+        return self.with_serving_knobs(top).model_copy(update={"name": top.name})
 
 
 def read_config(path: Path) -> ModelConfig:
