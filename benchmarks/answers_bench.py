@@ -3,7 +3,7 @@
     python benchmarks/answers_bench.py
 
 (a) TypedDicts (plain dicts at run time) + orjson: what the task modules do; the TypedDicts are the
-documented schemas and tests/test_answers.py validates real answers against them. (b) pydantic models
+documented schemas and tests/service/test_answers.py validates real answers against them. (b) pydantic models
 validated per request, (c) pydantic models built with model_construct (no validation), (d) the dicts
 validated by a TypeAdapter of the TypedDict. Prints microseconds per answer.
 """

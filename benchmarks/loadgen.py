@@ -88,8 +88,9 @@ def _wire(host: str, port: int, r: Request) -> bytes:
     return f"POST {r.path} HTTP/1.1\r\n{lines}\r\n".encode() + r.body
 
 
-async def _worker(conn: _Connection, wires: list[bytes], offset: int, stop_at: float,
-                  out: list[float], errors: list[int]) -> None:
+async def _worker(
+    conn: _Connection, wires: list[bytes], offset: int, stop_at: float, out: list[float], errors: list[int]
+) -> None:
     i = offset
     while time.perf_counter() < stop_at:
         wire = wires[i % len(wires)]
@@ -102,8 +103,9 @@ async def _worker(conn: _Connection, wires: list[bytes], offset: int, stop_at: f
             errors.append(status)
 
 
-async def _run(base_url: str, requests: list[Request], concurrency: int, duration_s: float,
-               seed: int) -> tuple[list[float], int, float]:
+async def _run(
+    base_url: str, requests: list[Request], concurrency: int, duration_s: float, seed: int
+) -> tuple[list[float], int, float]:
     url = httpx.URL(base_url)
     wires = [_wire(url.host, url.port, r) for r in requests]
     conns = [_Connection(url.host, url.port) for _ in range(concurrency)]
@@ -114,8 +116,9 @@ async def _run(base_url: str, requests: list[Request], concurrency: int, duratio
         errors: list[int] = []
         start = time.perf_counter()
         stop_at = start + duration_s
-        await asyncio.gather(*(_worker(c, wires, seed * 7919 + w * 31, stop_at, latencies, errors)
-                               for w, c in enumerate(conns)))
+        await asyncio.gather(
+            *(_worker(c, wires, seed * 7919 + w * 31, stop_at, latencies, errors) for w, c in enumerate(conns))
+        )
         return latencies, len(errors), time.perf_counter() - start
     finally:
         for c in conns:
@@ -126,8 +129,15 @@ def _process_main(args: tuple) -> tuple[list[float], int, float]:
     return asyncio.run(_run(*args))
 
 
-def run_load(base_url: str, requests: list[Request], *, concurrency: int, duration_s: float,
-             items_per_request: int = 1, processes: int = 1) -> LoadResult:
+def run_load(
+    base_url: str,
+    requests: list[Request],
+    *,
+    concurrency: int,
+    duration_s: float,
+    items_per_request: int = 1,
+    processes: int = 1,
+) -> LoadResult:
     """Keep `concurrency` requests in flight for `duration_s`, spread over `processes` client processes."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (1 if p < concurrency % processes else 0) for p in range(processes)]

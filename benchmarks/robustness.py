@@ -53,8 +53,14 @@ def free_port() -> int:
 def server(repository: Path, nofile: int | None = None, **env: str):
     """A `python -m service` process; yields (port, process); killed if still running at the end."""
     port = free_port()
-    full_env = os.environ | {"AXON_PORT": str(port), "AXON_MODEL_REPOSITORY": str(repository), "AXON_ACCESS_LOG": "false",
-                             "AXON_PROVIDERS": "CPUExecutionProvider", "AXON_LOG_LEVEL": "warning", **env}
+    full_env = os.environ | {
+        "AXON_PORT": str(port),
+        "AXON_MODEL_REPOSITORY": str(repository),
+        "AXON_ACCESS_LOG": "false",
+        "AXON_PROVIDERS": "CPUExecutionProvider",
+        "AXON_LOG_LEVEL": "warning",
+        **env,
+    }
 
     def limit() -> None:
         if nofile is not None:
@@ -62,7 +68,12 @@ def server(repository: Path, nofile: int | None = None, **env: str):
 
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=limit,
     )
     try:
         deadline = time.monotonic() + 120
@@ -299,7 +310,11 @@ def big_bodies(repository: Path) -> list[Row]:
     async def run(port: int) -> list[Row]:
         rows = []
         cases = (
-            ("1,000,000-item texts (2 MB)", "/v1/text/classify", b'{"texts": [' + b",".join([b"1"] * 1_000_000) + b"]}"),
+            (
+                "1,000,000-item texts (2 MB)",
+                "/v1/text/classify",
+                b'{"texts": [' + b",".join([b"1"] * 1_000_000) + b"]}",
+            ),
             ("150,000-deep JSON to V2 infer", "/v2/models/sms-spam-transformer/infer", b"[" * 150_000 + b"]" * 150_000),
         )
         for label, path, body in cases:
@@ -352,7 +367,9 @@ def pipelining(repository: Path) -> list[Row]:
         s.close()
     label = "one client pipelining for 14 s, reading nothing"
     after = f"{dropped:.1f} s" if dropped else "no"
-    return [(label, "server RSS growth / dropped after", f"{peak - before:.0f} MiB / {after} ({sent / 1e6:.0f} MB sent)")]
+    return [
+        (label, "server RSS growth / dropped after", f"{peak - before:.0f} MiB / {after} ({sent / 1e6:.0f} MB sent)")
+    ]
 
 
 def protocol_cost(repository: Path) -> list[Row]:
@@ -372,12 +389,17 @@ def protocol_cost(repository: Path) -> list[Row]:
             return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
 
         def write(self, data) -> None: ...
-        def is_closing(self) -> bool: return False
+        def is_closing(self) -> bool:
+            return False
+
         def pause_reading(self) -> None: ...
         def resume_reading(self) -> None: ...
-        def get_write_buffer_size(self) -> int: return 0
+        def get_write_buffer_size(self) -> int:
+            return 0
 
-    raw = post("/v1/text/classify", TEXT_BODY).replace(b"Host: t\r\n", b"Host: t\r\nUser-Agent: bench\r\nAccept: */*\r\n")
+    raw = post("/v1/text/classify", TEXT_BODY).replace(
+        b"Host: t\r\n", b"Host: t\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+    )
 
     async def per_request(cls: type, n: int = 10_000) -> float:
         config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")

@@ -28,21 +28,20 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import LoadResult, Request, run_load  # noqa: E402
+from loadgen import LoadResult, Request, run_load
 
-from modelrepo.config import read_config  # noqa: E402
-from modelrepo.layout import MODEL_FILE  # noqa: E402
-from service.batcher import collate, length_groups  # noqa: E402
-from service.tasks import build_codec  # noqa: E402
-from service.runtime import SessionFactory  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from training.data.images import load_mnist_pool  # noqa: E402
-from training.data.paths import default_datasets_dir  # noqa: E402
-from training.data.text import load_sms_spam  # noqa: E402
+from modelrepo.config import read_config
+from modelrepo.layout import MODEL_FILE
+from service.batcher import collate, length_groups
+from service.runtime import SessionFactory
+from service.settings import Settings
+from service.tasks import build_codec
+from training.data.images import load_mnist_pool
+from training.data.paths import default_datasets_dir
+from training.data.text import load_sms_spam
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = default_datasets_dir()
@@ -127,8 +126,11 @@ def in_process(model_dir: Path, items: list, batch_size: int, settings: Settings
             rounds += 1
         return rounds * len(items) / (time.perf_counter() - t0)
 
-    return {"p50_ms": 1000 * statistics.median(lat), "ceiling": items_per_second(grouped),
-            "ceiling_one_run": items_per_second(padded) if pads else float("nan")}
+    return {
+        "p50_ms": 1000 * statistics.median(lat),
+        "ceiling": items_per_second(grouped),
+        "ceiling_one_run": items_per_second(padded) if pads else float("nan"),
+    }
 
 
 # --- the service ------------------------------------------------------------------------------------
@@ -146,8 +148,14 @@ class Server:
     def __init__(self, repository: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "AXON_PORT": str(self.port), "AXON_MODEL_REPOSITORY": str(repository),
-                    "AXON_ACCESS_LOG": "false", "AXON_LOG_LEVEL": "warning", **env}
+        full_env = {
+            **os.environ,
+            "AXON_PORT": str(self.port),
+            "AXON_MODEL_REPOSITORY": str(repository),
+            "AXON_ACCESS_LOG": "false",
+            "AXON_LOG_LEVEL": "warning",
+            **env,
+        }
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -179,8 +187,9 @@ class Server:
             self.proc.kill()
 
 
-def measure(server: Server, model: str, requests: list[Request], concurrency: int, duration: float,
-            processes: int) -> tuple[LoadResult, float]:
+def measure(
+    server: Server, model: str, requests: list[Request], concurrency: int, duration: float, processes: int
+) -> tuple[LoadResult, float]:
     """One load run; returns the result and the mean batch size the server reported over it."""
     s0, c0 = server.batch_stats(model)
     result = run_load(server.url, requests, concurrency=concurrency, duration_s=duration, processes=processes)
@@ -191,8 +200,9 @@ def measure(server: Server, model: str, requests: list[Request], concurrency: in
 # --- V2: JSON vs binary -----------------------------------------------------------------------------
 
 
-def v2_requests(model: str, images: list[bytes], codec_settings: Settings, model_dir: Path,
-                batch: int) -> dict[str, Request]:
+def v2_requests(
+    model: str, images: list[bytes], codec_settings: Settings, model_dir: Path, batch: int
+) -> dict[str, Request]:
     """The same V2 inference (a batch of pre-processed images) encoded as JSON and as binary tensors."""
     import tritonclient.http as tc
 
@@ -238,10 +248,16 @@ def main() -> None:
         requests, items = task_requests(model, config.task, args.items)
         ref = in_process(args.repository / model, items, config.max_batch_size, settings)
         plans[model] = (requests, ref)
-        one_run = "" if ref["ceiling_one_run"] != ref["ceiling_one_run"] else (
-            f" (one run padded to the batch's longest: {ref['ceiling_one_run']:.0f} items/s)")
-        print(f"{model}: bare session.run p50 {ref['p50_ms']:.3f} ms at batch 1; in-process ORT ceiling "
-              f"{ref['ceiling']:.0f} items/s at batch {config.max_batch_size}{one_run}", flush=True)
+        one_run = (
+            ""
+            if ref["ceiling_one_run"] != ref["ceiling_one_run"]
+            else (f" (one run padded to the batch's longest: {ref['ceiling_one_run']:.0f} items/s)")
+        )
+        print(
+            f"{model}: bare session.run p50 {ref['p50_ms']:.3f} ms at batch 1; in-process ORT ceiling "
+            f"{ref['ceiling']:.0f} items/s at batch {config.max_batch_size}{one_run}",
+            flush=True,
+        )
 
     modes = [("batched", {"AXON_BATCHING_ENABLED": "true"})]
     if not args.no_unbatched:
@@ -256,15 +272,19 @@ def main() -> None:
                     procs = args.client_processes if c > 8 else 1
                     result, mean_batch = measure(server, model, requests, c, args.duration, procs)
                     rows.append((model, mode, c, result, mean_batch, ref))
-                    print(f"  {model:<24} {mode:<9} c={c:<3} {result.throughput:8.0f} items/s  "
-                          f"p50 {result.p50_ms:7.2f} ms  p99 {result.percentile(99):7.2f} ms  "
-                          f"batch {mean_batch:5.1f}  errors {result.errors}", flush=True)
+                    print(
+                        f"  {model:<24} {mode:<9} c={c:<3} {result.throughput:8.0f} items/s  "
+                        f"p50 {result.p50_ms:7.2f} ms  p99 {result.percentile(99):7.2f} ms  "
+                        f"batch {mean_batch:5.1f}  errors {result.errors}",
+                        flush=True,
+                    )
             if args.v2 and mode == "batched":
                 model = "mnist-cnn"
                 reqs = v2_requests(model, mnist_pngs(args.v2_batch), settings, args.repository / model, args.v2_batch)
                 for kind, req in reqs.items():
-                    result = run_load(server.url, [req], concurrency=4, duration_s=args.duration,
-                                      items_per_request=args.v2_batch)
+                    result = run_load(
+                        server.url, [req], concurrency=4, duration_s=args.duration, items_per_request=args.v2_batch
+                    )
                     v2_rows.append((kind, len(req.body), result))
         finally:
             server.stop()
@@ -275,13 +295,17 @@ def main() -> None:
     for model, mode, c, r, mean_batch, ref in rows:
         base = unbatched.get((model, c))
         vs_unbatched = f"{r.throughput / base:.2f}x" if base else "-"
-        print(f"| {model} | {mode} | {c} | {r.throughput:.0f} | {r.p50_ms:.2f} | {r.percentile(99):.2f} | "
-              f"{mean_batch:.1f} | {vs_unbatched} | {100 * r.throughput / ref['ceiling']:.0f}% |")
+        print(
+            f"| {model} | {mode} | {c} | {r.throughput:.0f} | {r.p50_ms:.2f} | {r.percentile(99):.2f} | "
+            f"{mean_batch:.1f} | {vs_unbatched} | {100 * r.throughput / ref['ceiling']:.0f}% |"
+        )
     for model, (_, ref) in plans.items():
         c1 = [r for m, mode, c, r, _, _ in rows if m == model and mode == "batched" and c == 1]
         if c1:
-            print(f"{model}: p50 at concurrency 1 is {c1[0].p50_ms:.2f} ms vs bare session.run "
-                  f"{ref['p50_ms']:.3f} ms (+{c1[0].p50_ms - ref['p50_ms']:.2f} ms)")
+            print(
+                f"{model}: p50 at concurrency 1 is {c1[0].p50_ms:.2f} ms vs bare session.run "
+                f"{ref['p50_ms']:.3f} ms (+{c1[0].p50_ms - ref['p50_ms']:.2f} ms)"
+            )
     if v2_rows:
         print(f"\nV2 infer, mnist-cnn, {args.v2_batch} images per request, concurrency 4:")
         print("| encoding | request bytes | requests/s | images/s | p50 ms |")

@@ -138,7 +138,11 @@ class Lifecycle:
         problems += [f"model '{name}' version {v}: {why}" for (n, v), why in self._failed.items() if n == name]
         if problems:
             serving = [str(e.version) for e in self.registry.table(name).values() if e.state is ModelState.READY]
-            still = f"; serving version(s) {', '.join(sorted(serving, key=int, reverse=True))}" if serving else "; no version serves"
+            still = (
+                f"; serving version(s) {', '.join(sorted(serving, key=int, reverse=True))}"
+                if serving
+                else "; no version serves"
+            )
             raise LoadFailed(f"failed to load {'; '.join(problems)}{still}")
         return entries
 

@@ -74,7 +74,11 @@ class Loader:
         policy = batch_policy(entry.config, self.settings)
         pads = entry.codec.pad_values
         entry.batcher = Batcher(
-            session_runner(entry.session), policy, name=entry.label, pad_values=pads, arrivals=self._arrivals,
+            session_runner(entry.session),
+            policy,
+            name=entry.label,
+            pad_values=pads,
+            arrivals=self._arrivals,
             on_batch=self._metrics.batch_observer(d.name, d.version or 0),
         )
         entry.batcher.start()
@@ -100,7 +104,11 @@ class Loader:
         """Check the ONNX file in a child process (a hostile file crashes only the child); the reason, or None."""
         s = self.settings
         result = await asyncio.to_thread(
-            validate_model, d.model_file, s.validation_timeout_s, True, s.validation_memory_limit_mb,
+            validate_model,
+            d.model_file,
+            s.validation_timeout_s,
+            True,
+            s.validation_memory_limit_mb,
         )
         return None if result.ok else f"validation failed: {result.reason}"
 

@@ -76,7 +76,12 @@ def run_validator(argv: Sequence[str], timeout_s: float) -> ValidationResult:
         env.setdefault(name, "1")
     try:
         done = subprocess.run(
-            list(argv), capture_output=True, timeout=timeout_s, env=env, cwd=_PROJECT_ROOT, stdin=subprocess.DEVNULL,
+            list(argv),
+            capture_output=True,
+            timeout=timeout_s,
+            env=env,
+            cwd=_PROJECT_ROOT,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return ValidationResult(False, f"validation did not finish within {timeout_s:g} s (child killed)")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from data_roots import EXCERPTS, FULL, has_full
+
+from tests.support.data_roots import EXCERPTS, FULL, has_full
 
 _FULL_DATA: dict[str, str] = {}  # test id -> outcome of the tests marked full_data
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import live_server
 
 from modelrepo.config import ModelConfig
+from tests.support.live_server import live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -55,51 +55,89 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repository", type=Path, default=Path("models"), help="model repository to write into (default: models)")
+    p.add_argument(
+        "--repository", type=Path, default=Path("models"), help="model repository to write into (default: models)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling (default: 0)")
     p.add_argument("--dry-run", action="store_true", help="one training batch, one validation batch, one epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
 def _rebuild_parser(sub: Any) -> None:
-    p = sub.add_parser("rebuild", help="train and export every default model (a new version of each)",
-                       description="Train and export the default models from the shared datasets.")
-    p.add_argument("--datasets", type=Path, default=None,
-                   help=f"datasets folder (default: $AXON_DATASETS or {default_datasets_dir()})")
-    p.add_argument("--only", nargs="+", choices=sorted(DEFAULT_NAMES), metavar="NAME",
-                   help=f"rebuild only these models ({', '.join(DEFAULT_NAMES)})")
-    p.add_argument("--replace", action="store_true",
-                   help="delete each rebuilt model's folder first, so the new export is version 1")
+    p = sub.add_parser(
+        "rebuild",
+        help="train and export every default model (a new version of each)",
+        description="Train and export the default models from the shared datasets.",
+    )
+    p.add_argument(
+        "--datasets",
+        type=Path,
+        default=None,
+        help=f"datasets folder (default: $AXON_DATASETS or {default_datasets_dir()})",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(DEFAULT_NAMES),
+        metavar="NAME",
+        help=f"rebuild only these models ({', '.join(DEFAULT_NAMES)})",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete each rebuilt model's folder first, so the new export is version 1",
+    )
     _common(p)
 
 
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train one model of a family on a dataset and export it as a new version",
-                       description="Train one model and write it as a new version of NAME.")
+    p = sub.add_parser(
+        "train",
+        help="train one model of a family on a dataset and export it as a new version",
+        description="Train one model and write it as a new version of NAME.",
+    )
     p.add_argument("name", help="model name in the repository")
     p.add_argument("--family", required=True, choices=sorted(FAMILIES), help="model family")
     p.add_argument("--dataset", required=True, choices=sorted(KINDS), help="dataset kind (how --data is read)")
-    p.add_argument("--data", type=Path, help="dataset file or folder (default: the kind's dataset under "
-                   "$AXON_DATASETS, ../shared/datasets or the cache; not needed for 'digits')")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="dataset file or folder (default: the kind's dataset under "
+        "$AXON_DATASETS, ../shared/datasets or the cache; not needed for 'digits')",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--patience", type=int, default=5, help="epochs without a better validation metric before stopping")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="model config fields, VALUE as JSON (e.g. hidden_size=64 cell='\"lstm\"' widths=[16,32])")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config fields, VALUE as JSON (e.g. hidden_size=64 cell='\"lstm\"' widths=[16,32])",
+    )
     p.add_argument("--checkpoint", type=Path, help="also save the trained weights and config here (for `export`)")
     text = p.add_argument_group("text datasets")
     text.add_argument("--vocab-size", type=int, default=8000)
     text.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] included")
     text.add_argument("--no-lowercase", action="store_true")
     text.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
-    text.add_argument("--token-dropout", type=float, default=0.0, help="replace training tokens by [UNK] with this probability")
-    text.add_argument("--warm-embeddings", action="store_true",
-                      help="start the embedding table from a quickly trained bag-of-embeddings classifier")
+    text.add_argument(
+        "--token-dropout", type=float, default=0.0, help="replace training tokens by [UNK] with this probability"
+    )
+    text.add_argument(
+        "--warm-embeddings",
+        action="store_true",
+        help="start the embedding table from a quickly trained bag-of-embeddings classifier",
+    )
     text.add_argument("--freeze-embeddings", action="store_true", help="with --warm-embeddings: keep them fixed")
-    text.add_argument("--restarts", type=int, default=1,
-                      help="train this many differently seeded candidates and keep the best on validation")
+    text.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="train this many differently seeded candidates and keep the best on validation",
+    )
     text.add_argument("--text-column", default="text", help="delimited: text column (name, or index without --header)")
     text.add_argument("--label-column", default="label", help="delimited: label column")
     text.add_argument("--delimiter", default="\t", help="delimited: field separator (default: tab)")
@@ -121,30 +159,41 @@ def _datasets_parser(sub: Any) -> None:
     from training.data.catalog import CATALOG
 
     p = sub.add_parser(
-        "datasets", help="list, show, verify or fetch the datasets the default models train on",
+        "datasets",
+        help="list, show, verify or fetch the datasets the default models train on",
         description="The dataset catalogue: source, licence, files and sha256 of each dataset. Datasets are read "
         "from $AXON_DATASETS, else ../shared/datasets beside the repository, else the cache folder "
         "($XDG_CACHE_HOME or ~/.cache)/axon/datasets; `fetch` writes into $AXON_DATASETS or that cache.",
     )
     p.add_argument("action", choices=("list", "show", "verify", "fetch"))
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help=f"datasets to act on (default: all): {', '.join(CATALOG)}")
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"datasets to act on (default: all): {', '.join(CATALOG)}")
     p.add_argument("--root", type=Path, help="datasets folder to read or fetch into (default: see above)")
-    p.add_argument("--from", dest="source", metavar="URL",
-                   help="a mirror of a datasets folder (<URL>/<name>/<file>); default $AXON_DATASETS_URL, "
-                   "else each file's public URL")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="a mirror of a datasets folder (<URL>/<name>/<file>); default $AXON_DATASETS_URL, "
+        "else each file's public URL",
+    )
 
 
 def _evaluate_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="score a repository model version on a dataset through ONNX Runtime",
-                       description="Run a repository model (ONNX Runtime, CPU) over a dataset and print its metrics.")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a repository model version on a dataset through ONNX Runtime",
+        description="Run a repository model (ONNX Runtime, CPU) over a dataset and print its metrics.",
+    )
     p.add_argument("name", help="model name in the repository")
     p.add_argument("--version", type=int, help="version number (default: the highest)")
     p.add_argument("--repository", type=Path, default=Path("models"))
     p.add_argument("--dataset", required=True, choices=sorted(KINDS))
     p.add_argument("--data", type=Path, help="dataset file or folder (default: as for train)")
-    p.add_argument("--split", choices=("all", "test"), default="all",
-                   help="'all' rows (a held-out file), or the 'test' split a recipe held back from the same pool")
+    p.add_argument(
+        "--split",
+        choices=("all", "test"),
+        default="all",
+        help="'all' rows (a held-out file), or the 'test' split a recipe held back from the same pool",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split to reproduce with --split test")
     for flag, default in (("--text-column", "text"), ("--label-column", "label"), ("--delimiter", "\t")):
         p.add_argument(flag, default=default)
@@ -153,11 +202,16 @@ def _evaluate_parser(sub: Any) -> None:
 
 
 def _export_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="export a saved checkpoint as a new repository version",
-                       description="Export a checkpoint from `train --checkpoint` as a new version, proving parity.")
+    p = sub.add_parser(
+        "export",
+        help="export a saved checkpoint as a new repository version",
+        description="Export a checkpoint from `train --checkpoint` as a new version, proving parity.",
+    )
     p.add_argument("--checkpoint", type=Path, required=True)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--like", type=Path, help="a version folder whose config and artefacts (labels, tokenizer) to reuse")
+    src.add_argument(
+        "--like", type=Path, help="a version folder whose config and artefacts (labels, tokenizer) to reuse"
+    )
     src.add_argument("--config", type=Path, help="a config.json to use (tensors are rewritten from the export)")
     p.add_argument("--artefact", type=Path, nargs="*", default=[], help="extra files to place in the version folder")
     p.add_argument("--repository", type=Path, default=Path("models"))
@@ -197,20 +251,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = read_data(args)
     common = {"dataset": data["dataset"], "model_cfg": model_cfg, "hyper": hyper}
     if task == "image":
-        outcome = recipes.train_image_classifier(args.name, data["x"], data["y"], data["labels"], opts,
-                                                 invert=args.invert, shift=args.shift, **common)
+        outcome = recipes.train_image_classifier(
+            args.name, data["x"], data["y"], data["labels"], opts, invert=args.invert, shift=args.shift, **common
+        )
     elif task == "text":
         outcome = recipes.train_text_classifier(
-            args.name, args.family, data["texts"], data["y"], data["labels"], opts, vocab_size=args.vocab_size,
-            lowercase=not args.no_lowercase, max_length=args.max_length, class_weighted=args.class_weighted,
-            token_dropout=args.token_dropout, warm_embeddings=args.warm_embeddings,
-            freeze_embeddings=args.freeze_embeddings, restarts=args.restarts, **common)
+            args.name,
+            args.family,
+            data["texts"],
+            data["y"],
+            data["labels"],
+            opts,
+            vocab_size=args.vocab_size,
+            lowercase=not args.no_lowercase,
+            max_length=args.max_length,
+            class_weighted=args.class_weighted,
+            token_dropout=args.token_dropout,
+            warm_embeddings=args.warm_embeddings,
+            freeze_embeddings=args.freeze_embeddings,
+            restarts=args.restarts,
+            **common,
+        )
     elif task == "tabular":
-        outcome = recipes.train_tabular_autoencoder(args.name, data["x"], data["y"], data["features"], opts,
-                                                    binary_scale=args.binary_scale, **common)
+        outcome = recipes.train_tabular_autoencoder(
+            args.name, data["x"], data["y"], data["features"], opts, binary_scale=args.binary_scale, **common
+        )
     else:
-        outcome = recipes.train_series_autoencoder(args.name, data["series"], opts, window=args.window,
-                                                   stride=args.stride, **common)
+        outcome = recipes.train_series_autoencoder(
+            args.name, data["series"], opts, window=args.window, stride=args.stride, **common
+        )
     if args.checkpoint:
         save_checkpoint(outcome.model, args.family, args.checkpoint)
         print(f"checkpoint: {args.checkpoint}")
@@ -230,15 +299,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from training.repository import export_checkpoint
 
-    written = export_checkpoint(args.checkpoint, args.repository, like=args.like, config_path=args.config,
-                                artefacts=args.artefact, name=args.name)
+    written = export_checkpoint(
+        args.checkpoint,
+        args.repository,
+        like=args.like,
+        config_path=args.config,
+        artefacts=args.artefact,
+        name=args.name,
+    )
     print(f"wrote {written.path} (parity max |diff| {written.parity['max_abs_diff']:.2e})")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from training.card import read_card
     from modelrepo.layout import model_names, versions
+    from training.card import read_card
 
     for model_dir in (args.repository / name for name in model_names(args.repository)):
         for version in versions(model_dir):
@@ -262,10 +337,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.action == "show":
         for name in names:
             entry = catalog.dataset(name)
-            print(f"{entry.name}: {entry.title}\n  source:  {entry.source}\n  licence: {entry.licence}\n"
-                  f"  origin:  {entry.origin}\n  files (under {root / name}):")
+            print(
+                f"{entry.name}: {entry.title}\n  source:  {entry.source}\n  licence: {entry.licence}\n"
+                f"  origin:  {entry.origin}\n  files (under {root / name}):"
+            )
             for f in entry.files:
-                print(f"    {f.path}  {f.size} bytes  sha256 {f.sha256}\n      url: {f.url or '(no public URL: a mirror only)'}")
+                print(
+                    f"    {f.path}  {f.size} bytes  sha256 {f.sha256}\n      url: {f.url or '(no public URL: a mirror only)'}"
+                )
         return 0
     if args.action == "verify":
         bad = 0
@@ -279,7 +358,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     base = args.source or os.environ.get("AXON_DATASETS_URL") or None
     for name in names:
         fetched = catalog.fetch(name, into, base_url=base)
-        print(f"{name:30s} {'fetched ' + str(len(fetched)) + ' file(s)' if fetched else 'already verified'} in {into / name}")
+        print(
+            f"{name:30s} {'fetched ' + str(len(fetched)) + ' file(s)' if fetched else 'already verified'} in {into / name}"
+        )
     return 0
 
 
@@ -326,8 +407,14 @@ def read_data(args: argparse.Namespace) -> dict[str, Any]:
     from training.data.kinds import load_dataset
 
     return load_dataset(
-        args.dataset, args.data, size=getattr(args, "size", None), channels=getattr(args, "channels", 1),
-        text_column=args.text_column, label_column=args.label_column, delimiter=args.delimiter, header=args.header,
+        args.dataset,
+        args.data,
+        size=getattr(args, "size", None),
+        channels=getattr(args, "channels", 1),
+        text_column=args.text_column,
+        label_column=args.label_column,
+        delimiter=args.delimiter,
+        header=args.header,
     )
 
 
@@ -350,8 +437,14 @@ def print_table(outcomes: Sequence[Any]) -> None:
         print(f"{o.name:36s} {o.version:3d} {o.seconds:6.0f}  {format_figures(o.summary)}")
 
 
-COMMANDS = {"rebuild": cmd_rebuild, "train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export,
-            "list": cmd_list, "datasets": cmd_datasets}
+COMMANDS = {
+    "rebuild": cmd_rebuild,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "export": cmd_export,
+    "list": cmd_list,
+    "datasets": cmd_datasets,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,11 +24,12 @@ from training.metrics import (  # noqa: F401 - re-exported: `training.evaluate` 
     window_detection,
 )
 
+
 def _batched(session: Any, feeds: dict[str, np.ndarray], output: str, batch: int = 256) -> np.ndarray:
     n = len(next(iter(feeds.values())))
-    return np.concatenate([
-        session.run([output], {k: v[i : i + batch] for k, v in feeds.items()})[0] for i in range(0, n, batch)
-    ])
+    return np.concatenate(
+        [session.run([output], {k: v[i : i + batch] for k, v in feeds.items()})[0] for i in range(0, n, batch)]
+    )
 
 
 def _text_logits(session: Any, folder: Path, config: Any, texts: Sequence[str], batch: int = 64) -> np.ndarray:
@@ -50,8 +51,9 @@ def _images(config: Any, x: np.ndarray) -> np.ndarray:
     prep = config.preprocessing
     images = image_batch(x, invert=prep.invert)
     if images.shape[1:] != (prep.channels, prep.height, prep.width):
-        raise ValueError(f"images are {images.shape[1:]}, the model expects "
-                         f"{(prep.channels, prep.height, prep.width)} (C, H, W)")
+        raise ValueError(
+            f"images are {images.shape[1:]}, the model expects {(prep.channels, prep.height, prep.width)} (C, H, W)"
+        )
     mean = np.asarray(prep.mean, dtype=np.float32)[None, :, None, None]
     std = np.asarray(prep.std, dtype=np.float32)[None, :, None, None]
     return ((images - mean) / std).astype(np.float32)
@@ -70,7 +72,9 @@ def evaluate_version(
     model_dir = Path(repository) / name
     found = versions(model_dir)
     if not found or (version is not None and version not in found):
-        raise SystemExit(f"model {name!r} has no version {version if version is not None else '(none)'} in {repository}")
+        raise SystemExit(
+            f"model {name!r} has no version {version if version is not None else '(none)'} in {repository}"
+        )
     folder = model_dir / str(version if version is not None else found[-1])
     config = read_config(folder / "config.json")
     session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
@@ -103,5 +107,9 @@ def evaluate_version(
     z = ((series.values - prep.mean) / prep.std).astype(np.float32)
     windows = cut_windows(z, prep.window, prep.stride)[:, :, None]
     points = series_point_scores(_batched(session, {"window": windows}, "score"), len(z), prep.window, prep.stride)
-    return {**header, "split": "whole series", **window_detection(points, threshold, series.windows),
-            "point_roc_auc": anomaly_metrics(series.labels, points, threshold)["roc_auc"]}
+    return {
+        **header,
+        "split": "whole series",
+        **window_detection(points, threshold, series.windows),
+        "point_roc_auc": anomaly_metrics(series.labels, points, threshold)["roc_auc"],
+    }

@@ -12,9 +12,10 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -83,12 +84,11 @@ class ParityReport:
     @property
     def passed(self) -> bool:
         """True when there are cases and each is within `atol` with identical argmax."""
-        return bool(self.cases) and all(
-            c.max_abs_diff <= self.atol and c.argmax_equal is not False for c in self.cases
-        )
+        return bool(self.cases) and all(c.max_abs_diff <= self.atol and c.argmax_equal is not False for c in self.cases)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (non-finite differences written as None)."""
+
         def finite(x: float) -> float | None:
             return x if math.isfinite(x) else None
 
@@ -118,8 +118,8 @@ def _dynamic_shapes(model: ExportableModel) -> tuple[dict[int, torch.export.Dim]
             if axis_name not in dims:
                 # A learned position table bounds the sequence axis; the batch axis is unbounded.
                 upper = getattr(config, "max_length", None) if axis_name == "seq" else None
-                dims[axis_name] = torch.export.Dim(axis_name, min=1, max=upper) if upper else (
-                    torch.export.Dim(axis_name, min=1)
+                dims[axis_name] = (
+                    torch.export.Dim(axis_name, min=1, max=upper) if upper else (torch.export.Dim(axis_name, min=1))
                 )
             axes[axis] = dims[axis_name]
         shapes.append(axes)
@@ -254,13 +254,15 @@ def check_parity(
                 argmax_equal = expected[0].shape == actual[0].shape and bool(
                     np.array_equal(expected[0].argmax(-1), actual[0].argmax(-1))
                 )
-            report.cases.append(ParityCase(
-                batch=int(arrays[0].shape[0]),
-                length=int(arrays[0].shape[1]) if 1 in seq_axis else None,
-                max_abs_diff=max(diffs.values()),
-                output_diffs=diffs,
-                argmax_equal=argmax_equal,
-            ))
+            report.cases.append(
+                ParityCase(
+                    batch=int(arrays[0].shape[0]),
+                    length=int(arrays[0].shape[1]) if 1 in seq_axis else None,
+                    max_abs_diff=max(diffs.values()),
+                    output_diffs=diffs,
+                    argmax_equal=argmax_equal,
+                )
+            )
     finally:
         model.train(was_training)
     return report

@@ -7,7 +7,6 @@ scores and segments the service reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
     classes = list(range(len(labels)))
     per_class = metrics.f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
         "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
         "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
@@ -38,7 +37,7 @@ def anomaly_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) ->
         y_true, flagged, average="binary", zero_division=0
     )
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "anomalies": int(y_true.sum()),
         # AUCs are undefined with one class present (a dry run's single batch); say so rather than crash.
         "roc_auc": float(metrics.roc_auc_score(y_true, scores)) if both else None,
@@ -80,9 +79,7 @@ def series_point_scores(window_scores: np.ndarray, n_points: int, window: int, s
     return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride)
 
 
-def window_detection(
-    scores: np.ndarray, threshold: float, windows: Sequence[tuple[int, int]]
-) -> dict[str, Any]:
+def window_detection(scores: np.ndarray, threshold: float, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """Which label windows hold at least one point above threshold, and the segments outside every window."""
     found = segments(np.asarray(scores), threshold)
     labelled = in_windows(len(scores), windows)

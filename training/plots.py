@@ -9,10 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on training machines or in CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.train import History  # noqa: E402
+from training.train import History
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -130,15 +130,18 @@ def validate_repository(repository: Path) -> list[str]:
     names = model_names(repository)
     # Folders the service would skip (no config.json, a name it refuses): said here, not silently ignored.
     strays = [p.name for p in Path(repository).iterdir() if p.is_dir() and p.name not in names]
-    problems = [f"{name}: not a model folder (no config.json, or not a model name)" for name in sorted(strays)
-                if not name.startswith(".")]  # hidden folders hold tooling state (.git, .cache)
+    problems = [
+        f"{name}: not a model folder (no config.json, or not a model name)"
+        for name in sorted(strays)
+        if not name.startswith(".")
+    ]  # hidden folders hold tooling state (.git, .cache)
     if not names:
         return problems or [f"{repository}: no models"]
     for name in names:
         model_dir = Path(repository) / name
         try:
             top = read_config(model_dir / CONFIG_FILE)
-        except Exception as exc:  # noqa: BLE001 - report every broken model, not the first
+        except Exception as exc:
             problems.append(f"{name}: top-level config.json: {exc}")
             continue
         if top.name != name:
@@ -158,12 +161,12 @@ def _validate_version(folder: Path, top: ModelConfig, ort: Any, tensor_specs: Ca
     where = f"{top.name}/{folder.name}"
     try:
         snapshot = read_config(folder / CONFIG_FILE)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [f"{where}: config.json: {exc}"]
     problems = []
     try:
         ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [f"{where}: model.onnx does not load in ONNX Runtime: {exc}"]
     inputs, outputs = tensor_specs(folder / MODEL_FILE)
     if snapshot.inputs != inputs or snapshot.outputs != outputs:

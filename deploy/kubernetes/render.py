@@ -22,7 +22,9 @@ DIGEST_PREFIX = "# sources-sha256: "
 
 def targets() -> dict[str, Path]:
     """Name of each rendered file -> the kustomization folder it comes from."""
-    found = {path.name: path for path in sorted((HERE / "overlays").iterdir()) if (path / "kustomization.yaml").is_file()}
+    found = {
+        path.name: path for path in sorted((HERE / "overlays").iterdir()) if (path / "kustomization.yaml").is_file()
+    }
     found["kserve"] = HERE / "kserve"
     return found
 

@@ -8,11 +8,18 @@ are serialised with `exclude_none=True` so optional fields the server does not u
 
 from __future__ import annotations
 
-import orjson
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import (
-    BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator,
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
 )
 
 from modelrepo.datatypes import Datatype
@@ -268,8 +275,22 @@ def parse_wire(cls: type[WireT], payload: bytes | str | dict) -> WireT:
 
 
 __all__ = [
-    "ErrorResponse", "InferenceRequest", "InferenceResponse", "ModelMetadataResponse", "ModelReadyResponse",
-    "ModelState", "Parameters", "RepositoryIndexEntry", "RepositoryIndexRequest", "RepositoryModelRequest",
-    "RequestInput", "RequestOutput", "ResponseOutput", "ServerLiveResponse", "ServerMetadataResponse",
-    "ServerReadyResponse", "TensorMetadata", "parse_wire",
+    "ErrorResponse",
+    "InferenceRequest",
+    "InferenceResponse",
+    "ModelMetadataResponse",
+    "ModelReadyResponse",
+    "ModelState",
+    "Parameters",
+    "RepositoryIndexEntry",
+    "RepositoryIndexRequest",
+    "RepositoryModelRequest",
+    "RequestInput",
+    "RequestOutput",
+    "ResponseOutput",
+    "ServerLiveResponse",
+    "ServerMetadataResponse",
+    "ServerReadyResponse",
+    "TensorMetadata",
+    "parse_wire",
 ]

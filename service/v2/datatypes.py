@@ -34,9 +34,7 @@ def numpy_dtype(datatype: str) -> np.dtype:
     try:
         return V2_TO_NUMPY[datatype]
     except (KeyError, TypeError):
-        raise ProtocolError(
-            f"unsupported datatype {datatype!r}; expected one of {', '.join(V2_TO_NUMPY)}"
-        ) from None
+        raise ProtocolError(f"unsupported datatype {datatype!r}; expected one of {', '.join(V2_TO_NUMPY)}") from None
 
 
 def v2_datatype(dtype: np.dtype | type) -> str:
@@ -83,9 +81,7 @@ def from_json(data: Any, datatype: str, shape: Sequence[int], max_elements: int 
     else:
         array = _numeric_array(data, datatype, dtype)
     if array.size != count:
-        raise ProtocolError(
-            f"'data' has {array.size} elements but shape {list(shape)} needs {count}"
-        )
+        raise ProtocolError(f"'data' has {array.size} elements but shape {list(shape)} needs {count}")
     return array.reshape(tuple(int(d) for d in shape))
 
 

@@ -62,10 +62,22 @@ def _github(repo: str, commit: str, path: str) -> str:
 
 _NAB = ("numenta/NAB", "ea702d75cc2258d9d7dd35ca8e5e2539d71f3140")
 _NAB_SERIES = {
-    "ambient_temperature_system_failure.csv": (233321, "230b68ccca20f59d562afd5d24ad52939c9b784386bed0054018358bf9120581"),
-    "cpu_utilization_asg_misconfiguration.csv": (539274, "58ba65dc0737cfbac11b51514476d50c438d44011232144bb8d93f392df58f9f"),
-    "ec2_request_latency_system_failure.csv": (123428, "98378580aa80157e057c61d59d81daddccc6c65a2c0c800e3f01f603b8215c3f"),
-    "machine_temperature_system_failure.csv": (732223, "92bf5b87fc7f9bba8ca0b7ec63ccaac8cb4a1371a258e8c29a10ae9c018d82a4"),
+    "ambient_temperature_system_failure.csv": (
+        233321,
+        "230b68ccca20f59d562afd5d24ad52939c9b784386bed0054018358bf9120581",
+    ),
+    "cpu_utilization_asg_misconfiguration.csv": (
+        539274,
+        "58ba65dc0737cfbac11b51514476d50c438d44011232144bb8d93f392df58f9f",
+    ),
+    "ec2_request_latency_system_failure.csv": (
+        123428,
+        "98378580aa80157e057c61d59d81daddccc6c65a2c0c800e3f01f603b8215c3f",
+    ),
+    "machine_temperature_system_failure.csv": (
+        732223,
+        "92bf5b87fc7f9bba8ca0b7ec63ccaac8cb4a1371a258e8c29a10ae9c018d82a4",
+    ),
     "nyc_taxi.csv": (265771, "d8fa6f7f0734bf5c8be12c52a94e20a82664c397d9dec4449156bd453d32856d"),
     "rogue_agent_key_hold.csv": (55527, "47b110baa8e3636574c1033dda1cce780873647fab58223d159d4fee6f180e86"),
     "rogue_agent_key_updown.csv": (138333, "9797cfef477c13306f7a33874ab4d6cf700f8f2c7e5825a2a5bc02004370909a"),
@@ -78,58 +90,120 @@ _OPTDIGITS = ("logicalapple/cs7641-Supervised-Learning", "62f33c6bdb37797a70e2e9
 _THYROID = ("Asquator/Hyperthyroidism-ML", "6acee1f17608500f6546345c13680ec9992e584a")
 _POOL = "the training pool (80%; the held-out 20% is not distributed)"
 
-CATALOG: dict[str, Dataset] = {d.name: d for d in (
-    Dataset(
-        "mnist_test10k", "MNIST handwritten digits, 8,000 of the official test set (28x28)",
-        "http://yann.lecun.com/exdb/mnist/", "CC BY-SA 3.0 (Y. LeCun, C. Cortes)",
-        f"RahulBaboota/MNIST@07115411 t10k files; {_POOL}",
-        (DataFile("train8k-images-idx3-ubyte.gz", 1281887,
-                  "16060801a61b79896a4b532dd7d066f6704c2a80330ac107fe0512785acbc31d"),
-         DataFile("train8k-labels-idx1-ubyte.gz", 3959,
-                  "ca52a8d40a266a5b09d3cbb75254557e110070a621bcb39708a19327fed29e97")),
-    ),
-    Dataset(
-        "sms_spam", "SMS Spam Collection v.1 (ham / spam)",
-        "https://archive.ics.uci.edu/dataset/228/sms+spam+collection", "CC BY 4.0 (T. A. Almeida, J. M. Gomez Hidalgo)",
-        f"hamzaaacodes/sms-spam-collection@f3e73e1e SMSSpamCollection; {_POOL}",
-        (DataFile("SMSSpamCollection.tsv", 381133, "80dd74ebb8c76a0c08886bd09c829ffc9f352b0d5a81d3c1fd6084155a5c2453"),),
-    ),
-    Dataset(
-        "sentiment_labelled_sentences", "Sentiment Labelled Sentences (amazon, imdb, yelp)",
-        "https://archive.ics.uci.edu/dataset/331/sentiment+labelled+sentences", "CC BY 4.0 (D. Kotzias)",
-        f"nthuandrew/DM2023-Lab1-Master@f4e4fcd1; {_POOL}",
-        (DataFile("amazon_cells_labelled.txt", 47374, "c13ae5834d2fe27b39a99320db2c2417a46b8c0696e83a3152329478254e8159"),
-         DataFile("imdb_labelled.txt", 68581, "bc48555a7b5aa94f9fd88d1b34ef50c8c087f859d10e3dd4ceed9adde543b4ea"),
-         DataFile("yelp_labelled.txt", 48734, "5869f09bcfa4fe77b7608e22cd2e1549bd5a6ecada56426f1b3333273d0f96ae"),
-         DataFile("readme.txt", 1070, "736c26aa54e3614459e50314ece0698051f0923d108ed53938dcb1aa0483bfd4")),
-    ),
-    Dataset(
-        "thyroid_ann", "Thyroid disease, ann-train.data (class 1 = hyperfunction = anomaly)",
-        "https://archive.ics.uci.edu/dataset/102/thyroid+disease", "CC BY 4.0 (R. Quinlan)",
-        f"{_THYROID[0]}@{_THYROID[1][:8]} ann-train.data, byte for byte",
-        (DataFile("ann-train.data", 260953, "3b0e21166319732467dc08977c1b44b9292d9e4e2c84ad5f3f0897c1c90056f2",
-                  _github(*_THYROID, "ann-train.data")),),
-    ),
-    Dataset(
-        "nab_realKnownCause", "Numenta Anomaly Benchmark, realKnownCause series and label files",
-        "https://github.com/numenta/NAB", "MIT (Numenta Inc.)",
-        f"{_NAB[0]}@{_NAB[1][:8]}, byte for byte",
-        tuple(DataFile(f"data/realKnownCause/{n}", size, sha, _github(*_NAB, f"data/realKnownCause/{n}"))
-              for n, (size, sha) in _NAB_SERIES.items())
-        + tuple(DataFile(f"labels/{n}", size, sha, _github(*_NAB, f"labels/{n}")) for n, (size, sha) in _NAB_LABELS.items()),
-    ),
-    Dataset(
-        "optdigits", "Optical Recognition of Handwritten Digits (8x8 counts)",
-        "https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
-        "CC BY 4.0 (E. Alpaydin, C. Kaynak)", f"{_OPTDIGITS[0]}@{_OPTDIGITS[1][:8]}, byte for byte",
-        (DataFile("optdigits.tra", 564213, "83b5fd08ac1e96b0509c7fbac516c0259026240b432cc738dbd746e3a8549834",
-                  _github(*_OPTDIGITS, "optdigits.tra")),
-         DataFile("optdigits.tes", 265286, "01eb9e7627f764dc96a2dc1dfcca661b33751eda5db9833e1ca531115309731e",
-                  _github(*_OPTDIGITS, "optdigits.tes")),
-         DataFile("optdigits.names", 2439, "3e82f7202d72a2b7dbdbc324c8c90fe8853164f5d6ab978a071357ad3de89f02",
-                  _github(*_OPTDIGITS, "optdigits.names"))),
-    ),
-)}
+CATALOG: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "mnist_test10k",
+            "MNIST handwritten digits, 8,000 of the official test set (28x28)",
+            "http://yann.lecun.com/exdb/mnist/",
+            "CC BY-SA 3.0 (Y. LeCun, C. Cortes)",
+            f"RahulBaboota/MNIST@07115411 t10k files; {_POOL}",
+            (
+                DataFile(
+                    "train8k-images-idx3-ubyte.gz",
+                    1281887,
+                    "16060801a61b79896a4b532dd7d066f6704c2a80330ac107fe0512785acbc31d",
+                ),
+                DataFile(
+                    "train8k-labels-idx1-ubyte.gz",
+                    3959,
+                    "ca52a8d40a266a5b09d3cbb75254557e110070a621bcb39708a19327fed29e97",
+                ),
+            ),
+        ),
+        Dataset(
+            "sms_spam",
+            "SMS Spam Collection v.1 (ham / spam)",
+            "https://archive.ics.uci.edu/dataset/228/sms+spam+collection",
+            "CC BY 4.0 (T. A. Almeida, J. M. Gomez Hidalgo)",
+            f"hamzaaacodes/sms-spam-collection@f3e73e1e SMSSpamCollection; {_POOL}",
+            (
+                DataFile(
+                    "SMSSpamCollection.tsv", 381133, "80dd74ebb8c76a0c08886bd09c829ffc9f352b0d5a81d3c1fd6084155a5c2453"
+                ),
+            ),
+        ),
+        Dataset(
+            "sentiment_labelled_sentences",
+            "Sentiment Labelled Sentences (amazon, imdb, yelp)",
+            "https://archive.ics.uci.edu/dataset/331/sentiment+labelled+sentences",
+            "CC BY 4.0 (D. Kotzias)",
+            f"nthuandrew/DM2023-Lab1-Master@f4e4fcd1; {_POOL}",
+            (
+                DataFile(
+                    "amazon_cells_labelled.txt",
+                    47374,
+                    "c13ae5834d2fe27b39a99320db2c2417a46b8c0696e83a3152329478254e8159",
+                ),
+                DataFile(
+                    "imdb_labelled.txt", 68581, "bc48555a7b5aa94f9fd88d1b34ef50c8c087f859d10e3dd4ceed9adde543b4ea"
+                ),
+                DataFile(
+                    "yelp_labelled.txt", 48734, "5869f09bcfa4fe77b7608e22cd2e1549bd5a6ecada56426f1b3333273d0f96ae"
+                ),
+                DataFile("readme.txt", 1070, "736c26aa54e3614459e50314ece0698051f0923d108ed53938dcb1aa0483bfd4"),
+            ),
+        ),
+        Dataset(
+            "thyroid_ann",
+            "Thyroid disease, ann-train.data (class 1 = hyperfunction = anomaly)",
+            "https://archive.ics.uci.edu/dataset/102/thyroid+disease",
+            "CC BY 4.0 (R. Quinlan)",
+            f"{_THYROID[0]}@{_THYROID[1][:8]} ann-train.data, byte for byte",
+            (
+                DataFile(
+                    "ann-train.data",
+                    260953,
+                    "3b0e21166319732467dc08977c1b44b9292d9e4e2c84ad5f3f0897c1c90056f2",
+                    _github(*_THYROID, "ann-train.data"),
+                ),
+            ),
+        ),
+        Dataset(
+            "nab_realKnownCause",
+            "Numenta Anomaly Benchmark, realKnownCause series and label files",
+            "https://github.com/numenta/NAB",
+            "MIT (Numenta Inc.)",
+            f"{_NAB[0]}@{_NAB[1][:8]}, byte for byte",
+            tuple(
+                DataFile(f"data/realKnownCause/{n}", size, sha, _github(*_NAB, f"data/realKnownCause/{n}"))
+                for n, (size, sha) in _NAB_SERIES.items()
+            )
+            + tuple(
+                DataFile(f"labels/{n}", size, sha, _github(*_NAB, f"labels/{n}"))
+                for n, (size, sha) in _NAB_LABELS.items()
+            ),
+        ),
+        Dataset(
+            "optdigits",
+            "Optical Recognition of Handwritten Digits (8x8 counts)",
+            "https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
+            "CC BY 4.0 (E. Alpaydin, C. Kaynak)",
+            f"{_OPTDIGITS[0]}@{_OPTDIGITS[1][:8]}, byte for byte",
+            (
+                DataFile(
+                    "optdigits.tra",
+                    564213,
+                    "83b5fd08ac1e96b0509c7fbac516c0259026240b432cc738dbd746e3a8549834",
+                    _github(*_OPTDIGITS, "optdigits.tra"),
+                ),
+                DataFile(
+                    "optdigits.tes",
+                    265286,
+                    "01eb9e7627f764dc96a2dc1dfcca661b33751eda5db9833e1ca531115309731e",
+                    _github(*_OPTDIGITS, "optdigits.tes"),
+                ),
+                DataFile(
+                    "optdigits.names",
+                    2439,
+                    "3e82f7202d72a2b7dbdbc324c8c90fe8853164f5d6ab978a071357ad3de89f02",
+                    _github(*_OPTDIGITS, "optdigits.names"),
+                ),
+            ),
+        ),
+    )
+}
 
 
 def dataset(name: str) -> Dataset:

@@ -70,9 +70,7 @@ def image_batch(images: np.ndarray, invert: bool = False) -> np.ndarray:
     return 1.0 - x if invert else x
 
 
-def load_mnist_pool(
-    folder: str | os.PathLike[str], prefix: str = "train8k"
-) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist_pool(folder: str | os.PathLike[str], prefix: str = "train8k") -> tuple[np.ndarray, np.ndarray]:
     """The MNIST pool in a folder such as `mnist_test10k` (`<prefix>-images-idx3-ubyte[.gz]` + labels)."""
     folder = Path(folder)
     images = _one_file(folder, f"{prefix}-images-idx3-ubyte*")
@@ -99,7 +97,8 @@ def _class_images(root: Path) -> list[tuple[str, list[Path]]]:
     found = []
     for folder in classes:
         files = sorted(
-            p for p in folder.iterdir()
+            p
+            for p in folder.iterdir()
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         )
         if not files:

@@ -32,25 +32,41 @@ class DatasetKind:
 
 SENTIMENT_FILES = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
 NAB_MACHINE_TEMPERATURE = (
-    "data/realKnownCause/machine_temperature_system_failure.csv", "labels/combined_windows.json", "labels/combined_labels.json",
+    "data/realKnownCause/machine_temperature_system_failure.csv",
+    "labels/combined_windows.json",
+    "labels/combined_labels.json",
 )
 KINDS: dict[str, DatasetKind] = {
     "mnist": DatasetKind("image", "a folder with <prefix>-images-idx3-ubyte[.gz] and labels", "mnist_test10k"),
     "image-folder": DatasetKind("image", "one sub-folder of PNG/JPEG per class"),
     "digits": DatasetKind("image", "scikit-learn's bundled 8x8 digits (no --data)"),
-    "sms": DatasetKind("text", "SMS Spam Collection TSV", "sms_spam", "SMSSpamCollection.tsv", ("SMSSpamCollection.tsv",)),
-    "sentiment": DatasetKind("text", "folder of Sentiment Labelled Sentences *_labelled.txt",
-                             "sentiment_labelled_sentences", "", SENTIMENT_FILES),
+    "sms": DatasetKind(
+        "text", "SMS Spam Collection TSV", "sms_spam", "SMSSpamCollection.tsv", ("SMSSpamCollection.tsv",)
+    ),
+    "sentiment": DatasetKind(
+        "text",
+        "folder of Sentiment Labelled Sentences *_labelled.txt",
+        "sentiment_labelled_sentences",
+        "",
+        SENTIMENT_FILES,
+    ),
     "delimited": DatasetKind("text", "a user's CSV/TSV: --text-column, --label-column"),
-    "thyroid": DatasetKind("tabular", "ann-thyroid file, class 1 = anomaly", "thyroid_ann", "ann-train.data",
-                           ("ann-train.data",)),
-    "nab": DatasetKind("series", "NAB-style timestamp,value CSV with NAB label files beside data/",
-                       "nab_realKnownCause", NAB_MACHINE_TEMPERATURE[0], NAB_MACHINE_TEMPERATURE),
+    "thyroid": DatasetKind(
+        "tabular", "ann-thyroid file, class 1 = anomaly", "thyroid_ann", "ann-train.data", ("ann-train.data",)
+    ),
+    "nab": DatasetKind(
+        "series",
+        "NAB-style timestamp,value CSV with NAB label files beside data/",
+        "nab_realKnownCause",
+        NAB_MACHINE_TEMPERATURE[0],
+        NAB_MACHINE_TEMPERATURE,
+    ),
 }
 
 
 def describe_files(name: str, files: Sequence[Path], root: Path | None = None) -> dict[str, Any]:
     """The card's dataset section for files read from disk."""
+
     def label(p: Path) -> str:
         return str(p.relative_to(root)) if root and p.is_relative_to(root) else p.name
 
@@ -98,8 +114,12 @@ def load_dataset(
         return {"x": x, "y": y, "labels": labels, "dataset": describe_files(path.name, files, path)}
     if kind == "digits":
         x, y = images.load_sklearn_digits()
-        return {"x": x, "y": y, "labels": [str(i) for i in range(10)],
-                "dataset": {"name": "sklearn digits", "files": {}, "sha256": None}}
+        return {
+            "x": x,
+            "y": y,
+            "labels": [str(i) for i in range(10)],
+            "dataset": {"name": "sklearn digits", "files": {}, "sha256": None},
+        }
     if kind in ("sms", "sentiment", "delimited"):
         if kind == "sms":
             texts, names = text.load_sms_spam(path)
@@ -109,17 +129,27 @@ def load_dataset(
             files = [path / f"{s}_labelled.txt" for s in text.SENTIMENT_SOURCES]
             labels = ["negative", "positive"]
         else:
+
             def column(c: str) -> str | int:
                 return c if header else int(c)
 
-            texts, names = text.load_delimited(path, text_column=column(text_column), label_column=column(label_column),
-                                               delimiter=delimiter, header=header)
+            texts, names = text.load_delimited(
+                path,
+                text_column=column(text_column),
+                label_column=column(label_column),
+                delimiter=delimiter,
+                header=header,
+            )
             files, labels = [path], sorted(set(names))
         y = np.array([labels.index(n) for n in names], dtype=np.int64)
         return {"texts": texts, "y": y, "labels": labels, "dataset": describe_files(path.stem, files)}
     if kind == "thyroid":
         x, cls = tabular.load_thyroid(path)
-        return {"x": x, "y": tabular.is_anomaly(cls), "features": list(tabular.THYROID_FEATURES),
-                "dataset": describe_files(path.name, [path])}
+        return {
+            "x": x,
+            "y": tabular.is_anomaly(cls),
+            "features": list(tabular.THYROID_FEATURES),
+            "dataset": describe_files(path.name, [path]),
+        }
     series = timeseries.load_nab(path)
     return {"series": series, "dataset": describe_files(path.name, [path])}

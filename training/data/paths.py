@@ -31,7 +31,7 @@ def default_datasets_dir() -> Path:
     return shared if shared.is_dir() else cache_dir()
 
 
-def _update(digest: "hashlib._Hash", path: str | os.PathLike[str]) -> None:
+def _update(digest: hashlib._Hash, path: str | os.PathLike[str]) -> None:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)

@@ -10,9 +10,27 @@ import numpy as np
 
 # Column order of ann-train.data (thyroid_ann/README.md); a model's features keep this order.
 THYROID_FEATURES = [
-    "age", "sex", "on_thyroxine", "query_on_thyroxine", "on_antithyroid_medication", "sick",
-    "pregnant", "thyroid_surgery", "I131_treatment", "query_hypothyroid", "query_hyperthyroid",
-    "lithium", "goitre", "tumor", "hypopituitary", "psych", "TSH", "T3", "TT4", "T4U", "FTI",
+    "age",
+    "sex",
+    "on_thyroxine",
+    "query_on_thyroxine",
+    "on_antithyroid_medication",
+    "sick",
+    "pregnant",
+    "thyroid_surgery",
+    "I131_treatment",
+    "query_hypothyroid",
+    "query_hyperthyroid",
+    "lithium",
+    "goitre",
+    "tumor",
+    "hypopituitary",
+    "psych",
+    "TSH",
+    "T3",
+    "TT4",
+    "T4U",
+    "FTI",
 ]
 THYROID_CLASSES = (1, 2, 3)
 ANOMALY_CLASS = 1  # hyperfunction; subnormal (2) and normal (3) count as normal

@@ -63,9 +63,7 @@ def _label_entry(json_path: Path | None, default: Path, key: str) -> list | None
 def _window_ranges(timestamps: np.ndarray, windows: list, key: str) -> list[tuple[int, int]]:
     ranges = []
     for start, end in windows:
-        inside = np.flatnonzero(
-            (timestamps >= np.datetime64(start, "s")) & (timestamps <= np.datetime64(end, "s"))
-        )
+        inside = np.flatnonzero((timestamps >= np.datetime64(start, "s")) & (timestamps <= np.datetime64(end, "s")))
         if inside.size == 0:
             raise ValueError(f"{key}: label window {start} .. {end} holds no point of the series")
         ranges.append((int(inside[0]), int(inside[-1])))
@@ -82,12 +80,12 @@ def load_nab(
     timestamps, values = _read_series(csv_path)
     key = f"{csv_path.parent.name}/{csv_path.name}"
     labels_dir = csv_path.resolve().parent.parent.parent / "labels"
-    window_list = _label_entry(
-        Path(windows_json) if windows_json else None, labels_dir / "combined_windows.json", key
-    ) or []
-    point_list = _label_entry(
-        Path(labels_json) if labels_json else None, labels_dir / "combined_labels.json", key
-    ) or []
+    window_list = (
+        _label_entry(Path(windows_json) if windows_json else None, labels_dir / "combined_windows.json", key) or []
+    )
+    point_list = (
+        _label_entry(Path(labels_json) if labels_json else None, labels_dir / "combined_labels.json", key) or []
+    )
     windows = _window_ranges(timestamps, window_list, key)
     labels = np.zeros(len(values), dtype=bool)
     for start, end in windows:

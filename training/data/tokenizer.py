@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -56,7 +56,9 @@ def _vocabulary(tokenizer: Tokenizer, texts: Sequence[str], vocab_size: int, min
     tokens = list(SPECIAL_TOKENS) + chars + ["##" + c for c in chars]
     known = set(tokens)
     room = max(0, vocab_size - len(tokens))
-    words = sorted((w for w, n in counts.items() if n >= min_frequency and w not in known), key=lambda w: (-counts[w], w))
+    words = sorted(
+        (w for w, n in counts.items() if n >= min_frequency and w not in known), key=lambda w: (-counts[w], w)
+    )
     tokens += words[:room]
     return {token: i for i, token in enumerate(tokens)}
 
@@ -78,9 +80,7 @@ def _truncated(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
             tokenizer.enable_padding(**padding)
 
 
-def encode_batch(
-    tokenizer: Tokenizer, texts: Sequence[str], max_length: int
-) -> tuple[np.ndarray, np.ndarray]:
+def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """input_ids and attention_mask, int64 [B, T], truncated to max_length and padded to the longest row."""
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")

@@ -117,15 +117,19 @@ class _ConvCodec(nn.Module):
         self.window = c.window
         self.reduced = (c.window + 3) // 4  # ceil(W / 4): the length after two stride-2 convolutions
         self.encoder = nn.Sequential(
-            nn.Conv1d(1, c.hidden, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv1d(c.hidden, c.hidden, 5, stride=2, padding=2), nn.GELU(),
-            nn.Flatten(), nn.Dropout(c.dropout),
+            nn.Conv1d(1, c.hidden, 5, stride=2, padding=2),
+            nn.GELU(),
+            nn.Conv1d(c.hidden, c.hidden, 5, stride=2, padding=2),
+            nn.GELU(),
+            nn.Flatten(),
+            nn.Dropout(c.dropout),
             nn.Linear(c.hidden * self.reduced, c.latent),
         )
         self.expand = nn.Linear(c.latent, c.hidden * self.reduced)
         self.decoder = nn.Sequential(
             nn.GELU(),
-            nn.ConvTranspose1d(c.hidden, c.hidden, 4, stride=2, padding=1), nn.GELU(),
+            nn.ConvTranspose1d(c.hidden, c.hidden, 4, stride=2, padding=1),
+            nn.GELU(),
             nn.ConvTranspose1d(c.hidden, 1, 4, stride=2, padding=1),
         )
 

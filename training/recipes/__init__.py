@@ -15,14 +15,25 @@ from typing import Any
 
 # The default models, in rebuild order (`DEFAULTS` has exactly these keys; a test checks it).
 DEFAULT_NAMES = (
-    "mnist-cnn", "sms-spam-transformer", "sentiment-gru", "thyroid-autoencoder", "machine-temperature-autoencoder",
+    "mnist-cnn",
+    "sms-spam-transformer",
+    "sentiment-gru",
+    "thyroid-autoencoder",
+    "machine-temperature-autoencoder",
 )
 
 _EXPORTS = {
-    "SPLIT": "common", "Hyper": "common", "Outcome": "common", "RunOptions": "common", "describe_files": "common",
-    "DEFAULTS": "defaults", "Recipe": "defaults",
-    "train_image_classifier": "images", "train_series_autoencoder": "series",
-    "train_tabular_autoencoder": "tabular", "train_text_classifier": "text",
+    "SPLIT": "common",
+    "Hyper": "common",
+    "Outcome": "common",
+    "RunOptions": "common",
+    "describe_files": "common",
+    "DEFAULTS": "defaults",
+    "Recipe": "defaults",
+    "train_image_classifier": "images",
+    "train_series_autoencoder": "series",
+    "train_tabular_autoencoder": "tabular",
+    "train_text_classifier": "text",
 }
 
 

@@ -23,13 +23,11 @@ from torch.utils.data import Dataset, TensorDataset
 
 from modelrepo.config import DynamicBatching, ModelConfig
 from training import metrics as ev
-from training.data.split import POOL_SPLIT, stratified_split
 from training.data.kinds import describe_files  # noqa: F401 - re-exported: recipes describe their data
-from training.repository import WrittenVersion, card_writer, write_version
+from training.data.split import POOL_SPLIT, stratified_split
 from training.models import build_model
-from training.repository import Artefact
+from training.repository import Artefact, WrittenVersion, card_writer, write_version
 from training.train import History, fit, predict, set_seed
-
 
 SPLIT = POOL_SPLIT
 SERVING = {"max_batch_size": 64, "dynamic_batching": DynamicBatching(max_queue_delay_ms=2.0)}
@@ -87,7 +85,7 @@ def normal_fit(output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor) 
 def split_sizes(parts: Sequence[np.ndarray], seed: int, **extra: Any) -> dict[str, Any]:
     """The card's split section: seed and the size of each part."""
     names = ("train", "validation", "test")
-    return {"seed": seed, "sizes": {n: int(len(p)) for n, p in zip(names, parts)}, **extra}
+    return {"seed": seed, "sizes": {n: len(p) for n, p in zip(names, parts)}, **extra}
 
 
 def publish(
@@ -126,9 +124,18 @@ def hyper_dict(family_cfg: dict[str, Any], hyper: Hyper, **extra: Any) -> dict[s
 def fit_with(model: nn.Module, train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions, **kw: Any) -> History:
     """`train.fit` with a recipe's hyper-parameters and run options."""
     return fit(
-        model, train, val,
-        epochs=hyper.epochs, lr=hyper.lr, weight_decay=hyper.weight_decay, batch_size=hyper.batch_size,
-        patience=hyper.patience, seed=opts.seed, dry_run=opts.dry_run, progress=opts.progress, **kw,
+        model,
+        train,
+        val,
+        epochs=hyper.epochs,
+        lr=hyper.lr,
+        weight_decay=hyper.weight_decay,
+        batch_size=hyper.batch_size,
+        patience=hyper.patience,
+        seed=opts.seed,
+        dry_run=opts.dry_run,
+        progress=opts.progress,
+        **kw,
     )
 
 
@@ -155,8 +162,16 @@ class Fitted:
 
 def serving_config(name: str, task: str, description: str, preprocessing: Any, **fields: Any) -> ModelConfig:
     """The version's config before export, with the serving knobs every default model starts with."""
-    return ModelConfig(name=name, task=task, description=description, inputs=[], outputs=[],
-                       preprocessing=preprocessing, **fields, **SERVING)
+    return ModelConfig(
+        name=name,
+        task=task,
+        description=description,
+        inputs=[],
+        outputs=[],
+        preprocessing=preprocessing,
+        **fields,
+        **SERVING,
+    )
 
 
 def pool_parts(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,27 +185,42 @@ def rows(idx: np.ndarray, *arrays: np.ndarray) -> TensorDataset:
     return TensorDataset(*(torch.from_numpy(a[idx]) for a in arrays))
 
 
-def fit_new(family: str, model_cfg: dict[str, Any], train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions,
-            **kw: Any) -> tuple[nn.Module, History]:
+def fit_new(
+    family: str, model_cfg: dict[str, Any], train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions, **kw: Any
+) -> tuple[nn.Module, History]:
     """A fresh seeded model of `family`, fitted with early stopping on the validation metric."""
     set_seed(opts.seed)
     model = build_model(family, **model_cfg)
     return model, fit_with(model, train, val, hyper, opts, **kw)
 
 
-def class_metrics(model: nn.Module, parts: dict[str, Dataset], y: dict[str, np.ndarray], labels: Sequence[str],
-                  collate: Any = None) -> dict[str, Any]:
+def class_metrics(
+    model: nn.Module, parts: dict[str, Dataset], y: dict[str, np.ndarray], labels: Sequence[str], collate: Any = None
+) -> dict[str, Any]:
     """Classification metrics of a classifier on each named part."""
-    return {split: class_report(predict(model, data, collate=collate), y[split], labels) for split, data in parts.items()}
+    return {
+        split: class_report(predict(model, data, collate=collate), y[split], labels) for split, data in parts.items()
+    }
 
 
-def conclude(name: str, family: str, fitted: Fitted, opts: RunOptions, dataset: dict[str, Any],
-             started: float) -> Outcome:
+def conclude(
+    name: str, family: str, fitted: Fitted, opts: RunOptions, dataset: dict[str, Any], started: float
+) -> Outcome:
     """Publish a fitted model as the next version (artefacts drawn in a scratch folder) and report it."""
     with tempfile.TemporaryDirectory() as tmp:
         written = publish(
-            fitted.model, fitted.config, fitted.cases, opts, family=family, dataset=dataset, split=fitted.split,
-            hyper=fitted.hyper, metrics=fitted.metrics, history=fitted.history, artefacts=fitted.artefacts(Path(tmp)),
+            fitted.model,
+            fitted.config,
+            fitted.cases,
+            opts,
+            family=family,
+            dataset=dataset,
+            split=fitted.split,
+            hyper=fitted.hyper,
+            metrics=fitted.metrics,
+            history=fitted.history,
+            artefacts=fitted.artefacts(Path(tmp)),
         )
-    return Outcome(name, written.version, written.path, fitted.metrics, time.perf_counter() - started,
-                   fitted.summary, fitted.model)
+    return Outcome(
+        name, written.version, written.path, fitted.metrics, time.perf_counter() - started, fitted.summary, fitted.model
+    )

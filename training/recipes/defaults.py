@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import images as image_data
 from training.data import catalog, tabular, text, timeseries
+from training.data import images as image_data
 from training.data.kinds import NAB_MACHINE_TEMPERATURE, SENTIMENT_FILES, describe_files
 from training.recipes.common import Hyper, Outcome, RunOptions
 from training.recipes.images import train_image_classifier
@@ -24,10 +24,15 @@ def mnist_cnn(datasets: Path, opts: RunOptions) -> Outcome:
     x, y = image_data.load_mnist_pool(folder)
     files = sorted(folder.glob("train8k-*"))
     return train_image_classifier(
-        "mnist-cnn", x, y, [str(d) for d in range(10)], opts,
+        "mnist-cnn",
+        x,
+        y,
+        [str(d) for d in range(10)],
+        opts,
         dataset=describe_files("mnist_test10k", files, datasets),
         model_cfg={"widths": (16, 32, 64), "hidden": 128, "dropout": 0.1},
-        hyper=Hyper(epochs=20, lr=2e-3, weight_decay=1e-2, batch_size=64, patience=8), shift=2,
+        hyper=Hyper(epochs=20, lr=2e-3, weight_decay=1e-2, batch_size=64, patience=8),
+        shift=2,
         description="Handwritten digit classifier (28x28 grayscale, light on dark) trained on the MNIST pool.",
     )
 
@@ -39,7 +44,12 @@ def sms_spam_transformer(datasets: Path, opts: RunOptions) -> Outcome:
     labels = list(text.SMS_LABELS)
     y = np.array([labels.index(n) for n in names], dtype=np.int64)
     return train_text_classifier(
-        "sms-spam-transformer", "transformer", texts, y, labels, opts,
+        "sms-spam-transformer",
+        "transformer",
+        texts,
+        y,
+        labels,
+        opts,
         dataset=describe_files("sms_spam", [path], datasets),
         # 64 wide is as accurate here as 128 (99.3% either way on the test split) at a quarter of the cost.
         model_cfg={"d_model": 64, "n_heads": 4, "n_layers": 2, "ff_dim": 128, "dropout": 0.1},
@@ -47,7 +57,11 @@ def sms_spam_transformer(datasets: Path, opts: RunOptions) -> Outcome:
         # Class weights were tried: they buy spam recall with more ham flagged, and lower the spam F1.
         # Case is kept: capitals ("FREE", "WIN", "URGENT") are among the strongest spam cues; two cased
         # runs reached 99.1% / 99.8% accuracy on the test split where four lowercased ones gave 98.2-99.3%.
-        vocab_size=4000, lowercase=False, max_length=96, class_weighted=False, token_dropout=0.1,
+        vocab_size=4000,
+        lowercase=False,
+        max_length=96,
+        class_weighted=False,
+        token_dropout=0.1,
         restarts=3,
         description="SMS spam filter: ham or spam.",
     )
@@ -61,15 +75,25 @@ def sentiment_gru(datasets: Path, opts: RunOptions) -> Outcome:
     y = np.array([labels.index(n) for n in names], dtype=np.int64)
     files = [folder / f"{s}_labelled.txt" for s in text.SENTIMENT_SOURCES]
     return train_text_classifier(
-        "sentiment-gru", "rnn", texts, y, labels, opts,
+        "sentiment-gru",
+        "rnn",
+        texts,
+        y,
+        labels,
+        opts,
         dataset=describe_files("sentiment_labelled_sentences", files, datasets),
         # 1,920 training sentences: word vectors come from the bag-of-embeddings warm-up and stay frozen,
         # so the GRU (kept narrow) learns word order on top of them instead of memorising the sentences.
         model_cfg={"cell": "gru", "embed_dim": 128, "hidden_size": 32, "dropout": 0.5, "bidirectional": True},
         hyper=Hyper(epochs=30, lr=2e-3, weight_decay=0.1, batch_size=32, patience=8),
         # 1,500 words: of 1,500 / 3,000 / all (4,114) the smallest tied for the best validation F1 (0.825).
-        vocab_size=1500, lowercase=True, max_length=64, token_dropout=0.25, warm_embeddings=True,
-        freeze_embeddings=True, restarts=5,
+        vocab_size=1500,
+        lowercase=True,
+        max_length=64,
+        token_dropout=0.25,
+        warm_embeddings=True,
+        freeze_embeddings=True,
+        restarts=5,
         description="Review sentence sentiment (amazon, imdb, yelp): negative or positive.",
     )
 
@@ -79,10 +103,15 @@ def thyroid_autoencoder(datasets: Path, opts: RunOptions) -> Outcome:
     path = datasets / "thyroid_ann" / "ann-train.data"
     x, cls = tabular.load_thyroid(path)
     return train_tabular_autoencoder(
-        "thyroid-autoencoder", x, tabular.is_anomaly(cls), tabular.THYROID_FEATURES, opts,
+        "thyroid-autoencoder",
+        x,
+        tabular.is_anomaly(cls),
+        tabular.THYROID_FEATURES,
+        opts,
         dataset=describe_files("thyroid_ann", [path], datasets),
         model_cfg={"hidden": (64, 32), "latent": 8, "dropout": 0.1},
-        hyper=Hyper(epochs=60, lr=1e-3, weight_decay=1e-4, batch_size=64, patience=10), binary_scale=5.0,
+        hyper=Hyper(epochs=60, lr=1e-3, weight_decay=1e-4, batch_size=64, patience=10),
+        binary_scale=5.0,
         description="Thyroid hyperfunction (class 1) detector: reconstruction error of 21 patient features.",
     )
 
@@ -94,14 +123,18 @@ def machine_temperature_autoencoder(datasets: Path, opts: RunOptions) -> Outcome
     series = timeseries.load_nab(path)
     files = [path, root / "labels" / "combined_windows.json", root / "labels" / "combined_labels.json"]
     return train_series_autoencoder(
-        "machine-temperature-autoencoder", series, opts,
+        "machine-temperature-autoencoder",
+        series,
+        opts,
         dataset=describe_files("nab_realKnownCause", files, datasets),
         # 256 points (21 hours at 5 minutes): long enough that a slow slide or a noisy low stretch is a
         # shape the bottleneck cannot reproduce; stride 4 keeps the number of windows (and time) down.
-        window=256, stride=4,
+        window=256,
+        stride=4,
         # The threshold sits 1% above the highest point score of the normal validation stretch: exactly
         # at it, float differences between PyTorch and ONNX Runtime flip that very point into an alarm.
-        threshold_quantile=1.0, threshold_margin=1.01,
+        threshold_quantile=1.0,
+        threshold_margin=1.01,
         model_cfg={"kind": "conv", "hidden": 32, "latent": 8},
         hyper=Hyper(epochs=30, lr=1e-3, weight_decay=1e-4, batch_size=128, patience=5),
         description="Industrial machine temperature anomaly detector (NAB realKnownCause).",
@@ -130,6 +163,7 @@ DEFAULTS: dict[str, Recipe] = {
     "sms-spam-transformer": Recipe({"sms_spam": None}, sms_spam_transformer),
     "sentiment-gru": Recipe({"sentiment_labelled_sentences": SENTIMENT_FILES}, sentiment_gru),
     "thyroid-autoencoder": Recipe({"thyroid_ann": None}, thyroid_autoencoder),
-    "machine-temperature-autoencoder": Recipe({"nab_realKnownCause": NAB_MACHINE_TEMPERATURE},
-                                              machine_temperature_autoencoder),
+    "machine-temperature-autoencoder": Recipe(
+        {"nab_realKnownCause": NAB_MACHINE_TEMPERATURE}, machine_temperature_autoencoder
+    ),
 }

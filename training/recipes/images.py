@@ -18,8 +18,20 @@ from modelrepo.config import ImagePreprocessing
 from training import plots
 from training.data.images import image_batch
 from training.recipes.common import (
-    SPLIT, Fitted, Hyper, Outcome, RunOptions, accuracy, class_metrics, conclude, fit_new, hyper_dict, pool_parts,
-    rows, serving_config, split_sizes,
+    SPLIT,
+    Fitted,
+    Hyper,
+    Outcome,
+    RunOptions,
+    accuracy,
+    class_metrics,
+    conclude,
+    fit_new,
+    hyper_dict,
+    pool_parts,
+    rows,
+    serving_config,
+    split_sizes,
 )
 from training.repository import Artefact
 from training.train import History
@@ -69,28 +81,48 @@ def train_image_classifier(
     std = x[train_idx].std(axis=(0, 2, 3))
     x = (x - mean[None, :, None, None]) / std[None, :, None, None]
     channels, height, width = x.shape[1:]
-    model_cfg = {**(model_cfg or {}), "in_channels": channels, "num_classes": len(labels), "image_size": (height, width)}
+    model_cfg = {
+        **(model_cfg or {}),
+        "in_channels": channels,
+        "num_classes": len(labels),
+        "image_size": (height, width),
+    }
     train = rows(train_idx, x, y)
     if shift:
         # What an empty pixel becomes after inverting and normalising: the padding must look like paper.
         background = torch.from_numpy(((1.0 if invert else 0.0) - mean) / std).float()
         train = RandomShift(*train.tensors, shift, background)
-    model, history = fit_new("cnn", model_cfg, train, rows(val_idx, x, y), hyper, opts,
-                             loss=F.cross_entropy, metric=accuracy)
-    metrics = class_metrics(model, {"validation": rows(val_idx, x, y), "test": rows(test_idx, x, y)},
-                            {"validation": y[val_idx], "test": y[test_idx]}, labels)
+    model, history = fit_new(
+        "cnn", model_cfg, train, rows(val_idx, x, y), hyper, opts, loss=F.cross_entropy, metric=accuracy
+    )
+    metrics = class_metrics(
+        model,
+        {"validation": rows(val_idx, x, y), "test": rows(test_idx, x, y)},
+        {"validation": y[val_idx], "test": y[test_idx]},
+        labels,
+    )
     test = metrics["test"]
-    preprocessing = ImagePreprocessing(height=height, width=width, channels=channels, mean=mean.tolist(),
-                                       std=std.tolist(), invert=invert)
-    return conclude(name, "cnn", Fitted(
-        model, history, metrics,
-        serving_config(name, "vision", description, preprocessing, labels=list(labels)),
-        cases=[(x[test_idx[:1]],), (x[test_idx[:64]],)],
-        split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
-        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, augment_shift_pixels=shift),
-        summary={"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
-        artefacts=partial(_plots, history, test["confusion_matrix"], labels),
-    ), opts, dataset, started)
+    preprocessing = ImagePreprocessing(
+        height=height, width=width, channels=channels, mean=mean.tolist(), std=std.tolist(), invert=invert
+    )
+    return conclude(
+        name,
+        "cnn",
+        Fitted(
+            model,
+            history,
+            metrics,
+            serving_config(name, "vision", description, preprocessing, labels=list(labels)),
+            cases=[(x[test_idx[:1]],), (x[test_idx[:64]],)],
+            split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
+            hyper=hyper_dict(dataclasses.asdict(model.config), hyper, augment_shift_pixels=shift),
+            summary={"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
+            artefacts=partial(_plots, history, test["confusion_matrix"], labels),
+        ),
+        opts,
+        dataset,
+        started,
+    )
 
 
 def _plots(history: History, confusion: list[list[int]], labels: Sequence[str], tmp: Path) -> dict[str, Artefact]:

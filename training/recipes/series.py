@@ -18,7 +18,16 @@ from training import metrics as ev
 from training import plots
 from training.data import timeseries
 from training.recipes.common import (
-    Fitted, Hyper, Outcome, RunOptions, conclude, fit_new, hyper_dict, normal_fit, reconstruction_loss, serving_config,
+    Fitted,
+    Hyper,
+    Outcome,
+    RunOptions,
+    conclude,
+    fit_new,
+    hyper_dict,
+    normal_fit,
+    reconstruction_loss,
+    serving_config,
 )
 from training.repository import Artefact
 from training.train import History, predict
@@ -62,8 +71,16 @@ def train_series_autoencoder(
     z = timeseries.normalise(series.values, mean, std)
     train_starts = _clean_starts(labels, 0, cut_train, window, stride)
     val_starts = _clean_starts(labels, cut_train, cut_val, window, stride)
-    model, history = fit_new("seq-ae", {**(model_cfg or {}), "window": window}, _windows(z, train_starts, window),
-                             _windows(z, val_starts, window), hyper, opts, loss=reconstruction_loss, metric=normal_fit)
+    model, history = fit_new(
+        "seq-ae",
+        {**(model_cfg or {}), "window": window},
+        _windows(z, train_starts, window),
+        _windows(z, val_starts, window),
+        hyper,
+        opts,
+        loss=reconstruction_loss,
+        metric=normal_fit,
+    )
     all_windows = timeseries.sliding_windows(z, window, stride)[:, :, None]
     window_scores = predict(model, TensorDataset(torch.from_numpy(all_windows), torch.zeros(len(all_windows))))[1]
     points = ev.series_point_scores(window_scores.numpy(), n, window, stride)
@@ -79,21 +96,44 @@ def train_series_autoencoder(
     }
     test_windows = all_windows[window_starts(n, window, stride) >= cut_val]  # never trained or validated on
     preprocessing = SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std)
-    return conclude(name, "seq-ae", Fitted(
-        model, history, metrics,
-        serving_config(name, "anomaly", description, preprocessing, anomaly=AnomalySpec(threshold=threshold)),
-        cases=[(test_windows[:1],), (test_windows[:: max(1, len(test_windows) // 64)][:64],)],
-        split={"seed": opts.seed, "method": "chronological",
-               "train_points": [0, cut_train], "validation_points": [cut_train, cut_val],
-               "train_windows": int(len(train_starts)), "validation_windows": int(len(val_starts)),
-               "note": "no window touching a label window is trained or validated on; "
-                       "detection is reported over the whole series"},
-        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, stride=stride,
-                         threshold_quantile=threshold_quantile, threshold_margin=threshold_margin),
-        summary={"split": "whole series", "windows_hit": f"{detection['windows_hit']}/{detection['windows_total']}",
-                 "false_alarms": detection["false_alarms"], "point_roc_auc": metrics["point_auc"]["roc_auc"]},
-        artefacts=partial(_plots, history, series, points, threshold),
-    ), opts, dataset, started)
+    return conclude(
+        name,
+        "seq-ae",
+        Fitted(
+            model,
+            history,
+            metrics,
+            serving_config(name, "anomaly", description, preprocessing, anomaly=AnomalySpec(threshold=threshold)),
+            cases=[(test_windows[:1],), (test_windows[:: max(1, len(test_windows) // 64)][:64],)],
+            split={
+                "seed": opts.seed,
+                "method": "chronological",
+                "train_points": [0, cut_train],
+                "validation_points": [cut_train, cut_val],
+                "train_windows": len(train_starts),
+                "validation_windows": len(val_starts),
+                "note": "no window touching a label window is trained or validated on; "
+                "detection is reported over the whole series",
+            },
+            hyper=hyper_dict(
+                dataclasses.asdict(model.config),
+                hyper,
+                stride=stride,
+                threshold_quantile=threshold_quantile,
+                threshold_margin=threshold_margin,
+            ),
+            summary={
+                "split": "whole series",
+                "windows_hit": f"{detection['windows_hit']}/{detection['windows_total']}",
+                "false_alarms": detection["false_alarms"],
+                "point_roc_auc": metrics["point_auc"]["roc_auc"],
+            },
+            artefacts=partial(_plots, history, series, points, threshold),
+        ),
+        opts,
+        dataset,
+        started,
+    )
 
 
 def _windows(z: np.ndarray, starts: np.ndarray, window: int) -> TensorDataset:
@@ -102,8 +142,9 @@ def _windows(z: np.ndarray, starts: np.ndarray, window: int) -> TensorDataset:
     return TensorDataset(torch.from_numpy(w), torch.zeros(len(starts), dtype=torch.int64))
 
 
-def _plots(history: History, series: timeseries.NabSeries, points: np.ndarray, threshold: float,
-           tmp: Path) -> dict[str, Artefact]:
+def _plots(
+    history: History, series: timeseries.NabSeries, points: np.ndarray, threshold: float, tmp: Path
+) -> dict[str, Artefact]:
     return {
         "training_curves.png": plots.training_curves(history, tmp / "curves.png", "-(normal MSE)"),
         "score_distribution.png": plots.score_distribution(points, series.labels, threshold, tmp / "d.png"),

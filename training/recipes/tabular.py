@@ -16,8 +16,20 @@ from training import metrics as ev
 from training import plots
 from training.data import tabular
 from training.recipes.common import (
-    SPLIT, Fitted, Hyper, Outcome, RunOptions, conclude, fit_new, hyper_dict, normal_fit, pool_parts,
-    reconstruction_loss, rows, serving_config, split_sizes,
+    SPLIT,
+    Fitted,
+    Hyper,
+    Outcome,
+    RunOptions,
+    conclude,
+    fit_new,
+    hyper_dict,
+    normal_fit,
+    pool_parts,
+    reconstruction_loss,
+    rows,
+    serving_config,
+    split_sizes,
 )
 from training.repository import Artefact
 from training.train import History, predict
@@ -52,25 +64,60 @@ def train_tabular_autoencoder(
         binary = np.isin(x[normal_train], (0.0, 1.0)).all(axis=0)
         scale[binary] = binary_scale
     z = ((x - mean) / scale).astype(np.float32)
-    model, history = fit_new("dense-ae", {**(model_cfg or {}), "n_features": x.shape[1]}, rows(normal_train, z, y),
-                             rows(val_idx, z, y), hyper, opts, loss=reconstruction_loss, metric=normal_fit)
-    scores = {split: predict(model, rows(idx, z, y))[1].numpy() for split, idx in
-              (("validation", val_idx), ("test", test_idx))}
+    model, history = fit_new(
+        "dense-ae",
+        {**(model_cfg or {}), "n_features": x.shape[1]},
+        rows(normal_train, z, y),
+        rows(val_idx, z, y),
+        hyper,
+        opts,
+        loss=reconstruction_loss,
+        metric=normal_fit,
+    )
+    scores = {
+        split: predict(model, rows(idx, z, y))[1].numpy()
+        for split, idx in (("validation", val_idx), ("test", test_idx))
+    }
     threshold = _threshold(scores["validation"], y[val_idx], threshold_rule)
-    metrics = {split: ev.anomaly_metrics(y[idx], scores[split], threshold)
-               for split, idx in (("validation", val_idx), ("test", test_idx))}
+    metrics = {
+        split: ev.anomaly_metrics(y[idx], scores[split], threshold)
+        for split, idx in (("validation", val_idx), ("test", test_idx))
+    }
     test = metrics["test"]
     preprocessing = TabularPreprocessing(features=list(features), mean=mean.tolist(), scale=scale.tolist())
-    return conclude(name, "dense-ae", Fitted(
-        model, history, metrics,
-        serving_config(name, "anomaly", description, preprocessing, anomaly=AnomalySpec(threshold=threshold)),
-        cases=[(z[test_idx[:1]],), (z[test_idx[:64]],)],
-        split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT,
-                          trained_on="normal rows of the training split", normal_train=int(len(normal_train))),
-        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, threshold_rule=threshold_rule, binary_scale=binary_scale),
-        summary={"split": "test", "n": test["n"], "roc_auc": test["roc_auc"], "pr_auc": test["pr_auc"], "f1": test["f1"]},
-        artefacts=partial(_plots, history, scores["test"], y[test_idx], threshold),
-    ), opts, dataset, started)
+    return conclude(
+        name,
+        "dense-ae",
+        Fitted(
+            model,
+            history,
+            metrics,
+            serving_config(name, "anomaly", description, preprocessing, anomaly=AnomalySpec(threshold=threshold)),
+            cases=[(z[test_idx[:1]],), (z[test_idx[:64]],)],
+            split=split_sizes(
+                parts,
+                opts.seed,
+                method="stratified",
+                fractions=SPLIT,
+                trained_on="normal rows of the training split",
+                normal_train=len(normal_train),
+            ),
+            hyper=hyper_dict(
+                dataclasses.asdict(model.config), hyper, threshold_rule=threshold_rule, binary_scale=binary_scale
+            ),
+            summary={
+                "split": "test",
+                "n": test["n"],
+                "roc_auc": test["roc_auc"],
+                "pr_auc": test["pr_auc"],
+                "f1": test["f1"],
+            },
+            artefacts=partial(_plots, history, scores["test"], y[test_idx], threshold),
+        ),
+        opts,
+        dataset,
+        started,
+    )
 
 
 def _threshold(val_scores: np.ndarray, val_y: np.ndarray, rule: str) -> float:

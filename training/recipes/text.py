@@ -22,11 +22,21 @@ from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_
 from training.models import build_model
 from training.models.bag import BagOfEmbeddings
 from training.recipes.common import (
-    SPLIT, Fitted, Hyper, Outcome, RunOptions, class_metrics, conclude, fit_with, hyper_dict, pool_parts,
-    serving_config, split_sizes,
+    SPLIT,
+    Fitted,
+    Hyper,
+    Outcome,
+    RunOptions,
+    class_metrics,
+    conclude,
+    fit_with,
+    hyper_dict,
+    pool_parts,
+    serving_config,
+    split_sizes,
 )
 from training.repository import Artefact
-from training.train import History, predict, set_seed, trim_padding
+from training.train import History, set_seed, trim_padding
 
 
 class TokenDropout(Dataset):
@@ -83,38 +93,77 @@ def train_text_classifier(
         # Inverse class frequency: the rare class (spam) costs as much in total as the common one.
         counts = np.bincount(y[train_idx], minlength=len(labels)).astype(np.float64)
         weight = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
-    subsets = {split: _encoded(tokenizer, texts, y, idx, max_length)
-               for split, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))}
+    subsets = {
+        split: _encoded(tokenizer, texts, y, idx, max_length)
+        for split, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))
+    }
     train = TokenDropout(subsets["train"], token_dropout, UNK_ID) if token_dropout else subsets["train"]
-    run = partial(_candidate, family, model_cfg, train, subsets["validation"], hyper,
-                  loss=partial(F.cross_entropy, weight=weight), metric=partial(_macro_f1, labels=labels),
-                  warmup=(len(labels), freeze_embeddings) if warm_embeddings else None)
+    run = partial(
+        _candidate,
+        family,
+        model_cfg,
+        train,
+        subsets["validation"],
+        hyper,
+        loss=partial(F.cross_entropy, weight=weight),
+        metric=partial(_macro_f1, labels=labels),
+        warmup=(len(labels), freeze_embeddings) if warm_embeddings else None,
+    )
     # A few thousand texts make a run's outcome depend on its initialisation and batch order; training
     # `restarts` candidates and keeping the best on validation (never on test) steadies the result.
     seeds = [opts.seed + 1000 * r for r in range(1 if opts.dry_run else max(1, restarts))]
     candidates = [run(dataclasses.replace(opts, seed=seed)) for seed in seeds]
     restart_metrics = [round(c[1].best_metric, 4) for c in candidates]
     model, history, warmup = max(candidates, key=lambda c: c[1].best_metric)
-    metrics = class_metrics(model, {"validation": subsets["validation"], "test": subsets["test"]},
-                            {"validation": y[val_idx], "test": y[test_idx]}, labels, collate=trim_padding)
+    metrics = class_metrics(
+        model,
+        {"validation": subsets["validation"], "test": subsets["test"]},
+        {"validation": y[val_idx], "test": y[test_idx]},
+        labels,
+        collate=trim_padding,
+    )
     test = metrics["test"]
     summary = {"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]}
     summary.update({f"f1_{k}": v for k, v in test["per_class_f1"].items()})
     summary["restart_val_f1"] = restart_metrics
-    return conclude(name, family, Fitted(
-        model, history, metrics,
-        serving_config(name, "text", description, TextPreprocessing(max_length=max_length, lowercase=lowercase),
-                       labels=list(labels)),
-        cases=_text_cases(tokenizer, [texts[i] for i in test_idx], max_length,
-                          getattr(model.config, "example_length", 16)),
-        split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
-        hyper=hyper_dict(dataclasses.asdict(model.config), hyper, vocab_size=vocab_size, lowercase=lowercase,
-                         max_length=max_length, class_weighted=class_weighted, token_dropout=token_dropout,
-                         warm_embeddings=warm_embeddings, freeze_embeddings=freeze_embeddings,
-                         embedding_warmup=warmup, restarts={"seeds": seeds, "best_val_macro_f1": restart_metrics}),
-        summary=summary,
-        artefacts=partial(_artefacts, tokenizer, history, test["confusion_matrix"], labels),
-    ), opts, dataset, started)
+    return conclude(
+        name,
+        family,
+        Fitted(
+            model,
+            history,
+            metrics,
+            serving_config(
+                name,
+                "text",
+                description,
+                TextPreprocessing(max_length=max_length, lowercase=lowercase),
+                labels=list(labels),
+            ),
+            cases=_text_cases(
+                tokenizer, [texts[i] for i in test_idx], max_length, getattr(model.config, "example_length", 16)
+            ),
+            split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
+            hyper=hyper_dict(
+                dataclasses.asdict(model.config),
+                hyper,
+                vocab_size=vocab_size,
+                lowercase=lowercase,
+                max_length=max_length,
+                class_weighted=class_weighted,
+                token_dropout=token_dropout,
+                warm_embeddings=warm_embeddings,
+                freeze_embeddings=freeze_embeddings,
+                embedding_warmup=warmup,
+                restarts={"seeds": seeds, "best_val_macro_f1": restart_metrics},
+            ),
+            summary=summary,
+            artefacts=partial(_artefacts, tokenizer, history, test["confusion_matrix"], labels),
+        ),
+        opts,
+        dataset,
+        started,
+    )
 
 
 def _encoded(tokenizer: Any, texts: Sequence[str], y: np.ndarray, idx: np.ndarray, max_length: int) -> TensorDataset:
@@ -129,8 +178,16 @@ def _macro_f1(logits: torch.Tensor, target: torch.Tensor, labels: Sequence[str])
 
 
 def _candidate(
-    family: str, model_cfg: dict[str, Any], train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions, *,
-    loss: Any, metric: Any, warmup: tuple[int, bool] | None,
+    family: str,
+    model_cfg: dict[str, Any],
+    train: Dataset,
+    val: Dataset,
+    hyper: Hyper,
+    opts: RunOptions,
+    *,
+    loss: Any,
+    metric: Any,
+    warmup: tuple[int, bool] | None,
 ) -> tuple[nn.Module, History, dict[str, Any]]:
     """One seeded candidate: optionally a bag-of-embeddings warm-up of its embedding table, then the fit.
 
@@ -143,8 +200,16 @@ def _candidate(
     if warmup is not None and table is not None:
         num_classes, freeze = warmup
         bag = BagOfEmbeddings(model_cfg["vocab_size"], table.embedding_dim, num_classes, 0, 0.5)
-        bag_history = fit_with(bag, train, val, Hyper(epochs=30, lr=1e-2, weight_decay=0.0, batch_size=32, patience=5),
-                               opts, loss=loss, metric=metric, collate=trim_padding)
+        bag_history = fit_with(
+            bag,
+            train,
+            val,
+            Hyper(epochs=30, lr=1e-2, weight_decay=0.0, batch_size=32, patience=5),
+            opts,
+            loss=loss,
+            metric=metric,
+            collate=trim_padding,
+        )
         with torch.no_grad():
             table.weight.copy_(bag.embedding.weight)
         table.weight.requires_grad_(not freeze)
@@ -152,8 +217,9 @@ def _candidate(
     return model, fit_with(model, train, val, hyper, opts, loss=loss, metric=metric, collate=trim_padding), report
 
 
-def _artefacts(tokenizer: Any, history: History, confusion: list[list[int]], labels: Sequence[str],
-               tmp: Path) -> dict[str, Artefact]:
+def _artefacts(
+    tokenizer: Any, history: History, confusion: list[list[int]], labels: Sequence[str], tmp: Path
+) -> dict[str, Artefact]:
     save_tokenizer(tokenizer, tmp / "tokenizer.json")
     return {
         "tokenizer.json": tmp / "tokenizer.json",
@@ -162,12 +228,18 @@ def _artefacts(tokenizer: Any, history: History, confusion: list[list[int]], lab
     }
 
 
-def _text_cases(tokenizer: Any, texts: Sequence[str], max_length: int, example_length: int) -> list[tuple[np.ndarray, ...]]:
+def _text_cases(
+    tokenizer: Any, texts: Sequence[str], max_length: int, example_length: int
+) -> list[tuple[np.ndarray, ...]]:
     """Parity inputs from real held-out texts: batch 1 at length 1, batch 1, a batch of many, the longest."""
     by_length = sorted(texts, key=len)
-    longest = by_length[-min(8, len(by_length)):]
-    cases = [encode_batch(tokenizer, texts[:1], 1), encode_batch(tokenizer, texts[:1], max_length),
-             encode_batch(tokenizer, list(texts[:64]), max_length), encode_batch(tokenizer, longest, max_length)]
+    longest = by_length[-min(8, len(by_length)) :]
+    cases = [
+        encode_batch(tokenizer, texts[:1], 1),
+        encode_batch(tokenizer, texts[:1], max_length),
+        encode_batch(tokenizer, list(texts[:64]), max_length),
+        encode_batch(tokenizer, longest, max_length),
+    ]
     if cases[-1][0].shape[1] <= example_length:
         raise ValueError(f"no held-out text is longer than the export example ({example_length} tokens)")
     return cases

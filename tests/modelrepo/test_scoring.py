@@ -1,0 +1,54 @@
+"""Scoring math against values worked out by hand, not by the code under test."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from modelrepo import scoring
+
+
+def test_softmax_of_large_logits_is_finite_and_exact():
+    # exp(1000) overflows float64; the shifted form gives e^0 : e^-ln2 = 2/3 : 1/3 exactly.
+    logits = np.array([[1000.0, 1000.0 - math.log(2)], [-1000.0, -1000.0]])
+    with np.errstate(over="raise", invalid="raise"):
+        probs = scoring.softmax(logits)
+    assert probs == pytest.approx(np.array([[2 / 3, 1 / 3], [0.5, 0.5]]), abs=1e-12)
+
+
+def test_softmax_of_float32_logits_near_100_does_not_overflow():
+    logits = np.array([[100.0, 90.0, 80.0]], np.float32)  # exp(100) overflows float32
+    with np.errstate(over="raise", invalid="raise"):
+        probs = scoring.softmax(logits)
+    denominator = 1 + math.exp(-10) + math.exp(-20)
+    assert probs[0] == pytest.approx(
+        [1 / denominator, math.exp(-10) / denominator, math.exp(-20) / denominator], rel=1e-5
+    )
+
+
+def test_a_point_exactly_at_the_threshold_is_not_anomalous():
+    scores = np.array([0.5, 0.7, 0.7, 0.5, 0.2, 0.9])
+    assert scoring.segments(scores, 0.5) == [scoring.Segment(1, 2, 0.7), scoring.Segment(5, 5, 0.9)]
+    assert scoring.segments(scores, 0.9) == []
+    assert scoring.segments(np.nextafter(scores, 1.0), 0.9) == [scoring.Segment(5, 5, float(np.nextafter(0.9, 1.0)))]
+
+
+def test_window_starts_end_on_the_last_point():
+    assert scoring.window_starts(10, 4, 3).tolist() == [0, 3, 6]
+    assert scoring.window_starts(11, 4, 3).tolist() == [0, 3, 6, 7]
+    with pytest.raises(ValueError, match="at least 4 points, got 3"):
+        scoring.window_starts(3, 4, 1)
+
+
+def test_point_scores_average_every_window_that_covers_the_point():
+    # windows of 3 with stride 2 over 7 points: [0..2]=1, [2..4]=2, [4..6]=4
+    scores = scoring.point_scores(np.array([1.0, 2.0, 4.0]), 7, 3, 2)
+    assert scores.tolist() == [1.0, 1.0, 1.5, 2.0, 3.0, 4.0, 4.0]
+
+
+def test_top_k_is_best_first_and_ties_keep_label_order():
+    probs = np.array([[0.1, 0.4, 0.4, 0.1]])
+    assert scoring.top_k(probs, 3) == [[(1, 0.4), (2, 0.4), (0, 0.1)]]
+    assert len(scoring.top_k(probs, 99)[0]) == 4

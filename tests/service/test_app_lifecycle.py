@@ -1,0 +1,117 @@
+"""Liveness answers at once; readiness waits for every model, ignores or counts broken ones, and drops on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.app_harness import metric, serving, tiny_settings
+from tests.support.tiny_models import add_model, build_repository
+
+
+async def test_live_at_once_ready_only_after_loading_and_warm_up(tmp_path):
+    root = build_repository(tmp_path / "models")
+    async with serving(tiny_settings(root), wait_ready=False) as (app, client):
+        assert (await client.get("/v2/health/live")).json() == {"live": True}
+        before = await client.get("/v2/health/ready")
+        assert before.status_code == 503 and before.json()["code"] == "not_ready"
+        await app.state.axon.load_task
+        after = await client.get("/v2/health/ready")
+        assert after.status_code == 200 and after.json() == {"ready": True}
+        models = (await client.get("/v1/models")).json()["models"]
+        assert {m["state"] for m in models} == {"ready"}
+
+
+async def test_a_broken_model_leaves_the_others_serving(tmp_path):
+    root = build_repository(tmp_path / "models")
+    add_model(root, "broken", "digits")
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"\x00" * 64)
+    add_model(root, "bad-config", "digits")
+    (root / "bad-config" / "config.json").write_text('{"name": "bad-config"}')
+    async with serving(tiny_settings(root)) as (_, client):
+        assert (await client.get("/v2/health/ready")).status_code == 200
+        models = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
+        assert models["broken"]["state"] == "unavailable"
+        assert "broken/1/model.onnx" in models["broken"]["versions"][0]["reason"]
+        assert models["bad-config"]["versions"][0]["reason"].startswith("config.json: ")
+        assert models["digits"]["state"] == "ready"
+        ok = await client.post("/v1/text/classify", json={"texts": ["free cash"]})
+        assert ok.status_code == 200
+
+
+async def test_strict_readiness_waits_for_every_model(tmp_path):
+    root = build_repository(tmp_path / "models")
+    add_model(root, "broken", "digits")
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"\x00" * 64)
+    async with serving(tiny_settings(root, strict_readiness=True)) as (_, client):
+        r = await client.get("/v2/health/ready")
+        assert r.status_code == 503 and "not every model is ready: model 'broken' version 1" in r.json()["error"]
+
+
+async def test_shutdown_drops_readiness_at_once_and_finishes_queued_work(tmp_path):
+    root = build_repository(tmp_path / "models")
+    async with serving(tiny_settings(root)) as (app, client):
+        state = app.state.axon
+        pending = [
+            asyncio.create_task(client.post("/v1/text/classify", json={"texts": ["free cash now"]})) for _ in range(20)
+        ]
+        await asyncio.sleep(0)
+        while state.arrivals.count:  # until every request has reached its batch queue (or finished)
+            await asyncio.sleep(0)
+        state.draining = True
+        r = await client.get("/v2/health/ready")
+        assert r.status_code == 503 and r.json()["error"] == "the server is shutting down"
+        assert (await client.get("/v2/health/live")).status_code == 200
+        await state.stop()
+        assert [p.status_code for p in await asyncio.gather(*pending)] == [200] * 20
+        late = await client.post("/v1/text/classify", json={"texts": ["free cash now"]})
+        assert late.status_code == 503 and late.json()["code"] == "model_not_ready"
+
+
+async def test_required_gpu_missing_is_a_start_up_error(tmp_path):
+    root = build_repository(tmp_path / "models")
+    settings = tiny_settings(root, providers=["CUDAExecutionProvider", "CPUExecutionProvider"], require_gpu=True)
+    async with serving(settings, wait_ready=False) as (app, client):
+        fatal = []
+        app.state.axon.on_fatal = fatal.append
+        await app.state.axon.load_task
+        r = await client.get("/v2/health/ready")
+        models = (await client.get("/v1/models")).json()["models"]
+    if fatal:  # no usable GPU here (the CPU CI machine)
+        assert r.status_code == 503 and "start-up failed" in r.json()["error"] and "require_gpu" in fatal[0]
+    else:  # a GPU machine: every version really runs on CUDA
+        assert r.status_code == 200
+        assert {m["versions"][0]["providers"][0] for m in models} == {"CUDAExecutionProvider"}
+
+
+async def test_a_request_whose_client_left_is_not_computed(tmp_path):
+    root = build_repository(tmp_path / "models")
+    async with serving(tiny_settings(root)) as (app, client):
+        body = b'{"texts": ["free cash now"]}'
+        messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+        sent = []
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/text/classify",
+            "raw_path": b"/v1/text/classify",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("axon.test", 80),
+        }
+        await app(scope, receive, send)
+        text = (await client.get("/metrics")).text
+    assert sent[0]["status"] == 499
+    assert metric(text, "axon_requests_total", model="spam", endpoint="text", status="499") == 1
+    assert metric(text, "axon_batch_size_count", model="spam", version="1") == 0

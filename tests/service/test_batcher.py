@@ -1,0 +1,268 @@
+"""The batcher on its own: grouping, splitting, order, bounds, deadlines, failures, draining; then real ORT."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tests.support.tiny_models import text_model
+
+from service.batcher import Arrivals, Batcher, BatchPolicy, collate, length_groups
+from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
+from service.runtime import session_runner
+
+
+class Recorder:
+    """A runner that doubles its input and remembers every batch; optionally blocks until released."""
+
+    def __init__(self, block: bool = False) -> None:
+        self.batches: list[np.ndarray] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        if not block:
+            self.release.set()
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.started.set()
+        self.release.wait(5)
+        x = inputs["x"]
+        self.batches.append(x.copy())
+        if (x == -1).any():
+            raise RuntimeError("row with -1 is poison")
+        return {"y": x * 2, "rows": np.arange(len(x))}
+
+
+def rows(*values: float) -> dict[str, np.ndarray]:
+    return {"x": np.array(values, dtype=np.float32)[:, None]}
+
+
+def make(run, size=64, delay=0.0, queue=256, enabled=True, pad_ratio=2.0, **kw) -> Batcher:
+    batcher = Batcher(run, BatchPolicy(size, delay, queue, enabled, pad_ratio), name="model 'm' version 1", **kw)
+    batcher.start()
+    return batcher
+
+
+async def test_concurrent_requests_share_one_run_and_get_their_own_rows():
+    run = Recorder()
+    batcher = make(run)
+    results = await asyncio.gather(*(batcher.submit(rows(i), 5) for i in range(10)))
+    assert [len(b) for b in run.batches] == [10]
+    assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(10)]
+    await batcher.stop()
+
+
+async def test_big_request_is_split_across_batches_and_reassembled_in_order():
+    run = Recorder()
+    batcher = make(run, size=4)
+    result = await batcher.submit(rows(*range(10)), 5)
+    assert [len(b) for b in run.batches] == [4, 4, 2]
+    np.testing.assert_array_equal(result.outputs["y"][:, 0], 2.0 * np.arange(10))
+    await batcher.stop()
+
+
+async def test_requests_are_merged_then_split_at_the_batch_limit():
+    run = Recorder()
+    batcher = make(run, size=4)
+    a, b = await asyncio.gather(batcher.submit(rows(1, 2, 3), 5), batcher.submit(rows(4, 5, 6), 5))
+    assert [b_.ravel().tolist() for b_ in run.batches] == [[1, 2, 3, 4], [5, 6]]
+    assert a.outputs["y"].ravel().tolist() == [2, 4, 6]
+    assert b.outputs["y"].ravel().tolist() == [8, 10, 12]
+    # The second request's rows came from two batches: row indices 3 of the first, 0-1 of the second.
+    assert b.outputs["rows"].tolist() == [3, 0, 1]
+    await batcher.stop()
+
+
+async def test_full_queue_refuses_at_once_with_retry_after():
+    run = Recorder(block=True)
+    batcher = make(run, size=1, queue=2)
+    first = asyncio.create_task(batcher.submit(rows(0), 5))
+    await asyncio.to_thread(run.started.wait, 5)  # the worker holds row 0; the queue is empty again
+    queued = [asyncio.create_task(batcher.submit(rows(i), 5)) for i in (1, 2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit(rows(3), 5)
+    assert info.value.status_code == 429 and info.value.headers["Retry-After"] == "1"
+    assert "has 2 rows queued (limit 2)" in info.value.message
+    run.release.set()
+    await asyncio.gather(first, *queued)
+    await batcher.stop()
+
+
+async def test_deadline_gives_504_and_the_rows_are_never_computed():
+    run = Recorder(block=True)
+    batcher = make(run, size=1)
+    first = asyncio.create_task(batcher.submit(rows(0), 5))
+    await asyncio.to_thread(run.started.wait, 5)
+    with pytest.raises(DeadlineExceeded, match="gave no answer within 0.05 s"):
+        await batcher.submit(rows(7), 0.05)
+    run.release.set()
+    await first
+    await batcher.stop()
+    assert [b.ravel().tolist() for b in run.batches] == [[0]]
+
+
+async def test_cancelled_request_is_skipped():
+    run = Recorder(block=True)
+    batcher = make(run, size=1)
+    first = asyncio.create_task(batcher.submit(rows(0), 5))
+    await asyncio.to_thread(run.started.wait, 5)
+    gone = asyncio.create_task(batcher.submit(rows(5), 5))
+    kept = asyncio.create_task(batcher.submit(rows(6), 5))
+    await asyncio.sleep(0)
+    gone.cancel()  # what a client disconnect does
+    run.release.set()
+    await asyncio.gather(first, kept)
+    assert [b.ravel().tolist() for b in run.batches] == [[0], [6]]
+    assert batcher.queued_rows == 0
+    await batcher.stop()
+
+
+async def test_failing_batch_fails_only_its_requests_and_the_worker_goes_on():
+    run = Recorder()
+    batcher = make(run, size=2)
+    outcomes = await asyncio.gather(
+        batcher.submit(rows(-1), 5), batcher.submit(rows(1), 5), batcher.submit(rows(2), 5), return_exceptions=True
+    )
+    assert isinstance(outcomes[0], InferenceFailed) and isinstance(outcomes[1], InferenceFailed)
+    assert "model 'm' version 1 failed on a batch of 2 rows: row with -1 is poison" in outcomes[0].message
+    assert outcomes[2].outputs["y"].ravel().tolist() == [4.0]
+    assert (await batcher.submit(rows(3), 5)).outputs["y"].ravel().tolist() == [6.0]
+    await batcher.stop()
+
+
+async def test_rows_of_different_lengths_are_padded_to_the_longest_in_the_batch():
+    seen = []
+
+    def run(inputs):
+        seen.append({k: v.copy() for k, v in inputs.items()})
+        return {"n": inputs["mask"].sum(axis=1)}
+
+    batcher = make(run, pad_values={"ids": 0, "mask": 0})
+    short = {"ids": np.array([[2, 5, 6]]), "mask": np.ones((1, 3), np.int64)}
+    long = {"ids": np.array([[2, 3, 4, 5, 6]]), "mask": np.ones((1, 5), np.int64)}
+    a, b = await asyncio.gather(batcher.submit(short, 5), batcher.submit(long, 5))
+    assert seen[0]["ids"].tolist() == [[2, 5, 6, 0, 0], [2, 3, 4, 5, 6]]
+    assert seen[0]["mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert a.outputs["n"].tolist() == [3] and b.outputs["n"].tolist() == [5]
+    await batcher.stop()
+
+
+def test_length_groups_bound_the_padding_of_each_run():
+    lengths = [5, 100, 6, 12, 90, 24]
+    assert length_groups(lengths, 2.0) == [[0, 2], [3, 5], [4, 1]]
+    for group in length_groups(lengths, 2.0):
+        assert max(lengths[i] for i in group) <= 2.0 * min(lengths[i] for i in group)
+    assert length_groups(lengths, 0) == [[0, 2, 3, 5, 4, 1]]
+
+
+@pytest.mark.parametrize(("pad_ratio", "widths"), [(2.0, [3, 40]), (0, [40])])
+async def test_a_long_text_does_not_pad_the_short_ones_of_its_batch(pad_ratio, widths):
+    seen = []
+
+    def run(inputs):
+        seen.append(inputs["ids"].shape)
+        return {"n": inputs["mask"].sum(axis=1)}
+
+    batcher = make(run, pad_ratio=pad_ratio, pad_values={"ids": 0, "mask": 0})
+    texts = [{"ids": np.full((1, n), 7), "mask": np.ones((1, n), np.int64)} for n in (3, 40, 3, 2)]
+    results = await asyncio.gather(*(batcher.submit(t, 5) for t in texts))
+    assert [r.outputs["n"].tolist() for r in results] == [[3], [40], [3], [2]]
+    assert sorted(shape[1] for shape in seen) == widths
+    assert sum(shape[0] for shape in seen) == 4
+    await batcher.stop()
+
+
+async def test_rows_that_cannot_be_padded_do_not_share_a_batch():
+    seen = []
+
+    def run(inputs):
+        seen.append(inputs["x"].shape)
+        return {"y": inputs["x"].sum(axis=1)}
+
+    batcher = make(run)
+    await asyncio.gather(batcher.submit({"x": np.ones((1, 3))}, 5), batcher.submit({"x": np.ones((1, 4))}, 5))
+    assert seen == [(1, 3), (1, 4)]
+    await batcher.stop()
+
+
+async def test_waits_for_a_request_on_its_way_but_not_past_max_delay():
+    run = Recorder()
+    arrivals = Arrivals()
+    batcher = make(run, delay=0.5, arrivals=arrivals)
+
+    async def late(value: float, after: float):
+        with arrivals.coming():
+            await asyncio.sleep(after)
+            return await batcher.submit(rows(value), 5)
+
+    await asyncio.gather(late(1, 0.0), late(2, 0.05))
+    assert [b.ravel().tolist() for b in run.batches] == [[1, 2]]
+
+    run.batches.clear()
+    start = time.monotonic()
+    batcher.policy = BatchPolicy(64, 0.05, 256)
+    await asyncio.gather(late(3, 0.0), late(4, 0.3))
+    assert [b.ravel().tolist() for b in run.batches] == [[3], [4]]
+    assert time.monotonic() - start < 1.0
+    await batcher.stop()
+
+
+async def test_nothing_on_the_way_means_no_waiting():
+    run = Recorder()
+    batcher = make(run, delay=2.0)
+    start = time.monotonic()
+    await batcher.submit(rows(1), 5)
+    assert time.monotonic() - start < 0.5
+    await batcher.stop()
+
+
+async def test_stop_drains_queued_and_running_requests_then_refuses():
+    run = Recorder(block=True)
+    batcher = make(run, size=2)
+    tasks = [asyncio.create_task(batcher.submit(rows(i), 5)) for i in range(5)]
+    await asyncio.to_thread(run.started.wait, 5)
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()
+    with pytest.raises(ShuttingDown):
+        await batcher.submit(rows(9), 5)
+    run.release.set()
+    results = await asyncio.gather(*tasks)
+    await stopping
+    assert [r.outputs["y"].item() for r in results] == [0, 2, 4, 6, 8]
+
+
+async def test_unbatched_mode_runs_each_request_alone():
+    run = Recorder()
+    batcher = make(run, enabled=False)
+    results = await asyncio.gather(*(batcher.submit(rows(i, i), 5) for i in range(6)))
+    assert sorted(len(b) for b in run.batches) == [2] * 6
+    assert [r.outputs["y"][:, 0].tolist() for r in results] == [[2.0 * i] * 2 for i in range(6)]
+    await batcher.stop()
+
+
+def test_collate_keeps_a_single_block_as_is():
+    block = {"x": np.ones((2, 3))}
+    assert collate([block], {})["x"] is block["x"]
+
+
+@pytest.mark.parametrize("pad_ratio", [2.0, 0])
+async def test_real_session_gives_the_same_answer_alone_or_in_a_padded_batch(tmp_path, pad_ratio):
+    text_model(tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    run = session_runner(session)
+    rng = np.random.default_rng(0)
+    requests = []
+    for n in range(1, 13):
+        ids = np.concatenate([[2], rng.integers(3, 15, n)]).astype(np.int64)[None]
+        requests.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    alone = [run(r)["logits"] for r in requests]
+    batcher = make(run, size=5, pad_ratio=pad_ratio, pad_values={"input_ids": 0, "attention_mask": 0})
+    batched = await asyncio.gather(*(batcher.submit(r, 5) for r in requests))
+    for a, b in zip(alone, batched):
+        np.testing.assert_allclose(b.outputs["logits"], a, atol=1e-5)
+    await batcher.stop()

@@ -1,0 +1,59 @@
+"""Building a servable version: session, warm-up and batcher, or an unavailable version with its reason; retiring it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.batcher import Arrivals
+from service.loader import Loader
+from service.metrics import Metrics
+from service.registry import ModelState
+from service.repository import discover_model
+from service.settings import Settings
+from tests.support.tiny_models import add_model
+
+
+@pytest.fixture
+def loader(tmp_path) -> Loader:
+    settings = Settings(
+        model_repository=tmp_path, providers=["CPUExecutionProvider"], warmup_runs=1, validate_models=False
+    )
+    return Loader(settings, Metrics(), Arrivals())
+
+
+async def test_a_version_builds_warm_and_serves_then_retires(tmp_path, loader):
+    add_model(tmp_path, "digits", "digits")
+    (descriptor,) = discover_model(tmp_path / "digits")
+    entry = await loader.build(descriptor)
+    assert entry.state is ModelState.READY and entry.providers == ["CPUExecutionProvider"]
+    result = await entry.batcher.submit({"image": np.zeros((2, 1, 28, 28), np.float32)}, 5)
+    assert result.outputs["logits"].shape == (2, 10)
+    await loader.retire(entry)
+    assert entry.state is ModelState.UNAVAILABLE and entry.reason == "unloaded" and entry.session is None
+
+
+async def test_a_broken_file_or_mismatched_tensors_give_an_unavailable_version_with_its_reason(tmp_path, loader):
+    add_model(tmp_path, "broken", "digits")
+    (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf")
+    add_model(tmp_path, "renamed", "digits", inputs=[{"name": "pixels", "datatype": "FP32", "dims": [-1, 1, 28, 28]}])
+    broken = await loader.build(discover_model(tmp_path / "broken")[0])
+    renamed = await loader.build(discover_model(tmp_path / "renamed")[0])
+    assert broken.state is ModelState.UNAVAILABLE and broken.batcher is None
+    assert broken.reason.startswith("InvalidProtobuf: ") and "parsing failed" in broken.reason
+    # Reasons reach clients: the file is named inside the repository, never by its server path.
+    assert "broken/1/model.onnx" in broken.reason and str(tmp_path) not in broken.reason
+    assert renamed.state is ModelState.UNAVAILABLE
+    assert (
+        "model.onnx has inputs ['image']" in renamed.reason
+        and "config.json declares inputs ['pixels']" in renamed.reason
+    )
+
+
+async def test_a_descriptor_that_carries_an_error_is_not_opened(tmp_path, loader):
+    add_model(tmp_path, "digits", "digits")
+    (tmp_path / "digits" / "config.json").write_text("{broken")
+    (descriptor,) = discover_model(tmp_path / "digits")
+    entry = await loader.build(descriptor)
+    assert entry.state is ModelState.UNAVAILABLE and entry.reason.startswith("config.json: ")
+    assert entry.session is None

@@ -1,0 +1,113 @@
+"""Sessions are created with server options, their real providers are read back, and warm-up runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.errors import GpuUnavailable
+from service.runtime import (
+    SessionFactory,
+    example_inputs,
+    session_runner,
+    warm_up,
+    warmup_batch_sizes,
+)
+from service.settings import Settings
+from tests.support.tiny_models import SERIES_WINDOW, series_model, text_model, vision_model
+
+
+def test_cpu_session_uses_server_options(tmp_path):
+    vision_model(tmp_path / "m.onnx")
+    factory = SessionFactory(Settings(providers=["CPUExecutionProvider"], intra_op_threads=1))
+    opts = factory.options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 1 and opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    session = factory.create(tmp_path / "m.onnx")
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    out = session_runner(session)({"image": np.zeros((3, 1, 28, 28), np.float32)})
+    assert list(out) == ["logits"] and out["logits"].shape == (3, 10)
+
+
+def test_gpu_request_reports_what_really_loaded(tmp_path):
+    vision_model(tmp_path / "m.onnx")
+    factory = SessionFactory(Settings(providers=["CUDAExecutionProvider", "CPUExecutionProvider"]))
+    first = factory.create(tmp_path / "m.onnx").get_providers()
+    second = factory.create(tmp_path / "m.onnx").get_providers()
+    if "CUDAExecutionProvider" in first:  # a machine with a working GPU
+        assert second[0] == "CUDAExecutionProvider"
+    else:  # onnxruntime-gpu without a GPU falls back; later sessions no longer ask for CUDA
+        assert first == second == ["CPUExecutionProvider"]
+        assert factory._providers == ["CPUExecutionProvider"]
+
+
+def test_require_gpu_turns_a_cpu_fallback_into_an_error(tmp_path):
+    vision_model(tmp_path / "m.onnx")
+    settings = Settings(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], require_gpu=True)
+    try:
+        factory = SessionFactory(settings)
+        session = factory.create(tmp_path / "m.onnx")
+    except GpuUnavailable as exc:
+        assert "require_gpu" in str(exc)
+    else:
+        assert session.get_providers()[0] == "CUDAExecutionProvider"
+
+
+def test_require_gpu_without_any_gpu_provider_fails_at_once():
+    with pytest.raises(GpuUnavailable):
+        SessionFactory(Settings(providers=["CPUExecutionProvider"], require_gpu=True))
+
+
+def test_unknown_provider_only_is_refused():
+    with pytest.raises(ValueError, match="none of the providers"):
+        SessionFactory(Settings(providers=["NoSuchExecutionProvider"]))
+
+
+def test_example_inputs_follow_the_graph(tmp_path):
+    text_model(tmp_path / "t.onnx")
+    series_model(tmp_path / "s.onnx")
+    text = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"])
+    series = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    ids = example_inputs(text, 4)
+    assert ids["input_ids"].shape == (4, 16) and ids["input_ids"].dtype == np.int64
+    # Ones: a real token and an unmasked position (an all-zero mask would warm up a division by zero).
+    assert (ids["input_ids"] == 1).all() and (ids["attention_mask"] == 1).all()
+    assert example_inputs(series, 2)["window"].shape == (2, SERIES_WINDOW, 1)
+    warm_up(text, [1, 4], runs=1)
+
+
+def test_warmup_batch_sizes():
+    assert warmup_batch_sizes(64, on_gpu=False) == [1, 64]
+    assert warmup_batch_sizes(48, on_gpu=True) == [1, 2, 4, 8, 16, 32, 48]
+    assert warmup_batch_sizes(1, on_gpu=True) == [1]
+
+
+class RecordingSession:
+    """A real session whose runs are recorded by batch size."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self.batch_sizes: list[int] = []
+
+    def get_inputs(self):
+        return self._session.get_inputs()
+
+    def get_outputs(self):
+        return self._session.get_outputs()
+
+    def run(self, names, inputs):
+        self.batch_sizes.append(next(iter(inputs.values())).shape[0])
+        return self._session.run(names, inputs)
+
+
+def test_warm_up_cuts_batches_to_its_byte_cap_and_refuses_a_row_past_it(tmp_path):
+    vision_model(tmp_path / "v.onnx")
+    session = RecordingSession(ort.InferenceSession(str(tmp_path / "v.onnx"), providers=["CPUExecutionProvider"]))
+    row = 1 * 28 * 28 * 4  # one FP32 image
+    warm_up(session, [1, 4, 10**12], runs=1, max_bytes=8 * row + 5)
+    assert session.batch_sizes == [1, 4, 8]  # 10^12 rows would be 3 TB; 8 rows is what fits
+    with pytest.raises(
+        ValueError, match=f"one row of this model's inputs takes {row} bytes, more than the warm-up cap of 100"
+    ):
+        warm_up(session, [1], runs=1, max_bytes=100)

@@ -1,0 +1,341 @@
+"""The HTTP server's connection limits, against a real `python -m service` process with short deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+
+import pytest
+from tests.support.server_harness import closed_within, get, post, read_answer, read_answers, running_server, status
+from uvicorn.server import ServerState
+
+from service.server import GuardedProtocol, ServerConfig
+from service.settings import HttpSettings
+
+TEXT = json.dumps({"texts": ["free cash now"]}).encode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with running_server(
+        tmp_path_factory.mktemp("limits"),
+        AXON_HTTP__HEADER_TIMEOUT_S="0.5",
+        AXON_HTTP__BODY_TIMEOUT_S="0.5",
+        AXON_HTTP__KEEP_ALIVE_S="0.5",
+        AXON_HTTP__MAX_HEADER_BYTES="4096",
+        AXON_HTTP__MAX_HEADERS="20",
+    ) as server:
+        yield server
+
+
+def test_a_request_head_that_trickles_is_answered_408_and_closed(served):
+    sockets = [served.connect() for _ in range(5)]
+    for s in sockets:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+    silent = served.connect()  # connects and sends nothing: closed without an answer
+    for s in sockets:
+        answer = closed_within(s, 3.0)
+        assert answer is not None, "a trickling head kept its connection past the header timeout"
+        assert status(answer) == 408 and b'"code": "request_timeout"' in answer
+    assert closed_within(silent, 3.0) == b""
+    for s in [*sockets, silent]:
+        s.close()
+
+
+def test_a_body_that_trickles_is_answered_408_and_closed(served):
+    with served.connect() as s:
+        s.sendall(post("/v1/text/classify", TEXT)[:-5])  # the head and all but 5 bytes of the body
+        answer = closed_within(s, 3.0)
+    assert answer is not None, "a trickling body kept its connection past the body timeout"
+    assert status(answer) == 408 and b"body not received" in answer
+
+
+def test_oversized_head_and_too_many_headers_are_431(served):
+    big = served.request(get("/v2/health/live", f"X-Big: {'a' * 5000}\r\n"))
+    assert status(big) == 431 and b'"code": "headers_too_large"' in big
+    many = served.request(get("/v2/health/live", "".join(f"X-H{i}: v\r\n" for i in range(25))))
+    assert status(many) == 431
+    long_url = served.request(b"GET /v2/health/live?" + b"q" * 5000 + b" HTTP/1.0\r\n\r\n")  # no header at all
+    assert status(long_url) == 431
+    # A header line that never ends is refused while it arrives, not buffered without bound.
+    with served.connect() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nX-Endless: ")
+        try:
+            for _ in range(20):
+                s.sendall(b"a" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert status(closed_within(s, 3.0) or b"") == 431
+    # Within the limits all is well.
+    fine = served.request(get("/v2/health/live", "".join(f"X-H{i}: {'v' * 100}\r\n" for i in range(15))))
+    assert status(fine) == 200
+
+
+def test_idle_kept_alive_connections_are_closed_on_time(served):
+    sockets = [served.connect() for _ in range(20)]
+    for s in sockets:
+        s.sendall(get("/v2/health/live"))
+    for s in sockets:
+        assert status(read_answer(s)) == 200
+    answered = time.monotonic()
+    for s in sockets:
+        assert closed_within(s, max(0.1, answered + 2.0 - time.monotonic())) == b""
+        s.close()
+    # A kept-alive connection that is used again is not closed under its client.
+    with served.connect() as s:
+        for _ in range(3):
+            s.sendall(get("/v2/health/live"))
+            assert status(read_answer(s)) == 200
+            time.sleep(0.2)  # a client pausing between requests, within keep-alive
+
+
+def test_connection_cap_refuses_at_once_and_drops_stalled_heads_for_new_clients(tmp_path):
+    cap = 8
+    with running_server(
+        tmp_path, AXON_HTTP__MAX_CONNECTIONS=str(cap), AXON_HTTP__HEADER_TIMEOUT_S="60", AXON_HTTP__BODY_TIMEOUT_S="60"
+    ) as served:
+        # Connections busy sending a body are never dropped: past the cap a new one is refused.
+        bodies = [served.connect() for _ in range(cap)]
+        for s in bodies:
+            s.sendall(post("/v1/text/classify", TEXT)[:-5])
+        start = time.monotonic()
+        refused = served.request(get("/v2/health/live"), timeout=3)
+        assert status(refused) == 503 and b'"code": "overloaded"' in refused and b"retry-after: 1" in refused
+        assert time.monotonic() - start < 1.0
+        for s in bodies:
+            s.sendall(post("/v1/text/classify", TEXT)[-5:])  # the rest of each body: each is answered
+        for s in bodies:
+            assert status(read_answer(s)) == 200
+            s.close()
+
+        # Connections that stall in their head make room for a client that sends a whole request.
+        stalled = [served.connect() for _ in range(cap)]
+        for s in stalled:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+        deadline = time.monotonic() + 10
+        got = 0
+        while time.monotonic() < deadline and got != 200:
+            try:
+                got = status(served.request(get("/v2/health/live"), timeout=3))
+            except OSError:
+                got = 0
+            if got != 200:
+                time.sleep(0.1)
+        assert got == 200, "a normal client never got past connections stalled in their head"
+        assert sum(closed_within(s, 0.2) is not None for s in stalled) >= 1
+        for s in stalled:
+            s.close()
+
+
+@pytest.mark.parametrize("delay", ["0", "1"])
+def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
+    with running_server(tmp_path, AXON_SHUTDOWN_DELAY_S=delay, AXON_DRAIN_TIMEOUT_S="20") as served:
+        sockets = [served.connect(timeout=20) for _ in range(100)]
+        for s in sockets:
+            s.sendall(post("/v1/text/classify", TEXT))
+        piped = served.connect(timeout=20)  # pipelined, more than are parsed ahead of the running one
+        piped.sendall(post("/v1/text/classify", TEXT) * 30)
+        served.proc.send_signal(signal.SIGTERM)
+        if delay != "0":
+            # For the shutdown delay readiness says 503 while new connections are still served.
+            ready = served.request(get("/v2/health/ready"))
+            assert status(ready) == 503
+            assert status(served.request(post("/v1/text/classify", TEXT))) == 200
+        answers = []
+        for s in sockets:
+            try:
+                answers.append(status(read_answer(s, timeout=20)))
+            except (ConnectionResetError, TimeoutError) as exc:
+                answers.append(type(exc).__name__)
+            s.close()
+        assert answers == [200] * len(sockets)
+        assert [code for code, _, _ in read_answers(piped, 30, timeout=20)] == [200] * 30
+        piped.close()
+        assert served.proc.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
+
+
+async def hello(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_shutdown_answers_a_request_the_kernel_holds_unread_and_closes_idle_ones():
+    loop = asyncio.get_running_loop()
+    config = ServerConfig(hello, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
+    config.load()
+    state = ServerState()
+
+    def protocol() -> GuardedProtocol:
+        return GuardedProtocol(config=config, server_state=state, app_state={})
+
+    server_end, client = socket.socketpair()
+    idle_end, idle_client = socket.socketpair()
+    transport, guarded = await loop.connect_accepted_socket(protocol, server_end)
+    idle_transport, idle = await loop.connect_accepted_socket(protocol, idle_end)
+    transport.pause_reading()  # the request below stays in the kernel, as when SIGTERM comes between reads
+    client.sendall(get("/"))
+    guarded.shutdown()
+    idle.shutdown()
+    assert idle_transport.is_closing()
+    assert not transport.is_closing(), "a connection holding an unread request was closed"
+    transport.resume_reading()
+    client.setblocking(False)
+    answer = b""
+    deadline = time.monotonic() + 5
+    while b"ok" not in answer and time.monotonic() < deadline:
+        try:
+            answer += client.recv(4096)
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+    assert status(answer) == 200 and b"connection: close" in answer
+    for s in (client, idle_client):
+        s.close()
+
+
+def test_stray_bytes_after_an_answer_do_not_keep_a_connection_open(served):
+    # uvicorn cancels the keep-alive timer on any byte; a CRLF starts no request, so nothing re-armed it.
+    with served.connect() as s:
+        s.sendall(get("/v2/health/live"))
+        assert status(read_answer(s)) == 200
+        s.sendall(b"\r\n")
+        assert closed_within(s, 3.0) is not None, "a kept-alive connection sending stray bytes was never closed"
+
+
+def test_a_client_that_never_reads_its_answers_is_dropped(tmp_path):
+    with running_server(tmp_path, AXON_HTTP__WRITE_TIMEOUT_S="0.5") as served:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        s.connect(("127.0.0.1", served.port))
+        s.setblocking(False)
+        stream, sent = get("/metrics") * 50, 0
+        deadline = time.monotonic() + 10
+        dropped = False
+        while time.monotonic() < deadline and not dropped:  # pipelined requests, never reading an answer
+            try:
+                sent += s.send(stream[sent % len(stream) :])
+            except BlockingIOError:
+                time.sleep(0.05)
+            except (BrokenPipeError, ConnectionResetError):
+                dropped = True
+        s.close()
+        assert dropped, f"a client that read nothing kept its connection ({sent} bytes sent)"
+        assert b"Invalid HTTP request" not in served.log.read_bytes()
+
+
+def rss_mb(pid: int) -> float:
+    status_text = open(f"/proc/{pid}/status").read()
+    return int(status_text.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_pipelining_without_reading_does_not_grow_the_server(tmp_path):
+    with running_server(tmp_path, AXON_HTTP__WRITE_TIMEOUT_S="60") as served:
+        before = rss_mb(served.proc.pid)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", served.port))
+        s.setblocking(False)
+        stream, sent = get("/v2/health/live") * 100, 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and sent < 40_000_000:  # never reading an answer
+            try:
+                sent += s.send(stream[sent % len(stream) :])
+            except BlockingIOError:
+                time.sleep(0.01)
+        grown = rss_mb(served.proc.pid) - before
+        s.close()
+        assert grown < 60, f"the server grew by {grown:.0f} MiB for one pipelining client ({sent} bytes sent)"
+
+
+def test_pipelined_requests_are_all_answered_in_order(served):
+    ids = [f"pipe-{i}" for i in range(40)]  # more than are parsed ahead of the running one
+    with served.connect() as s:
+        s.sendall(b"".join(get("/v2/health/live", f"X-Request-ID: {i}\r\n") for i in ids) + post("/v1/text/classify", TEXT))
+        answers = read_answers(s, len(ids) + 1)
+    assert [code for code, _, _ in answers] == [200] * (len(ids) + 1)
+    assert [headers["x-request-id"] for _, headers, _ in answers[:-1]] == ids
+    assert json.loads(answers[-1][2])["model"] == "spam"
+
+
+def test_large_and_chunked_bodies_pass_whole(served):
+    body = json.dumps({"texts": ["free cash now " * 350] * 64}).encode()  # ~310 KB: parsed across slices
+    with served.connect() as s:
+        s.sendall(post("/v1/text/classify", body) + post("/v1/text/classify", TEXT))
+        answers = read_answers(s, 2)
+    assert [code for code, _, _ in answers] == [200, 200]
+    assert len(json.loads(answers[0][2])["predictions"]) == 64
+    chunks = [body[i : i + 7000] for i in range(0, len(body), 7000)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    head = b"POST /v1/text/classify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with served.connect() as s:
+        s.sendall(head + chunked)
+        code, _, answer = read_answers(s, 1)[0]
+    assert code == 200 and len(json.loads(answer)["predictions"]) == 64
+
+
+async def test_shutdown_answers_every_pipelined_request_before_closing():
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/slow":
+            await release.wait()
+        await hello(scope, receive, send)
+
+    config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
+    config.load()
+    server_end, client = socket.socketpair()
+    _, guarded = await loop.connect_accepted_socket(
+        lambda: GuardedProtocol(config=config, server_state=ServerState(), app_state={}), server_end
+    )
+    client.sendall(get("/slow") + get("/fast") * 1000)  # 35 KB: more than is parsed ahead of the running one
+    deadline = time.monotonic() + 5
+    while not guarded.pipeline and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    guarded.shutdown()  # SIGTERM while the first runs and the others wait
+    release.set()
+    client.setblocking(False)
+    answer = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = client.recv(65536)
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+            continue
+        if not chunk:
+            break
+        answer += chunk
+    client.close()
+    assert answer.count(b"HTTP/1.1 200") == 1001
+
+
+def open_file_limit(pid: int) -> tuple[int, int]:
+    line = next(line for line in open(f"/proc/{pid}/limits") if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_open_file_limits_are_raised_and_the_cap_stays_below_them(tmp_path):
+    with running_server(tmp_path / "raised", nofile=(256, 1024)) as served:
+        assert open_file_limit(served.proc.pid) == (1024, 1024)
+    # Soft and hard 256: the cap is 128 connections, so 250 stalled sockets never exhaust the descriptors.
+    with running_server(tmp_path / "tight", nofile=(256, 256), AXON_HTTP__HEADER_TIMEOUT_S="60") as served:
+        stalled = []
+        for _ in range(250):
+            s = served.connect()
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            stalled.append(s)
+        deadline, got = time.monotonic() + 10, 0
+        while time.monotonic() < deadline and got != 200:
+            try:
+                got = status(served.request(get("/v2/health/live"), timeout=3))
+            except OSError:
+                got = 0
+        assert got == 200
+        for s in stalled:
+            s.close()
+        assert b"Too many open files" not in served.log.read_bytes()

@@ -1,0 +1,234 @@
+"""`python -m training` end to end: dry runs into a temporary repository that must come out valid."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelrepo.config import read_config
+from tests.support.data_roots import EXCERPTS, root
+from training.cli import build_parser, parse_settings
+from training.data.paths import file_sha256
+from training.data.split import stratified_split
+from training.data.tabular import is_anomaly, load_thyroid
+from training.recipes import DEFAULTS, SPLIT
+from training.repository import validate_repository, versions
+
+DATASETS = root()  # the full datasets where present (CI), else the committed excerpts in tests/data
+THYROID = DATASETS / "thyroid_ann" / "ann-train.data"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **(env or {})},
+    )
+    if ok:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def dry_repository(tmp_path_factory) -> Path:
+    repository = tmp_path_factory.mktemp("repo")
+    run_cli("rebuild", "--dry-run", "--quiet", "--repository", str(repository), "--datasets", str(DATASETS))
+    return repository
+
+
+def test_rebuild_dry_run_writes_a_valid_repository_of_every_default(dry_repository):
+    assert sorted(p.name for p in dry_repository.iterdir()) == sorted(DEFAULTS)
+    assert validate_repository(dry_repository) == []
+    for name in DEFAULTS:
+        assert versions(dry_repository / name) == [1]
+        card = json.loads((dry_repository / name / "1" / "card.json").read_text())
+        assert card["training"]["dry_run"] is True
+        assert card["training"]["epochs_run"] == 1
+
+
+def test_rebuild_writes_the_contract_tensor_names(dry_repository):
+    expected = {
+        "mnist-cnn": (["image"], ["logits"]),
+        "sms-spam-transformer": (["input_ids", "attention_mask"], ["logits"]),
+        "sentiment-gru": (["input_ids", "attention_mask"], ["logits"]),
+        "thyroid-autoencoder": (["features"], ["reconstruction", "score"]),
+        "machine-temperature-autoencoder": (["window"], ["reconstruction", "score"]),
+    }
+    for name, (inputs, outputs) in expected.items():
+        config = read_config(dry_repository / name / "config.json")
+        assert [t.name for t in config.inputs] == inputs
+        assert [t.name for t in config.outputs] == outputs
+        assert all(t.dims[0] == -1 for t in config.inputs + config.outputs)
+
+
+def test_train_dry_run_twice_makes_version_2_and_keeps_1(tmp_path):
+    args = (
+        "train",
+        "thy",
+        "--family",
+        "dense-ae",
+        "--dataset",
+        "thyroid",
+        "--data",
+        str(THYROID),
+        "--dry-run",
+        "--quiet",
+        "--repository",
+        str(tmp_path),
+        "--set",
+        "latent=4",
+        "hidden=[16]",
+    )
+    run_cli(*args)
+    first = (tmp_path / "thy" / "1" / "model.onnx").read_bytes()
+    out = run_cli(*args, "--checkpoint", str(tmp_path / "thy.pt")).stdout
+    assert "roc_auc" in out
+    assert versions(tmp_path / "thy") == [1, 2]
+    assert (tmp_path / "thy" / "1" / "model.onnx").read_bytes() == first
+    assert json.loads((tmp_path / "thy" / "2" / "card.json").read_text())["hyperparameters"]["model"]["latent"] == 4
+    assert validate_repository(tmp_path) == []
+
+    run_cli(
+        "export",
+        "--checkpoint",
+        str(tmp_path / "thy.pt"),
+        "--like",
+        str(tmp_path / "thy" / "2"),
+        "--repository",
+        str(tmp_path),
+    )
+    assert versions(tmp_path / "thy") == [1, 2, 3]
+
+    result = run_cli(
+        "evaluate",
+        "thy",
+        "--version",
+        "2",
+        "--repository",
+        str(tmp_path),
+        "--dataset",
+        "thyroid",
+        "--data",
+        str(THYROID),
+        "--split",
+        "test",
+        "--json",
+    )
+    metrics = json.loads(result.stdout)
+    assert metrics["version"] == 2 and metrics["split"] == "test"
+    # Through ONNX Runtime on the same held-out rows, the figures equal the card's (computed in PyTorch).
+    card_test = json.loads((tmp_path / "thy" / "2" / "card.json").read_text())["metrics"]["test"]
+    assert metrics["n"] == card_test["n"] == len(stratified_split(is_anomaly(load_thyroid(THYROID)[1]), SPLIT)[2])
+    assert metrics["roc_auc"] == pytest.approx(card_test["roc_auc"], abs=1e-6)
+    assert metrics["flagged"] == card_test["flagged"]
+    listing = run_cli("list", "--repository", str(tmp_path)).stdout.splitlines()
+    assert [line.split()[:2] for line in listing] == [["thy", "1"], ["thy", "2"], ["thy", "3"]]
+    assert "roc_auc" in listing[1]
+    assert "exported from" in listing[2] and "thy.pt, not evaluated (parity max |diff|" in listing[2]
+
+
+def test_train_refuses_a_family_that_does_not_fit_the_dataset(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "x",
+            "--family",
+            "cnn",
+            "--dataset",
+            "thyroid",
+            "--data",
+            str(THYROID),
+            "--repository",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "cannot train on a tabular dataset" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_axon_datasets_replaces_data_for_train(tmp_path):
+    run_cli(
+        "train",
+        "thy",
+        "--family",
+        "dense-ae",
+        "--dataset",
+        "thyroid",
+        "--dry-run",
+        "--quiet",
+        "--repository",
+        str(tmp_path),
+        env={"AXON_DATASETS": str(EXCERPTS)},
+    )
+    card = json.loads((tmp_path / "thy" / "1" / "card.json").read_text())
+    assert card["dataset"]["files"] == {"ann-train.data": file_sha256(EXCERPTS / "thyroid_ann" / "ann-train.data")}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("train", "x", "--family", "cnn", "--dataset", "mnist"),
+        ("rebuild", "--dry-run"),
+        ("evaluate", "mnist-cnn", "--dataset", "sms"),
+    ],
+)
+def test_a_missing_dataset_is_one_line_without_a_traceback(args, tmp_path):
+    result = run_cli(*args, "--repository", str(tmp_path), env={"AXON_DATASETS": str(tmp_path / "none")}, ok=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: dataset '")
+    assert "python -m training datasets fetch" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+def test_a_missing_data_path_is_one_line(tmp_path):
+    result = run_cli(
+        "train",
+        "x",
+        "--family",
+        "dense-ae",
+        "--dataset",
+        "thyroid",
+        "--data",
+        str(tmp_path / "nope.csv"),
+        "--repository",
+        str(tmp_path),
+        ok=False,
+    )
+    assert result.returncode == 2 and result.stderr == f"error: --data {tmp_path / 'nope.csv'} does not exist\n"
+
+
+def test_help_imports_no_torch():
+    code = (
+        "import sys; from training.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().endswith("False"), result.stdout[-500:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["rebuild", "train", "evaluate", "export", "list", "datasets"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: python -m training " + command in capsys.readouterr().out
+
+
+def test_parse_settings_reads_json_values_and_keeps_plain_strings():
+    assert parse_settings(["hidden=[16, 8]", "cell=lstm", "dropout=0.5"]) == {
+        "hidden": [16, 8],
+        "cell": "lstm",
+        "dropout": 0.5,
+    }
+    with pytest.raises(SystemExit):
+        parse_settings(["oops"])
