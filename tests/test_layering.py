@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,5 +40,5 @@ def test_the_walk_sees_lazy_imports(tmp_path, monkeypatch):
     # The check above must not miss an import hidden inside a function (training imports torch lazily that way).
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "a.py").write_text("def f():\n    from service.errors import AxonError\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert imported_packages("pkg") == {"pkg/a.py": {"service"}}
