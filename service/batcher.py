@@ -58,14 +58,24 @@ class Arrivals:
     @contextmanager
     def coming(self) -> Iterator[None]:
         """Mark the current request as on its way for the duration of the block (or until it is queued)."""
-        token = [False]
-        reset = self._mine.set(token)
-        self.count += 1
+        arrival = self.enter()
         try:
             yield
         finally:
-            self._mine.reset(reset)
-            self._leave(token)
+            self.leave(arrival)
+
+    def enter(self) -> tuple[list[bool], contextvars.Token[list[bool] | None]]:
+        """`coming()` without a generator, for the per-request middleware: pass the result to `leave`."""
+        token = [False]
+        reset = self._mine.set(token)
+        self.count += 1
+        return token, reset
+
+    def leave(self, arrival: tuple[list[bool], contextvars.Token[list[bool] | None]]) -> None:
+        """End what `enter` began (a no-op for the count if the request was queued meanwhile)."""
+        token, reset = arrival
+        self._mine.reset(reset)
+        self._leave(token)
 
     def arrived(self) -> None:
         """The current request reached its queue: batchers need not wait for it any more."""

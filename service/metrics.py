@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for the route)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 PHASES = ("preprocess", "queue", "inference", "postprocess", "total")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+served_model: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_model", default=None)
+"""The model label of the inference request being served (the access log's `model` field)."""
 
 
 class Metrics:
@@ -86,6 +91,7 @@ class Metrics:
 
     def count_request(self, model: str, endpoint: str, status: int) -> None:
         """Count one inference request by model, endpoint and status."""
+        served_model.set(model)
         self._child(self.requests, model, endpoint, str(status)).inc()
 
     def observe_phases(self, model: str, phases: dict[str, float]) -> None:
