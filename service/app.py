@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.auth import add_cors, inference_dependency, management_dependency
 from service.handlers import install_error_handlers
-from service.lean import LeanRoutes
+from service.lean import LeanApp, LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(
+    app = LeanApp(
         title="Axon",
         summary="ONNX models over HTTP with dynamic batching",
         version="0.1.0",
