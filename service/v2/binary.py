@@ -60,7 +60,11 @@ def decode_request(
         header_length = len(body)
     if header_length > len(body):
         raise ProtocolError(f"{HEADER_LENGTH} is {header_length} but the body has only {len(body)} bytes")
-    payload = parse_json_object(body[:header_length])
+    head = body[:header_length]
+    known = _headers.get((head, max_elements)) if header_length <= MAX_CACHED_HEADER else None
+    if known is not None and known.end == len(body):
+        return known.request, known.arrays(body)
+    payload = parse_json_object(head)
     raw_inputs = payload.get("inputs")
     datas = [i.pop("data", None) if isinstance(i, dict) else None for i in raw_inputs] if isinstance(raw_inputs, list) else []
     request = parse_wire(InferenceRequest, payload)
@@ -99,6 +103,9 @@ def decode_request(
             plan.append((tensor, data, 0, None))
     if offset != len(body):
         raise ProtocolError(f"{len(body) - offset} bytes after the last tensor belong to no input")
+    if header_length <= MAX_CACHED_HEADER and all(size is not None for _, _, _, size in plan):
+        _remember(head, max_elements, _Known(request, [(t.name, t.datatype, tuple(t.shape), start, size)
+                                                       for t, _, start, size in plan], offset))
     # Every size agrees with the bytes received: only now is anything allocated.
     view = memoryview(body)
     arrays: dict[str, np.ndarray] = {}
@@ -111,6 +118,53 @@ def decode_request(
         except ProtocolError as exc:
             raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
     return request, arrays
+
+
+MAX_CACHED_HEADER = 4096
+"""Binary requests whose JSON header is at most this long have their checked header remembered."""
+MAX_CACHED_HEADERS = 256
+
+
+class _Known:
+    """A JSON header already parsed and checked: the request and where each input's bytes lie."""
+
+    __slots__ = ("request", "plan", "end")
+
+    def __init__(self, request: InferenceRequest, plan: list[tuple[str, str, tuple[int, ...], int, int]], end: int) -> None:
+        self.request = request  # shared by every request with this header: nobody mutates a wire request
+        self.plan = plan
+        self.end = end
+
+    def arrays(self, body: bytes) -> dict[str, np.ndarray]:
+        arrays = {}
+        for name, datatype, shape, start, size in self.plan:
+            if datatype in _CHECKED_CONTENT:
+                try:
+                    arrays[name] = decode_tensor(memoryview(body)[start : start + size], datatype, shape)
+                except ProtocolError as exc:
+                    raise ProtocolError(f"input '{name}': {exc.message}") from None
+                continue
+            dtype = numpy_dtype(datatype)
+            array = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize, offset=start)
+            if not array.flags.aligned:
+                array = array.copy()  # ONNX Runtime and numpy kernels want aligned buffers
+            arrays[name] = array.reshape(shape)
+        return arrays
+
+
+_CHECKED_CONTENT = ("BOOL", "BYTES")  # their bytes are checked per request, not only their size
+
+
+# Clients send the same header over and over (same model, shapes and options; tritonclient adds no id by
+# default): parsing and checking it once saves ~15 us of a ~20 us decode. Keyed by the exact bytes, so a
+# header that differs in anything (an id, a shape) is parsed and checked in full.
+_headers: dict[tuple[bytes, int], _Known] = {}
+
+
+def _remember(head: bytes, max_elements: int, known: _Known) -> None:
+    if len(_headers) >= MAX_CACHED_HEADERS:
+        _headers.clear()  # bounded: a client cycling through ids must not grow memory
+    _headers[(head, max_elements)] = known
 
 
 def parse_json_object(raw: bytes) -> dict:
