@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for the route)
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -23,7 +23,7 @@ class _Tally:
 
     __slots__ = ("bounds", "counts", "sum")
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
+    def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = (*bounds, float("inf"))
         self.counts = [0] * len(self.bounds)
         self.sum = 0.0
@@ -76,7 +76,8 @@ class Metrics:
         # request (~5% of the event loop at 2,000 req/s). Only the event loop thread observes and renders.
         self._counts: dict[tuple[int, tuple[str, ...]], int] = {}
         self._tallies: dict[tuple[int, tuple[str, ...]], _Tally] = {}
-        self._metric_of: dict[int, Counter | Histogram] = {}
+        self._counters: dict[int, Counter] = {}
+        self._histograms: dict[int, Histogram] = {}
 
     def batch_observer(self, model: str, version: int) -> Callable[[int, float], None]:
         """The callback a batcher reports each batch to."""
@@ -107,7 +108,7 @@ class Metrics:
         tally = self._tallies.get(key)
         if tally is None:
             metric.labels(*labels)
-            self._metric_of[id(metric)] = metric
+            self._histograms[id(metric)] = metric
             tally = self._tallies[key] = _Tally(metric._upper_bounds[:-1])
         return tally
 
@@ -116,7 +117,7 @@ class Metrics:
         count = self._counts.get(key)
         if count is None:
             metric.labels(*labels)
-            self._metric_of[id(metric)] = metric
+            self._counters[id(metric)] = metric
             count = 0
         self._counts[key] = count + 1
 
@@ -139,12 +140,12 @@ class Metrics:
         """Move the observations gathered since the last scrape into the Prometheus children."""
         for (metric_id, labels), count in self._counts.items():
             if count:
-                self._metric_of[metric_id].labels(*labels).inc(count)
+                self._counters[metric_id].labels(*labels).inc(count)
                 self._counts[(metric_id, labels)] = 0
         for (metric_id, labels), tally in self._tallies.items():
             if not tally.sum and not any(tally.counts):
                 continue
-            child = self._metric_of[metric_id].labels(*labels)
+            child = self._histograms[metric_id].labels(*labels)
             # prometheus-client has no public "observe n values at once"; its child keeps one value per
             # bucket (`_buckets`, not cumulative) and `_sum`, as in Histogram.observe (tests/test_metrics.py).
             child._sum.inc(tally.sum)
