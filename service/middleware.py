@@ -71,12 +71,14 @@ class RequestContextMiddleware:
             if state is not None:
                 state.metrics.observe_http(scope["method"], route, status, elapsed)
             if self.log_requests:
-                _log_access(scope["method"], route, status, elapsed, sent, served_model.get(), rid)
+                _log_access(scope["method"], scope["path"], route, status, elapsed, sent, served_model.get(), rid)
             served_model.reset(model)
             request_id.reset(token)
 
 
-def _log_access(method: str, route: str, status: int, elapsed: float, sent: int, model: str | None, rid: str) -> None:
+def _log_access(
+    method: str, path: str, route: str, status: int, elapsed: float, sent: int, model: str | None, rid: str
+) -> None:
     """One access line; its parts are also fields (the JSON formatter writes `extra`), probes only at debug."""
     level = logging.DEBUG if route.startswith(PROBE_PREFIX) or route.endswith(PROBE_SUFFIXES) else logging.INFO
     if not access_log.isEnabledFor(level):
@@ -84,7 +86,7 @@ def _log_access(method: str, route: str, status: int, elapsed: float, sent: int,
     duration_ms = round(elapsed * 1000, 3)
     access_log.log(
         level, "%s %s %d %.1fms %dB%s", method, route, status, duration_ms, sent, f" model={model}" if model else "",
-        extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms, "bytes": sent,
+        extra={"method": method, "path": path, "route": route, "status": status, "duration_ms": duration_ms, "bytes": sent,
                "model": model, "request_id": rid},
     )
 

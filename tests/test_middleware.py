@@ -33,6 +33,7 @@ async def test_an_inference_line_carries_method_route_status_duration_bytes_mode
     assert record.levelno == logging.INFO
     assert entry["method"] == "POST"
     assert entry["route"] == "/v2/models/{name}/infer"  # the template, as in the metrics
+    assert entry["path"] == "/v2/models/digits/infer"
     assert entry["status"] == 200
     assert entry["bytes"] == len(r.content)
     assert entry["model"] == "digits"
