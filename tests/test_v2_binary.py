@@ -255,3 +255,20 @@ def test_a_known_bool_header_still_checks_every_body_s_bytes():
     assert decode_request(good, length)[1]["x"].tolist() == [True, False, True]
     with pytest.raises(ProtocolError, match="input 'x': a BOOL tensor holds a byte other than 0 or 1"):
         decode_request(bad, length)
+
+
+def test_a_known_answer_header_still_carries_each_answer_s_own_sizes_and_bytes():
+    wire = parse_wire(InferenceRequest, {"inputs": [], "parameters": {"binary_data_output": True}})
+    first = {"scores": np.arange(4, dtype=np.float32).reshape(1, 4)}
+    wider = {"scores": np.arange(8, dtype=np.float32).reshape(2, 4)}
+    text = {"scores": np.array([b"ham"], dtype=object)}
+    longer = {"scores": np.array([b"spam spam"], dtype=object)}
+    for _ in range(2):  # the second time round the fixed-width headers are known ones
+        for outputs in (first, wider, text, longer):
+            body, length = encode_response(wire, "m", "1", outputs)
+            header = json.loads(body[:length])
+            (described,) = header["outputs"]
+            raw = encode_tensor(outputs["scores"])
+            assert described["shape"] == list(outputs["scores"].shape)
+            assert described["parameters"] == {"binary_data_size": len(raw)}
+            assert body[length:] == raw
