@@ -60,7 +60,7 @@ def _axon_systems(run_axon: Any) -> dict[str, dict[str, Any]]:
 def _load_run_axon(a: argparse.Namespace) -> Any:
     os.environ.update(AXON_PY=a.python, AXON_REPO=a.repo, AXON_CWD=str(ROOT), AXON_DEFAULT_REPO=str(ROOT / "models"))
     sys.path.insert(0, os.path.join(a.bench, "peers", "axon"))
-    import run_axon  # noqa: PLC0415  (the harness's own definitions of each system)
+    import run_axon
 
     run_axon.SYSTEMS.update(_axon_systems(run_axon))
     (Path(a.bench) / "bodies" / "axon_sms_text.json").write_text(json.dumps({"texts": [SMS]}))
@@ -76,19 +76,51 @@ def table(a: argparse.Namespace) -> int:
     plan += [(system, "resnet_mid") for system in a.heavy.split(",") if system]
     for r in range(1, a.rounds + 1):
         for system, model in plan:
-            args = argparse.Namespace(model=model, suffix=f"-rep{r}", concurrency=a.concurrency,
-                                      duration=str(a.duration), warmup=str(a.warmup), out=str(out))
+            args = argparse.Namespace(
+                model=model,
+                suffix=f"-rep{r}",
+                concurrency=a.concurrency,
+                duration=str(a.duration),
+                warmup=str(a.warmup),
+                out=str(out),
+            )
             name, cmd = run_axon.build(system, run_axon.SYSTEMS[system], args)
             print(f"=== round {r}: {name}", flush=True)
             subprocess.run(cmd, cwd=a.bench, check=False)
     for model in ("cnn_small", "resnet_mid"):
         subprocess.run(
-            [f"{a.bench}/.venvs/models/bin/python", "run_bench.py", "inproc", "--model", model, "--batch", "1,64",
-             "--duration", str(a.duration), "--out", str(out)],
-            cwd=a.bench, check=False,
+            [
+                f"{a.bench}/.venvs/models/bin/python",
+                "run_bench.py",
+                "inproc",
+                "--model",
+                model,
+                "--batch",
+                "1,64",
+                "--duration",
+                str(a.duration),
+                "--out",
+                str(out),
+            ],
+            cwd=a.bench,
+            check=False,
         )
-    subprocess.run(["taskset", "-c", "1", a.python, str(Path(__file__).resolve()), "ceilings",
-                    "--duration", str(a.duration), "--out", str(out / "ceilings-axon.json")], cwd=ROOT, check=False)
+    subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            a.python,
+            str(Path(__file__).resolve()),
+            "ceilings",
+            "--duration",
+            str(a.duration),
+            "--out",
+            str(out / "ceilings-axon.json"),
+        ],
+        cwd=ROOT,
+        check=False,
+    )
     runs = _read_runs(out)
     print(_goals(runs, out / "ceilings-axon.json"))
     print(_medians(runs))
@@ -152,48 +184,80 @@ def _goals(runs: list[dict[str, Any]], ceilings_path: Path) -> str:
         return f"{x / y:.2f}x" if y else "-"
 
     goals = [
-        ("cnn_small V2 binary, best level", _best(rows, "axon-v2-binary-cnn_small"), f"Triton {triton:,.0f}",
-         ratio(_best(rows, "axon-v2-binary-cnn_small"), triton), ">= 2x", f"{cnn64:,.0f}/s (batch 64)"),
-        ("cnn_small V2 JSON, best level", _best(rows, "axon-v2-json-cnn_small"), f"Triton {triton:,.0f}",
-         ratio(_best(rows, "axon-v2-json-cnn_small"), triton), ">= 1.5x", f"{cnn64:,.0f}/s (batch 64)"),
-        ("mnist-cnn task endpoint, one PNG multipart", _best(rows, "axon-vision-multipart"), f"Triton {triton:,.0f}",
-         ratio(_best(rows, "axon-vision-multipart"), triton), ">= 1x",
-         f"{ceilings.get('mnist_png_b64', 0):,.0f}/s (PNG decode + batch 64)"),
-        ("resnet_mid V2 binary, best level", _best(rows, "axon-v2-binary-resnet_mid"),
-         f"in-process {_inproc(runs, 'resnet_mid', 64, 'items_s'):,.0f}",
-         ratio(_best(rows, "axon-v2-binary-resnet_mid"), _inproc(runs, "resnet_mid", 64, "items_s")), ">= 0.9x",
-         f"{_inproc(runs, 'resnet_mid', 64, 'items_s'):,.0f}/s (batch 64)"),
-        ("SMS text endpoint, c=64", text_rps, f"in-process {ceilings.get('sms_grouped_b64', 0):,.0f}",
-         ratio(text_rps, ceilings.get("sms_grouped_b64", 0)), ">= 0.75x",
-         f"{ceilings.get('sms_grouped_b64', 0):,.0f}/s (encode_batch + length groups, 64)"),
+        (
+            "cnn_small V2 binary, best level",
+            _best(rows, "axon-v2-binary-cnn_small"),
+            f"Triton {triton:,.0f}",
+            ratio(_best(rows, "axon-v2-binary-cnn_small"), triton),
+            ">= 2x",
+            f"{cnn64:,.0f}/s (batch 64)",
+        ),
+        (
+            "cnn_small V2 JSON, best level",
+            _best(rows, "axon-v2-json-cnn_small"),
+            f"Triton {triton:,.0f}",
+            ratio(_best(rows, "axon-v2-json-cnn_small"), triton),
+            ">= 1.5x",
+            f"{cnn64:,.0f}/s (batch 64)",
+        ),
+        (
+            "mnist-cnn task endpoint, one PNG multipart",
+            _best(rows, "axon-vision-multipart"),
+            f"Triton {triton:,.0f}",
+            ratio(_best(rows, "axon-vision-multipart"), triton),
+            ">= 1x",
+            f"{ceilings.get('mnist_png_b64', 0):,.0f}/s (PNG decode + batch 64)",
+        ),
+        (
+            "resnet_mid V2 binary, best level",
+            _best(rows, "axon-v2-binary-resnet_mid"),
+            f"in-process {_inproc(runs, 'resnet_mid', 64, 'items_s'):,.0f}",
+            ratio(_best(rows, "axon-v2-binary-resnet_mid"), _inproc(runs, "resnet_mid", 64, "items_s")),
+            ">= 0.9x",
+            f"{_inproc(runs, 'resnet_mid', 64, 'items_s'):,.0f}/s (batch 64)",
+        ),
+        (
+            "SMS text endpoint, c=64",
+            text_rps,
+            f"in-process {ceilings.get('sms_grouped_b64', 0):,.0f}",
+            ratio(text_rps, ceilings.get("sms_grouped_b64", 0)),
+            ">= 0.75x",
+            f"{ceilings.get('sms_grouped_b64', 0):,.0f}/s (encode_batch + length groups, 64)",
+        ),
     ]
     lines = ["| goal | Axon req/s | reference | ratio | target | in-process ceiling |", "|---|---:|---:|---:|---:|---|"]
     lines += [f"| {g} | {v:,.0f} | {ref} | {r} | {t} | {c} |" for g, v, ref, r, t, c in goals]
-    lines.append(f"| cnn_small V2 binary c=1 p50 | {c1_p50:.3f} ms | bare session.run {bare_p50:.3f} ms | "
-                 f"+{c1_p50 - bare_p50:.3f} ms | <= +0.3 ms | {_inproc(runs, 'cnn_small', 1, 'items_s'):,.0f}/s (batch 1) |")
+    lines.append(
+        f"| cnn_small V2 binary c=1 p50 | {c1_p50:.3f} ms | bare session.run {bare_p50:.3f} ms | "
+        f"+{c1_p50 - bare_p50:.3f} ms | <= +0.3 ms | {_inproc(runs, 'cnn_small', 1, 'items_s'):,.0f}/s (batch 1) |"
+    )
     return "\n".join(lines) + "\n"
 
 
 def _medians(runs: list[dict[str, Any]]) -> str:
     """Median req/s, p50 and server CPU per request for each system and level, with the other CPU seen."""
-    lines = ["| system | c | median req/s | p50 ms | server us/req | other cores (max) | rounds |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| system | c | median req/s | p50 ms | server us/req | other cores (max) | rounds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for (name, c), levels in sorted(_levels(runs).items()):
         cpu = _median(levels, "server_cpu_cores") / max(1.0, _median(levels, "req_s")) * 1e6
         other = max(level.get("other_cpu_cores", 0) for level in levels)
-        lines.append(f"| {name} | {c} | {_median(levels, 'req_s'):,.0f} | {_median(levels, 'p50_ms'):.2f} | "
-                     f"{cpu:.0f} | {other:.2f} | {len(levels)} |")
+        lines.append(
+            f"| {name} | {c} | {_median(levels, 'req_s'):,.0f} | {_median(levels, 'p50_ms'):.2f} | "
+            f"{cpu:.0f} | {other:.2f} | {len(levels)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def ceilings(a: argparse.Namespace) -> int:
     """In-process ceilings of the task endpoints (run on the server core with Axon's Python, one ORT thread)."""
-    import io  # noqa: PLC0415  (only this subcommand needs the model libraries)
+    import io
 
-    import numpy as np  # noqa: PLC0415
-    import onnxruntime as ort  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
-    from tokenizers import Tokenizer  # noqa: PLC0415
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+    from tokenizers import Tokenizer
 
     def session(path: Path) -> ort.InferenceSession:
         so = ort.SessionOptions()
@@ -248,8 +312,13 @@ def profile(a: argparse.Namespace) -> int:
     port = spec["port"]
     repo = str(ROOT / "models") if spec.get("repo") == "default" else a.repo
     env = {**os.environ, **run_axon.AXON_ENV, "AXON_PORT": str(port), "AXON_MODEL_REPOSITORY": repo, **spec["env"]}
-    server = subprocess.Popen(["taskset", "-c", "1", a.python, "-m", "service"], cwd=a.root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["taskset", "-c", "1", a.python, "-m", "service"],
+        cwd=a.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -265,15 +334,37 @@ def profile(a: argparse.Namespace) -> int:
         lua = Path(a.bench) / "results" / f"post-{a.system}.lua"
         lua.write_text(_wrk_script(body, headers))
         url = base + spec["url"].format(model=a.model)
-        load = subprocess.Popen(["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s",
-                                 "-s", str(lua), url], stdout=subprocess.PIPE, text=True)
+        load = subprocess.Popen(
+            ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(2)
         raw = Path(a.bench) / "results" / f"pyspy-{a.system}-{a.tag}.txt"
-        subprocess.run([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--threads", "--format", "raw", "--rate", "250",
-                        "--duration", str(a.duration), "--pid", str(server.pid), "--output", str(raw)],
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--threads",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--duration",
+                str(a.duration),
+                "--pid",
+                str(server.pid),
+                "--output",
+                str(raw),
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         print(load.communicate()[0])
-        subprocess.run([sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False)
+        subprocess.run(
+            [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -282,8 +373,12 @@ def profile(a: argparse.Namespace) -> int:
 
 def _wrk_script(body_path: str, headers: list[str]) -> str:
     body = Path(body_path).read_bytes()
-    lines = ['wrk.method = "POST"', f"local f = io.open({json.dumps(body_path)}, 'rb')",
-             "wrk.body = f:read('*a')", "f:close()"]
+    lines = [
+        'wrk.method = "POST"',
+        f"local f = io.open({json.dumps(body_path)}, 'rb')",
+        "wrk.body = f:read('*a')",
+        "f:close()",
+    ]
     for h in headers:
         name, _, value = h.partition(":")
         lines.append(f"wrk.headers[{json.dumps(name.strip())}] = {json.dumps(value.strip())}")

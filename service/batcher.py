@@ -52,7 +52,7 @@ INLINE_RUN_S = 0.001
 on the event loop thread; anything longer goes to the worker thread so the loop never stalls."""
 
 
-def _expire(future: asyncio.Future, name: str, timeout_s: float) -> None:
+def _expire(future: asyncio.Future[BatchResult], name: str, timeout_s: float) -> None:
     if not future.done():
         future.set_exception(DeadlineExceeded(f"{name} gave no answer within {timeout_s:g} s"))
 
@@ -137,7 +137,7 @@ class BatchResult:
 class _Pending:
     inputs: Tensors
     rows: int
-    future: asyncio.Future
+    future: asyncio.Future[BatchResult]
     enqueued_at: float
     taken: int = 0
     parts: list[Tensors] = field(default_factory=list)
@@ -231,7 +231,7 @@ class Batcher:
         self._stopping = False
         workers = 1 if policy.enabled else max(2, policy.max_batch_size)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batcher-{name}")
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         # Seconds per input element in the last batch (None until one has run): elements, not rows, so a batch
         # of long texts is not judged by the speed of short ones.
         self._element_s: float | None = None
@@ -390,8 +390,10 @@ class Batcher:
 
     async def _run_batch(self, segments: list[_Segment]) -> None:
         groups = self._groups(segments)
-        batches = [collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
-                   for g in groups]
+        batches = [
+            collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
+            for g in groups
+        ]
         rows = sum(s.stop - s.start for s in segments)
         elements = sum(array.size for batch in batches for array in batch.values())
         inline = False

@@ -41,34 +41,50 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "axon_requests", "Requests by model, endpoint and HTTP status.",
-            ["model", "endpoint", "status"], registry=self.registry,
+            "axon_requests",
+            "Requests by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "axon_request_phase_seconds",
             "Time per request phase: preprocess (decode/tokenize), queue, inference, postprocess, total.",
-            ["model", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["model", "phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "axon_batch_size", "Rows per session.run.", ["model", "version"],
-            buckets=BATCH_BUCKETS, registry=self.registry,
+            "axon_batch_size",
+            "Rows per session.run.",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.batch_seconds = Histogram(
-            "axon_batch_inference_seconds", "Duration of one session.run.", ["model", "version"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "axon_batch_inference_seconds",
+            "Duration of one session.run.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "axon_queue_depth", "Rows waiting in a model version's batch queue.", ["model", "version"],
+            "axon_queue_depth",
+            "Rows waiting in a model version's batch queue.",
+            ["model", "version"],
             registry=self.registry,
         )
         self.http_requests = Counter(
             "axon_http_requests",
             "Every HTTP request by method, route template and status (errors before any model included).",
-            ["method", "route", "status"], registry=self.registry,
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.http_seconds = Histogram(
-            "axon_http_request_seconds", "Time from the request's arrival to its response, by route template.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "axon_http_request_seconds",
+            "Time from the request's arrival to its response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.models_loaded = Gauge("axon_models_loaded", "Model versions ready to serve.", registry=self.registry)
         # Per-request observations go into plain ints and floats, flushed into the Prometheus children when

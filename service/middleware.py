@@ -85,9 +85,24 @@ def _log_access(
         return
     duration_ms = round(elapsed * 1000, 3)
     access_log.log(
-        level, "%s %s %d %.1fms %dB%s", method, route, status, duration_ms, sent, f" model={model}" if model else "",
-        extra={"method": method, "path": path, "route": route, "status": status, "duration_ms": duration_ms, "bytes": sent,
-               "model": model, "request_id": rid},
+        level,
+        "%s %s %d %.1fms %dB%s",
+        method,
+        route,
+        status,
+        duration_ms,
+        sent,
+        f" model={model}" if model else "",
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+            "bytes": sent,
+            "model": model,
+            "request_id": rid,
+        },
     )
 
 

@@ -94,7 +94,7 @@ class _OneWrite:
     A close flushes what is held; HEAD answers (which write no body) never get this wrapper.
     """
 
-    __slots__ = ("transport", "held")
+    __slots__ = ("held", "transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import struct
-
-import orjson
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import orjson
 
-from service.v2.datamodels import InferenceRequest, parse_wire
 from service.errors import NonFiniteOutput
+from service.v2.datamodels import InferenceRequest, parse_wire
 from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, itemsize, numpy_dtype, to_json, v2_datatype
 from service.v2.errors import ProtocolError
 
@@ -66,7 +65,11 @@ def decode_request(
         return known.request, known.arrays(body)
     payload = parse_json_object(head)
     raw_inputs = payload.get("inputs")
-    datas = [i.pop("data", None) if isinstance(i, dict) else None for i in raw_inputs] if isinstance(raw_inputs, list) else []
+    datas = (
+        [i.pop("data", None) if isinstance(i, dict) else None for i in raw_inputs]
+        if isinstance(raw_inputs, list)
+        else []
+    )
     request = parse_wire(InferenceRequest, payload)
     plan = []
     offset = header_length
@@ -85,7 +88,9 @@ def decode_request(
                 _check_flat_length(data, count, tensor.shape)
                 if count > header_length:
                     # No JSON element takes less than one byte: refused before numpy sees the data.
-                    raise ProtocolError(f"shape {list(tensor.shape)} declares {count} elements in {header_length} bytes of JSON")
+                    raise ProtocolError(
+                        f"shape {list(tensor.shape)} declares {count} elements in {header_length} bytes of JSON"
+                    )
             else:
                 if data is not None:
                     raise ProtocolError("it has both 'data' and binary_data_size")
@@ -95,7 +100,8 @@ def decode_request(
         if size is not None:
             if offset + size > len(body):
                 raise ProtocolError(
-                    f"input '{tensor.name}' declares {size} binary bytes but only {len(body) - offset} remain in the body"
+                    f"input '{tensor.name}' declares {size} binary bytes"
+                    f" but only {len(body) - offset} remain in the body"
                 )
             plan.append((tensor, data, offset, size))
             offset += size
@@ -104,8 +110,11 @@ def decode_request(
     if offset != len(body):
         raise ProtocolError(f"{len(body) - offset} bytes after the last tensor belong to no input")
     if header_length <= MAX_CACHED_HEADER and all(size is not None for _, _, _, size in plan):
-        _remember(head, max_elements, _Known(request, [(t.name, t.datatype, tuple(t.shape), start, size)
-                                                       for t, _, start, size in plan], offset))
+        _remember(
+            head,
+            max_elements,
+            _Known(request, [(t.name, t.datatype, tuple(t.shape), start, size) for t, _, start, size in plan], offset),
+        )
     # Every size agrees with the bytes received: only now is anything allocated.
     view = memoryview(body)
     arrays: dict[str, np.ndarray] = {}
@@ -114,7 +123,9 @@ def decode_request(
             if size is None:
                 arrays[tensor.name] = from_json(data, tensor.datatype, tensor.shape, max_elements)
             else:
-                arrays[tensor.name] = decode_tensor(view[start : start + size], tensor.datatype, tensor.shape, max_elements)
+                arrays[tensor.name] = decode_tensor(
+                    view[start : start + size], tensor.datatype, tensor.shape, max_elements
+                )
         except ProtocolError as exc:
             raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
     return request, arrays
@@ -128,9 +139,11 @@ MAX_CACHED_HEADERS = 256
 class _Known:
     """A JSON header already parsed and checked: the request and where each input's bytes lie."""
 
-    __slots__ = ("request", "plan", "end")
+    __slots__ = ("end", "plan", "request")
 
-    def __init__(self, request: InferenceRequest, plan: list[tuple[str, str, tuple[int, ...], int, int]], end: int) -> None:
+    def __init__(
+        self, request: InferenceRequest, plan: list[tuple[str, str, tuple[int, ...], int, int]], end: int
+    ) -> None:
         self.request = request  # shared by every request with this header: nobody mutates a wire request
         self.plan = plan
         self.end = end
@@ -195,7 +208,7 @@ def _check_binary_size(datatype: str, count: int, size: int, shape: list[int]) -
 
 
 def decode_tensor(
-    data: bytes | memoryview, datatype: str, shape: list[int], max_elements: int = MAX_ELEMENTS
+    data: bytes | memoryview, datatype: str, shape: Sequence[int], max_elements: int = MAX_ELEMENTS
 ) -> np.ndarray:
     """One binary tensor: declared shape x itemsize must equal the bytes given (BYTES: length-prefixed elements)."""
     dtype = numpy_dtype(datatype)
@@ -205,9 +218,7 @@ def decode_tensor(
         return _decode_bytes(data, count).reshape(dims)
     expected = count * dtype.itemsize
     if len(data) != expected:
-        raise ProtocolError(
-            f"shape {list(shape)} of {datatype} needs {expected} bytes, got {len(data)}"
-        )
+        raise ProtocolError(f"shape {list(shape)} of {datatype} needs {expected} bytes, got {len(data)}")
     array = np.frombuffer(data, dtype=dtype, count=count)
     if datatype == "BOOL" and count and np.frombuffer(data, dtype=np.uint8).max() > 1:
         raise ProtocolError("a BOOL tensor holds a byte other than 0 or 1")
@@ -229,7 +240,11 @@ def encode_response(
     if fixed and not parameters and request.id is None and len(binary) == len(outputs):
         # Every output binary, of fixed width, and nothing per request in the header: it depends only on the
         # outputs' names, datatypes and shapes, so it is built once per combination (bounded as above).
-        key = (model_name, model_version, *((name, np.asarray(a).dtype.str, np.shape(a)) for name, a in outputs.items()))
+        key = (
+            model_name,
+            model_version,
+            *((name, np.asarray(a).dtype.str, np.shape(a)) for name, a in outputs.items()),
+        )
         head = _answer_heads.get(key)
         if head is None:
             head, _ = _encode(request, model_name, model_version, outputs, binary, None, describe_only=True)
@@ -240,7 +255,7 @@ def encode_response(
     return _encode(request, model_name, model_version, outputs, binary, parameters)
 
 
-_answer_heads: dict[tuple, bytes] = {}
+_answer_heads: dict[tuple[object, ...], bytes] = {}
 
 
 def _encode(
@@ -323,6 +338,12 @@ def _decode_bytes(data: bytes | memoryview, count: int) -> np.ndarray:
 
 
 __all__ = [
-    "BINARY_CONTENT_TYPE", "HEADER_LENGTH", "JSON_CONTENT_TYPE", "decode_request", "decode_tensor",
-    "encode_response", "encode_tensor", "parse_header_length",
+    "BINARY_CONTENT_TYPE",
+    "HEADER_LENGTH",
+    "JSON_CONTENT_TYPE",
+    "decode_request",
+    "decode_tensor",
+    "encode_response",
+    "encode_tensor",
+    "parse_header_length",
 ]
