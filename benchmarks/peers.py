@@ -22,9 +22,9 @@ Then, from the repository root (the lead's final run: 3 rounds of 15 s levels on
 
     python benchmarks/peers.py table --bench /tmp/axon-bench/bench --repo /tmp/axon-bench/repo --rounds 3
 
-`--duration 5 --rounds 1 --concurrency 1,64` gives a quick look. The machine's speed drifts between minutes
-and other work on the cores shows in the harness's `other_cpu_cores` column (printed per row): compare only
-ratios within one run.
+`--duration 5 --rounds 1 --concurrency 1,64 --harness-args "--retries 0 --wait-quiet 5"` gives a quick
+look. The machine's speed drifts between minutes and other work on the cores shows in the harness's
+`other_cpu_cores` column (printed per row): compare only ratios within one run.
 
     python benchmarks/peers.py profile --bench ... --repo ... --system axon-v2-binary
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -85,6 +86,7 @@ def table(a: argparse.Namespace) -> int:
                 out=str(out),
             )
             name, cmd = run_axon.build(system, run_axon.SYSTEMS[system], args)
+            cmd += shlex.split(a.harness_args)
             print(f"=== round {r}: {name}", flush=True)
             subprocess.run(cmd, cwd=a.bench, check=False)
     for model in ("cnn_small", "resnet_mid"):
@@ -401,6 +403,9 @@ def main() -> int:
     t.add_argument("--concurrency", default="1,8,32,64")
     t.add_argument("--duration", type=int, default=15)
     t.add_argument("--warmup", type=int, default=5)
+    t.add_argument(
+        "--harness-args", default="", help='extra run_bench.py server options ("--retries 0 --wait-quiet 5")'
+    )
     pr = sub.choices["profile"]
     pr.add_argument("--model", default="cnn_small")
     pr.add_argument("--system", default="axon-v2-binary")
