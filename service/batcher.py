@@ -133,7 +133,7 @@ class BatchResult:
     inference_s: float
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Pending:
     inputs: Tensors
     rows: int
@@ -156,7 +156,7 @@ class _Pending:
         return False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Segment:
     pending: _Pending
     start: int
