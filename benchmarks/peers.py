@@ -1,7 +1,15 @@
 """Axon beside Triton (PyTriton) and a 100-line FastAPI batcher, through the neutral harness `../shared/bench`.
 
-Reproduces issue 14's table (cnn_small over V2 binary and JSON, the vision task endpoint with a PNG, the
-peers), with the in-process ONNX Runtime ceiling beside every row, as medians of interleaved rounds.
+Reproduces issue 14's table and checks each of its goals, with the in-process ceiling beside every row:
+
+- cnn_small over V2 binary and V2 JSON, PyTriton and the FastAPI batcher at c=1,8,32,64;
+- the vision task endpoint (`mnist-cnn`, one PNG per multipart request), PNG decoding included;
+- c=1 p50 of V2 binary against a bare `session.run` of batch 1 (the harness's in-process run);
+- resnet_mid over V2 binary (and PyTriton) against the in-process batch-64 ceiling;
+- the SMS text endpoint (one text per request) against an in-process, length-grouped ceiling
+  (`encode_batch` of 64 texts, one run per length group), measured by `peers.py ceilings`.
+
+Rounds are interleaved (every system once per round) and the goal table uses the median of the rounds.
 One-time setup (a few minutes; the harness must live in a writable folder):
 
     B=/tmp/axon-bench && mkdir -p $B && cp -r ../shared/bench $B/ && cd $B/bench
@@ -14,8 +22,9 @@ Then, from the repository root (the lead's final run: 3 rounds of 15 s levels on
 
     python benchmarks/peers.py table --bench /tmp/axon-bench/bench --repo /tmp/axon-bench/repo --rounds 3
 
-`--duration 5 --rounds 1` gives a quick look. The machine's speed drifts between minutes and other work on
-the cores shows in the harness's `other_cpu_cores` column: compare only ratios within one run.
+`--duration 5 --rounds 1 --concurrency 1,64 --harness-args "--retries 0 --wait-quiet 5"` gives a quick
+look. The machine's speed drifts between minutes and other work on the cores shows in the harness's
+`other_cpu_cores` column (printed per row): compare only ratios within one run.
 
     python benchmarks/peers.py profile --bench ... --repo ... --system axon-v2-binary
 
@@ -25,9 +34,9 @@ records py-spy (on PyPI) on the server at c=64 and prints the harness's per-comp
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -36,70 +45,282 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SYSTEMS = "axon-v2-binary,pytriton,axon-v2-json,fastapi-batch-nowait,axon-vision-multipart"
+CNN = "axon-v2-binary,pytriton,axon-v2-json,fastapi-batch-nowait,axon-vision-multipart,axon-text"
+HEAVY = "axon-v2-binary,pytriton"  # resnet_mid: compute-bound, the ceiling is ORT's batched speed
+SMS = "Congratulations! You have won a 1000 pound prize. Call 09061701461 now to claim, T&C apply"
 
 
-def _env(a: argparse.Namespace) -> dict[str, str]:
-    return {**os.environ, "AXON_PY": a.python, "AXON_REPO": a.repo, "AXON_CWD": str(ROOT),
-            "AXON_DEFAULT_REPO": str(ROOT / "models")}
+def _axon_systems(run_axon: Any) -> dict[str, dict[str, Any]]:
+    """Systems the harness does not define: the SMS text endpoint on the default repository."""
+    return {"axon-text": run_axon.axon(8462, "axon_sms_text.json", url="/v1/text/classify", repo="default")}
+
+
+def _load_run_axon(a: argparse.Namespace) -> Any:
+    os.environ.update(AXON_PY=a.python, AXON_REPO=a.repo, AXON_CWD=str(ROOT), AXON_DEFAULT_REPO=str(ROOT / "models"))
+    sys.path.insert(0, os.path.join(a.bench, "peers", "axon"))
+    import run_axon
+
+    run_axon.SYSTEMS.update(_axon_systems(run_axon))
+    (Path(a.bench) / "bodies" / "axon_sms_text.json").write_text(json.dumps({"texts": [SMS]}))
+    return run_axon
 
 
 def table(a: argparse.Namespace) -> int:
-    """Interleaved rounds of every system, the in-process ceiling, then the harness's side-by-side report."""
+    """Interleaved rounds of every system, the in-process ceilings, then the goal table and per-level medians."""
+    run_axon = _load_run_axon(a)
     out = Path(a.bench) / "results" / f"axon-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True)
+    plan = [(system, "cnn_small") for system in a.systems.split(",") if system]
+    plan += [(system, "resnet_mid") for system in a.heavy.split(",") if system]
     for r in range(1, a.rounds + 1):
-        for system in a.systems.split(","):
-            subprocess.run(
-                [sys.executable, "peers/axon/run_axon.py", "--only", system, "--model", a.model, "--suffix", f"-rep{r}",
-                 "--duration", str(a.duration), "--warmup", str(a.warmup), "--concurrency", a.concurrency,
-                 "--out", str(out)],
-                cwd=a.bench, env=_env(a), check=False,
+        for system, model in plan:
+            args = argparse.Namespace(
+                model=model,
+                suffix=f"-rep{r}",
+                concurrency=a.concurrency,
+                duration=str(a.duration),
+                warmup=str(a.warmup),
+                out=str(out),
             )
+            name, cmd = run_axon.build(system, run_axon.SYSTEMS[system], args)
+            cmd += shlex.split(a.harness_args)
+            print(f"=== round {r}: {name}", flush=True)
+            subprocess.run(cmd, cwd=a.bench, check=False)
+    for model in ("cnn_small", "resnet_mid"):
+        subprocess.run(
+            [
+                f"{a.bench}/.venvs/models/bin/python",
+                "run_bench.py",
+                "inproc",
+                "--model",
+                model,
+                "--batch",
+                "1,64",
+                "--duration",
+                str(a.duration),
+                "--out",
+                str(out),
+            ],
+            cwd=a.bench,
+            check=False,
+        )
     subprocess.run(
-        [f"{a.bench}/.venvs/models/bin/python", "run_bench.py", "inproc", "--model", a.model, "--batch", "1,64",
-         "--duration", str(a.duration), "--out", str(out)],
-        cwd=a.bench, check=False,
+        [
+            "taskset",
+            "-c",
+            "1",
+            a.python,
+            str(Path(__file__).resolve()),
+            "ceilings",
+            "--duration",
+            str(a.duration),
+            "--out",
+            str(out / "ceilings-axon.json"),
+        ],
+        cwd=ROOT,
+        check=False,
     )
-    report = out / "table.md"
-    subprocess.run([sys.executable, "run_bench.py", "report", *sorted(glob.glob(str(out / "*.json"))),
-                    "--output", str(report)], cwd=a.bench, check=False)
-    print(report.read_text() if report.exists() else f"no report in {out}")
-    print(_medians(out))
+    runs = _read_runs(out)
+    print(_goals(runs, out / "ceilings-axon.json"))
+    print(_medians(runs))
+    print(f"raw results: {out}")
     return 0
 
 
-def _medians(out: Path) -> str:
-    """Median req/s per system and level across rounds (the raw files keep every round)."""
-    rows: dict[tuple[str, int], list[float]] = {}
-    for path in out.glob("*.json"):
+def _read_runs(out: Path) -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted(out.glob("*.json")):
         try:
-            run = json.loads(path.read_text())
+            runs.append(json.loads(path.read_text()))
         except ValueError:
             continue
-        name = run.get("name", path.stem).rsplit("-rep", 1)[0]
-        for level in run.get("levels", []):
-            if "concurrency" in level and "rps" in level:
-                rows.setdefault((name, level["concurrency"]), []).append(level["rps"])
-    lines = ["| system | level | median req/s | rounds |", "|---|---:|---:|---:|"]
-    for (name, c), values in sorted(rows.items()):
-        lines.append(f"| {name} | {c} | {statistics.median(values):,.0f} | {len(values)} |")
-    return "\n".join(lines)
+    return runs
+
+
+def _levels(runs: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Every round's level of each system (name without the round suffix) and concurrency."""
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        if run.get("kind") == "inproc" or "levels" not in run:
+            continue
+        name = run.get("name", "").rsplit("-rep", 1)[0]
+        for level in run["levels"]:
+            rows.setdefault((name, level["concurrency"]), []).append(level)
+    return rows
+
+
+def _median(levels: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(level[key] for level in levels)
+
+
+def _best(rows: dict[tuple[str, int], list[dict[str, Any]]], name: str) -> float:
+    """The best level's median req/s of a system (0 when it did not run)."""
+    return max((_median(levels, "req_s") for (n, _), levels in rows.items() if n == name), default=0.0)
+
+
+def _inproc(runs: list[dict[str, Any]], model: str, batch: int, key: str) -> float:
+    for run in runs:
+        if run.get("kind") == "inproc" and run.get("model") == model:
+            for row in run["batches"]:
+                if row["batch"] == batch:
+                    return float(row[key])
+    return 0.0
+
+
+def _goals(runs: list[dict[str, Any]], ceilings_path: Path) -> str:
+    """Issue 14's goals, each with its figure, its reference, the ratio and the in-process ceiling."""
+    rows = _levels(runs)
+    ceilings = json.loads(ceilings_path.read_text()) if ceilings_path.exists() else {}
+    triton = _best(rows, "pytriton-cnn_small")
+    cnn64 = _inproc(runs, "cnn_small", 64, "items_s")
+    bare_p50 = _inproc(runs, "cnn_small", 1, "p50_ms")
+    c1 = rows.get(("axon-v2-binary-cnn_small", 1))
+    c1_p50 = _median(c1, "p50_ms") if c1 else 0.0
+    text64 = rows.get(("axon-text", 64))
+    text_rps = _median(text64, "req_s") if text64 else 0.0
+
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f}x" if y else "-"
+
+    goals = [
+        (
+            "cnn_small V2 binary, best level",
+            _best(rows, "axon-v2-binary-cnn_small"),
+            f"Triton {triton:,.0f}",
+            ratio(_best(rows, "axon-v2-binary-cnn_small"), triton),
+            ">= 2x",
+            f"{cnn64:,.0f}/s (batch 64)",
+        ),
+        (
+            "cnn_small V2 JSON, best level",
+            _best(rows, "axon-v2-json-cnn_small"),
+            f"Triton {triton:,.0f}",
+            ratio(_best(rows, "axon-v2-json-cnn_small"), triton),
+            ">= 1.5x",
+            f"{cnn64:,.0f}/s (batch 64)",
+        ),
+        (
+            "mnist-cnn task endpoint, one PNG multipart",
+            _best(rows, "axon-vision-multipart"),
+            f"Triton {triton:,.0f}",
+            ratio(_best(rows, "axon-vision-multipart"), triton),
+            ">= 1x",
+            f"{ceilings.get('mnist_png_b64', 0):,.0f}/s (PNG decode + batch 64)",
+        ),
+        (
+            "resnet_mid V2 binary, best level",
+            _best(rows, "axon-v2-binary-resnet_mid"),
+            f"in-process {_inproc(runs, 'resnet_mid', 64, 'items_s'):,.0f}",
+            ratio(_best(rows, "axon-v2-binary-resnet_mid"), _inproc(runs, "resnet_mid", 64, "items_s")),
+            ">= 0.9x",
+            f"{_inproc(runs, 'resnet_mid', 64, 'items_s'):,.0f}/s (batch 64)",
+        ),
+        (
+            "SMS text endpoint, c=64",
+            text_rps,
+            f"in-process {ceilings.get('sms_grouped_b64', 0):,.0f}",
+            ratio(text_rps, ceilings.get("sms_grouped_b64", 0)),
+            ">= 0.75x",
+            f"{ceilings.get('sms_grouped_b64', 0):,.0f}/s (encode_batch + length groups, 64)",
+        ),
+    ]
+    lines = ["| goal | Axon req/s | reference | ratio | target | in-process ceiling |", "|---|---:|---:|---:|---:|---|"]
+    lines += [f"| {g} | {v:,.0f} | {ref} | {r} | {t} | {c} |" for g, v, ref, r, t, c in goals]
+    lines.append(
+        f"| cnn_small V2 binary c=1 p50 | {c1_p50:.3f} ms | bare session.run {bare_p50:.3f} ms | "
+        f"+{c1_p50 - bare_p50:.3f} ms | <= +0.3 ms | {_inproc(runs, 'cnn_small', 1, 'items_s'):,.0f}/s (batch 1) |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _medians(runs: list[dict[str, Any]]) -> str:
+    """Median req/s, p50 and server CPU per request for each system and level, with the other CPU seen."""
+    lines = [
+        "| system | c | median req/s | p50 ms | server us/req | other cores (max) | rounds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (name, c), levels in sorted(_levels(runs).items()):
+        cpu = _median(levels, "server_cpu_cores") / max(1.0, _median(levels, "req_s")) * 1e6
+        other = max(level.get("other_cpu_cores", 0) for level in levels)
+        lines.append(
+            f"| {name} | {c} | {_median(levels, 'req_s'):,.0f} | {_median(levels, 'p50_ms'):.2f} | "
+            f"{cpu:.0f} | {other:.2f} | {len(levels)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def ceilings(a: argparse.Namespace) -> int:
+    """In-process ceilings of the task endpoints (run on the server core with Axon's Python, one ORT thread)."""
+    import io
+
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+    from tokenizers import Tokenizer
+
+    def session(path: Path) -> ort.InferenceSession:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def rate(step: Any, items: int) -> float:
+        for _ in range(5):
+            step()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < a.duration:
+            step()
+            n += items
+        return n / (time.perf_counter() - t0)
+
+    models = ROOT / "models"
+    vision = session(models / "mnist-cnn" / "1" / "model.onnx")
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(784) % 256).astype(np.uint8).reshape(28, 28)).save(buf, "PNG")
+    png = buf.getvalue()
+
+    def vision_step() -> None:
+        images = [np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32) for _ in range(64)]
+        x = ((np.stack(images) / 255.0 - 0.1325) / 0.3104).astype(np.float32)[:, None]
+        vision.run(None, {"image": x})
+
+    text = session(models / "sms-spam-transformer" / "1" / "model.onnx")
+    tokenizer = Tokenizer.from_file(str(models / "sms-spam-transformer" / "1" / "tokenizer.json"))
+    tokenizer.enable_truncation(96)
+    texts = [SMS] * 64
+
+    def text_step() -> None:
+        encodings = tokenizer.encode_batch(texts)
+        by_length: dict[int, list[list[int]]] = {}
+        for e in encodings:
+            by_length.setdefault(len(e.ids), []).append(e.ids)
+        for ids in by_length.values():
+            array = np.asarray(ids, dtype=np.int64)
+            text.run(None, {"input_ids": array, "attention_mask": np.ones_like(array)})
+
+    result = {"mnist_png_b64": rate(vision_step, 64), "sms_grouped_b64": rate(text_step, 64)}
+    Path(a.out).write_text(json.dumps(result))
+    print(json.dumps(result))
+    return 0
 
 
 def profile(a: argparse.Namespace) -> int:
     """Start the system's server on core 1, load it at c=64 with wrk on core 0, record py-spy, summarise."""
-    sys.path.insert(0, os.path.join(a.bench, "peers", "axon"))
-    import run_axon  # noqa: PLC0415  (the harness's own definitions of each system)
-
+    run_axon = _load_run_axon(a)
     spec = run_axon.SYSTEMS[a.system]
     port = spec["port"]
     repo = str(ROOT / "models") if spec.get("repo") == "default" else a.repo
     env = {**os.environ, **run_axon.AXON_ENV, "AXON_PORT": str(port), "AXON_MODEL_REPOSITORY": repo, **spec["env"]}
-    server = subprocess.Popen(["taskset", "-c", "1", a.python, "-m", "service"], cwd=a.root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["taskset", "-c", "1", a.python, "-m", "service"],
+        cwd=a.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -115,15 +336,37 @@ def profile(a: argparse.Namespace) -> int:
         lua = Path(a.bench) / "results" / f"post-{a.system}.lua"
         lua.write_text(_wrk_script(body, headers))
         url = base + spec["url"].format(model=a.model)
-        load = subprocess.Popen(["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s",
-                                 "-s", str(lua), url], stdout=subprocess.PIPE, text=True)
+        load = subprocess.Popen(
+            ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(2)
         raw = Path(a.bench) / "results" / f"pyspy-{a.system}-{a.tag}.txt"
-        subprocess.run([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--threads", "--format", "raw", "--rate", "250",
-                        "--duration", str(a.duration), "--pid", str(server.pid), "--output", str(raw)],
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--threads",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--duration",
+                str(a.duration),
+                "--pid",
+                str(server.pid),
+                "--output",
+                str(raw),
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         print(load.communicate()[0])
-        subprocess.run([sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False)
+        subprocess.run(
+            [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -132,8 +375,12 @@ def profile(a: argparse.Namespace) -> int:
 
 def _wrk_script(body_path: str, headers: list[str]) -> str:
     body = Path(body_path).read_bytes()
-    lines = ['wrk.method = "POST"', f"local f = io.open({json.dumps(body_path)}, 'rb')",
-             "wrk.body = f:read('*a')", "f:close()"]
+    lines = [
+        'wrk.method = "POST"',
+        f"local f = io.open({json.dumps(body_path)}, 'rb')",
+        "wrk.body = f:read('*a')",
+        "f:close()",
+    ]
     for h in headers:
         name, _, value = h.partition(":")
         lines.append(f"wrk.headers[{json.dumps(name.strip())}] = {json.dumps(value.strip())}")
@@ -149,21 +396,28 @@ def main() -> int:
         p.add_argument("--bench", required=True, help="a writable copy of ../shared/bench, set up as above")
         p.add_argument("--repo", required=True, help="the repository made by peers/axon/make_repo.py")
         p.add_argument("--python", default=sys.executable, help="the Python that runs Axon")
-        p.add_argument("--model", default="cnn_small")
     t = sub.choices["table"]
-    t.add_argument("--systems", default=DEFAULT_SYSTEMS)
+    t.add_argument("--systems", default=CNN, help="systems run on cnn_small (and the task endpoints)")
+    t.add_argument("--heavy", default=HEAVY, help="systems run on resnet_mid")
     t.add_argument("--rounds", type=int, default=3)
     t.add_argument("--concurrency", default="1,8,32,64")
     t.add_argument("--duration", type=int, default=15)
     t.add_argument("--warmup", type=int, default=5)
+    t.add_argument(
+        "--harness-args", default="", help='extra run_bench.py server options ("--retries 0 --wait-quiet 5")'
+    )
     pr = sub.choices["profile"]
+    pr.add_argument("--model", default="cnn_small")
     pr.add_argument("--system", default="axon-v2-binary")
     pr.add_argument("--concurrency", type=int, default=64)
     pr.add_argument("--duration", type=int, default=10)
     pr.add_argument("--tag", default="now", help="name of this capture (before/after)")
     pr.add_argument("--root", default=str(ROOT), help="the checkout whose service runs (e.g. an export of main)")
+    c = sub.add_parser("ceilings", help="in-process ceilings of the task endpoints (run by `table`)")
+    c.add_argument("--duration", type=int, default=10)
+    c.add_argument("--out", required=True)
     a = ap.parse_args()
-    return table(a) if a.command == "table" else profile(a)
+    return {"table": table, "profile": profile, "ceilings": ceilings}[a.command](a)
 
 
 if __name__ == "__main__":

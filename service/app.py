@@ -13,7 +13,7 @@ from PIL import Image
 from service import __version__
 from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
 from service.handlers import install_error_handlers
-from service.lean import LeanRoutes
+from service.lean import LeanApp, LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(
+    app = LeanApp(
         title="Axon",
         summary="ONNX models over HTTP with dynamic batching",
         version=__version__,

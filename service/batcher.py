@@ -47,6 +47,16 @@ client_gone: contextvars.ContextVar[ClientGone | None] = contextvars.ContextVar(
 dropped when a batch is formed (one attribute read), with no watcher task per request."""
 
 
+INLINE_RUN_S = 0.001
+"""A batch expected to run at most this long (the last batch's seconds per input element x its elements) runs
+on the event loop thread; anything longer goes to the worker thread so the loop never stalls."""
+
+
+def _expire(future: asyncio.Future[BatchResult], name: str, timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(f"{name} gave no answer within {timeout_s:g} s"))
+
+
 class Arrivals:
     """Counts requests the server is reading or pre-processing that have not reached a batcher yet."""
 
@@ -58,14 +68,24 @@ class Arrivals:
     @contextmanager
     def coming(self) -> Iterator[None]:
         """Mark the current request as on its way for the duration of the block (or until it is queued)."""
-        token = [False]
-        reset = self._mine.set(token)
-        self.count += 1
+        arrival = self.enter()
         try:
             yield
         finally:
-            self._mine.reset(reset)
-            self._leave(token)
+            self.leave(arrival)
+
+    def enter(self) -> tuple[list[bool], contextvars.Token[list[bool] | None]]:
+        """`coming()` without a generator, for the per-request middleware: pass the result to `leave`."""
+        token = [False]
+        reset = self._mine.set(token)
+        self.count += 1
+        return token, reset
+
+    def leave(self, arrival: tuple[list[bool], contextvars.Token[list[bool] | None]]) -> None:
+        """End what `enter` began (a no-op for the count if the request was queued meanwhile)."""
+        token, reset = arrival
+        self._mine.reset(reset)
+        self._leave(token)
 
     def arrived(self) -> None:
         """The current request reached its queue: batchers need not wait for it any more."""
@@ -113,11 +133,11 @@ class BatchResult:
     inference_s: float
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Pending:
     inputs: Tensors
     rows: int
-    future: asyncio.Future
+    future: asyncio.Future[BatchResult]
     enqueued_at: float
     taken: int = 0
     parts: list[Tensors] = field(default_factory=list)
@@ -136,7 +156,7 @@ class _Pending:
         return False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Segment:
     pending: _Pending
     start: int
@@ -211,7 +231,10 @@ class Batcher:
         self._stopping = False
         workers = 1 if policy.enabled else max(2, policy.max_batch_size)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batcher-{name}")
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Seconds per input element in the last batch (None until one has run): elements, not rows, so a batch
+        # of long texts is not judged by the speed of short ones.
+        self._element_s: float | None = None
 
     @property
     def queued_rows(self) -> int:
@@ -250,12 +273,14 @@ class Batcher:
         self._queued_rows += rows
         self._arrivals.arrived()
         self._wakeup.set()
+        # One timer that fails the future, not `asyncio.timeout`: that cancels and uncancels the task through a
+        # context manager, twice the cost per request. Cancellation (client gone) cancels the future too;
+        # either way the worker skips a done future.
+        timer = loop.call_at(loop.time() + timeout_s, _expire, pending.future, self.name, timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                # Cancellation (deadline or client gone) cancels the future: the worker then skips it.
-                return await pending.future
-        except TimeoutError:
-            raise DeadlineExceeded(f"{self.name} gave no answer within {timeout_s:g} s") from None
+            return await pending.future
+        finally:
+            timer.cancel()
 
     async def _run_alone(self, inputs: Tensors, rows: int, timeout_s: float) -> BatchResult:
         if self._running >= self.policy.max_queue_size:
@@ -365,15 +390,27 @@ class Batcher:
 
     async def _run_batch(self, segments: list[_Segment]) -> None:
         groups = self._groups(segments)
-        batches = [collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
-                   for g in groups]
+        batches = [
+            collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
+            for g in groups
+        ]
         rows = sum(s.stop - s.start for s in segments)
+        elements = sum(array.size for batch in batches for array in batch.values())
+        inline = False
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_groups, batches)
+            if self._element_s is not None and self._element_s * elements <= INLINE_RUN_S:
+                # A tiny, fast batch costs less on the loop thread than the hand-over to the worker thread and
+                # the GIL ping-pong back: 7-9% less CPU per request for cnn_small at 8 and 64 clients on one
+                # core (a 3 ms bound measured no better). The loop is blocked for about a millisecond at most.
+                results = self._run_groups(batches)
+                inline = True
+            else:
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_groups, batches)
         except Exception as exc:
             log.warning("%s: batch of %d rows failed: %s", self.name, rows, exc)
             self._fail(segments, InferenceFailed(f"{self.name} failed on a batch of {rows} rows: {exc}"))
             return
+        self._element_s = sum(elapsed for _, elapsed in results) / max(1, elements)
         for group, (outputs, elapsed) in zip(groups, results):
             group_rows = sum(s.stop - s.start for s in group)
             if self._on_batch:
@@ -387,6 +424,8 @@ class Batcher:
                 count = seg.stop - seg.start
                 self._deliver(seg.pending, {k: v[offset : offset + count] for k, v in outputs.items()}, count, elapsed)
                 offset += count
+        if inline:
+            await asyncio.sleep(0)  # a full queue must not keep the loop to itself batch after batch
 
     def _deliver(self, pending: _Pending, part: Tensors, count: int, elapsed: float) -> None:
         pending.parts.append(part)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -144,6 +145,39 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+class LeanApp(FastAPI):
+    """FastAPI whose own layers (error pages, telemetry, its body limit) wrap only its router.
+
+    Starlette puts the app's middleware inside `ServerErrorMiddleware` and FastAPI adds two more layers
+    around them; on the lean routes those layers only forwarded calls (5-7% of the loop at 2,500 req/s).
+    Here the app's middleware (CORS, request context, body limit, LeanRoutes) run outermost, once per
+    request, and whatever LeanRoutes passes on meets FastAPI's full stack as before, errors included.
+    The request id and access log now also cover the 500 pages FastAPI renders.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        user, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = user
+        for cls, args, kwargs in reversed(user):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan and websockets: FastAPI's own handling
+            await super().__call__(scope, receive, send)
+            return
+        # FastAPI's OpenTelemetry hook is skipped on purpose: Axon exports Prometheus metrics, not OTel.
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
 
 class LeanRoutes:

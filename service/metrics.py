@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextvars
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for the route)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 PHASES = ("preprocess", "queue", "inference", "postprocess", "total")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+served_model: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_model", default=None)
+"""The model label of the inference request being served (the access log's `model` field)."""
+
+
+class _Tally:
+    """Observations of one histogram child not yet flushed: a count per bucket and their sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = (*bounds, float("inf"))
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # Prometheus buckets are `value <= bound`
+        self.sum += value
 
 
 class Metrics:
@@ -21,42 +41,64 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "axon_requests", "Requests by model, endpoint and HTTP status.",
-            ["model", "endpoint", "status"], registry=self.registry,
+            "axon_requests",
+            "Requests by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "axon_request_phase_seconds",
             "Time per request phase: preprocess (decode/tokenize), queue, inference, postprocess, total.",
-            ["model", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["model", "phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "axon_batch_size", "Rows per session.run.", ["model", "version"],
-            buckets=BATCH_BUCKETS, registry=self.registry,
+            "axon_batch_size",
+            "Rows per session.run.",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.batch_seconds = Histogram(
-            "axon_batch_inference_seconds", "Duration of one session.run.", ["model", "version"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "axon_batch_inference_seconds",
+            "Duration of one session.run.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "axon_queue_depth", "Rows waiting in a model version's batch queue.", ["model", "version"],
+            "axon_queue_depth",
+            "Rows waiting in a model version's batch queue.",
+            ["model", "version"],
             registry=self.registry,
         )
         self.http_requests = Counter(
             "axon_http_requests",
             "Every HTTP request by method, route template and status (errors before any model included).",
-            ["method", "route", "status"], registry=self.registry,
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.http_seconds = Histogram(
-            "axon_http_request_seconds", "Time from the request's arrival to its response, by route template.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "axon_http_request_seconds",
+            "Time from the request's arrival to its response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.models_loaded = Gauge("axon_models_loaded", "Model versions ready to serve.", registry=self.registry)
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # Per-request observations go into plain ints and floats, flushed into the Prometheus children when
+        # scraped: prometheus-client takes a lock per value and walks the buckets per observation, 7 times a
+        # request (~5% of the event loop at 2,000 req/s). Only the event loop thread observes and renders.
+        self._counts: dict[tuple[int, tuple[str, ...]], int] = {}
+        self._tallies: dict[tuple[int, tuple[str, ...]], _Tally] = {}
+        self._counters: dict[int, Counter] = {}
+        self._histograms: dict[int, Histogram] = {}
 
     def batch_observer(self, model: str, version: int) -> Callable[[int, float], None]:
         """The callback a batcher reports each batch to."""
-        size = self.batch_size.labels(model, str(version))
-        seconds = self.batch_seconds.labels(model, str(version))
+        size = self._tally(self.batch_size, model, str(version))
+        seconds = self._tally(self.batch_seconds, model, str(version))
 
         def observe(rows: int, elapsed: float) -> None:
             size.observe(rows)
@@ -75,29 +117,61 @@ class Metrics:
         except KeyError:
             pass
 
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
-        # `.labels()` takes a lock and validates every value on each call (~2 us); label sets are few and
-        # bounded (known models only), so each child is looked up once and then found in a plain dict.
+    def _tally(self, metric: Histogram, *labels: str) -> _Tally:
+        # Label sets are few and bounded (known models only): each is validated by `.labels()` once, when its
+        # tally is made, and then found in a plain dict.
         key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        tally = self._tallies.get(key)
+        if tally is None:
+            metric.labels(*labels)
+            self._histograms[id(metric)] = metric
+            tally = self._tallies[key] = _Tally(metric._upper_bounds[:-1])
+        return tally
+
+    def _count(self, metric: Counter, *labels: str) -> None:
+        key = (id(metric), labels)
+        count = self._counts.get(key)
+        if count is None:
+            metric.labels(*labels)
+            self._counters[id(metric)] = metric
+            count = 0
+        self._counts[key] = count + 1
 
     def count_request(self, model: str, endpoint: str, status: int) -> None:
         """Count one inference request by model, endpoint and status."""
-        self._child(self.requests, model, endpoint, str(status)).inc()
+        served_model.set(model)
+        self._count(self.requests, model, endpoint, str(status))
 
     def observe_phases(self, model: str, phases: dict[str, float]) -> None:
         """Record the seconds spent in each phase of one request."""
         for phase, seconds in phases.items():
-            self._child(self.latency, model, phase).observe(seconds)
+            self._tally(self.latency, model, phase).observe(seconds)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its duration."""
-        self._child(self.http_requests, method, route, str(status)).inc()
-        self._child(self.http_seconds, route).observe(seconds)
+        self._count(self.http_requests, method, route, str(status))
+        self._tally(self.http_seconds, route).observe(seconds)
+
+    def flush(self) -> None:
+        """Move the observations gathered since the last scrape into the Prometheus children."""
+        for (metric_id, labels), count in self._counts.items():
+            if count:
+                self._counters[metric_id].labels(*labels).inc(count)
+                self._counts[(metric_id, labels)] = 0
+        for (metric_id, labels), tally in self._tallies.items():
+            if not tally.sum and not any(tally.counts):
+                continue
+            child = self._histograms[metric_id].labels(*labels)
+            # prometheus-client has no public "observe n values at once"; its child keeps one value per
+            # bucket (`_buckets`, not cumulative) and `_sum`, as in Histogram.observe (tests/test_metrics.py).
+            child._sum.inc(tally.sum)
+            for i, n in enumerate(tally.counts):
+                if n:
+                    child._buckets[i].inc(n)
+                    tally.counts[i] = 0
+            tally.sum = 0.0
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""
+        self.flush()
         return generate_latest(self.registry)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import os
 import time
 
@@ -13,10 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.batcher import Arrivals
 from service.handlers import error_response
 from service.logs import request_id
+from service.metrics import served_model
 
 access_log = logging.getLogger("axon.access")
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID = 128
+# Readiness and liveness probes arrive every few seconds from every balancer: their lines are debug.
+PROBE_PREFIX = "/v2/health/"
+PROBE_SUFFIXES = ("/ready",)
 
 
 class BodyTooLarge(HTTPException):
@@ -39,21 +43,27 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         rid = _incoming_id(scope) or next_request_id()
+        id_header = (REQUEST_ID_HEADER, rid.encode("ascii"))
         token = request_id.set(rid)
+        model = served_model.set(None)
         start = time.perf_counter()
         status = 500
+        sent = 0
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, rid.encode())]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
+        arrival = self.arrivals.enter()
         try:
-            with self.arrivals.coming():
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
+            self.arrivals.leave(arrival)
             elapsed = time.perf_counter() - start
             # The route template, not the raw path: unknown paths must not grow the label set.
             route = getattr(scope.get("route"), "path", "unmatched")
@@ -61,11 +71,39 @@ class RequestContextMiddleware:
             if state is not None:
                 state.metrics.observe_http(scope["method"], route, status, elapsed)
             if self.log_requests:
-                access_log.info(
-                    "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
-                    extra={"method": scope["method"], "path": scope["path"], "status": status},
-                )
+                _log_access(scope["method"], scope["path"], route, status, elapsed, sent, served_model.get(), rid)
+            served_model.reset(model)
             request_id.reset(token)
+
+
+def _log_access(
+    method: str, path: str, route: str, status: int, elapsed: float, sent: int, model: str | None, rid: str
+) -> None:
+    """One access line; its parts are also fields (the JSON formatter writes `extra`), probes only at debug."""
+    level = logging.DEBUG if route.startswith(PROBE_PREFIX) or route.endswith(PROBE_SUFFIXES) else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    duration_ms = round(elapsed * 1000, 3)
+    access_log.log(
+        level,
+        "%s %s %d %.1fms %dB%s",
+        method,
+        route,
+        status,
+        duration_ms,
+        sent,
+        f" model={model}" if model else "",
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+            "bytes": sent,
+            "model": model,
+            "request_id": rid,
+        },
+    )
 
 
 # A per-process random prefix and a counter: unique across processes and restarts like a uuid4, and 32 hex
@@ -83,8 +121,9 @@ def _incoming_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             text = value.decode("latin-1").strip()
-            # A client's id goes into logs and headers: keep it short and printable.
-            if 0 < len(text) <= MAX_REQUEST_ID and text.isprintable():
+            # A client's id goes into logs and headers: keep it short, printable and ASCII (a latin-1 byte
+            # would come back UTF-8 encoded, a different id).
+            if 0 < len(text) <= MAX_REQUEST_ID and text.isascii() and text.isprintable():
                 return text
     return None
 

@@ -85,6 +85,45 @@ class _Refused(Exception):
     """Raised inside a parser callback to stop parsing a request that has already been answered."""
 
 
+class _OneWrite:
+    """A request cycle's view of its transport: the status line and headers wait for the first body write.
+
+    uvicorn writes them as soon as `http.response.start` arrives and the body on `http.response.body`: two
+    send() calls and two TCP segments per answer, ~8% of the event loop at 2,000 req/s. Held here, a small
+    answer leaves in one write; the ASGI app sends both messages in one step, so nothing waits longer.
+    A close flushes what is held; HEAD answers (which write no body) never get this wrapper.
+    """
+
+    __slots__ = ("held", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.held is None:
+            if data.startswith(b"HTTP/1.1 100 "):  # the interim 100 Continue must go at once
+                self.transport.write(data)
+                return
+            self.held = data
+            return
+        if self.held:
+            data, self.held = self.held + data, b""
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.held:
+            self.transport.write(self.held)
+            self.held = b""
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header and body deadlines, header limits and a connection cap."""
 
@@ -218,6 +257,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = BODY
         self.deadline = self.loop.time() + self.body_timeout_s
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and self.scope["method"] != "HEAD":
+            cycle.transport = _OneWrite(self.transport)  # type: ignore[assignment]
         if self.draining and self.cycle is not None and not self.pipeline and not self.unparsed:
             self.cycle.keep_alive = False  # the last request while draining: answered with Connection: close
 

@@ -266,3 +266,28 @@ async def test_real_session_gives_the_same_answer_alone_or_in_a_padded_batch(tmp
     for a, b in zip(alone, batched):
         np.testing.assert_allclose(b.outputs["logits"], a, atol=1e-5)
     await batcher.stop()
+
+
+async def test_a_fast_small_batch_runs_on_the_loop_thread_and_a_slow_one_in_the_worker():
+    threads: list[str] = []
+    slow = {"on": False}
+
+    def run(inputs):
+        threads.append(threading.current_thread().name)
+        if slow["on"]:
+            time.sleep(0.005)  # 5 ms for one row: past the 1 ms bound for the next batch
+        return {"y": inputs["x"] * 2}
+
+    batcher = make(run, size=8192, queue=8192)
+    loop_thread = threading.current_thread().name
+    await batcher.submit(rows(1), 5)  # nothing measured yet: the worker thread
+    await batcher.submit(rows(2), 5)  # the last batch was fast: inline
+    slow["on"] = True
+    await batcher.submit(rows(3), 5)  # still expected fast: inline, and measured slow
+    slow["on"] = False
+    await batcher.submit(rows(4), 5)  # expected to take 5 ms: the worker (and measured fast again)
+    await batcher.submit(rows(5), 5)  # inline again
+    await batcher.submit(rows(*range(4096)), 5)  # the estimate scales with the batch's elements: the worker
+    on_loop = [name == loop_thread for name in threads]
+    assert on_loop == [False, True, True, False, True, False]
+    await batcher.stop()

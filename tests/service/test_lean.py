@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 
 from tests.support.app_harness import metric, serving, tiny_settings
@@ -200,3 +201,20 @@ async def test_a_queued_request_whose_client_left_is_dropped_by_the_server_flag(
         text = (await client.get("/metrics")).text
     assert sent[0]["status"] == 499
     assert metric(text, "axon_batch_size_count", model="spam", version="1") == 1  # only the first was run
+
+
+async def test_a_500_page_from_fastapi_carries_the_request_id_and_is_counted(repo):
+    # The app's middleware run outside FastAPI's error layer (LeanApp): its 500 page passes through them.
+    async with serving(tiny_settings(repo)) as (app, _):
+
+        async def boom() -> None:
+            raise RuntimeError("a bug")
+
+        app.router.add_api_route("/boom", boom)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://axon.test") as client:
+            r = await client.get("/boom", headers={"X-Request-ID": "bug-1"})
+            text = (await client.get("/metrics")).text
+    assert_error(r, 500, "internal", "internal server error")
+    assert r.headers["x-request-id"] == "bug-1"
+    assert metric(text, "axon_http_requests_total", method="GET", route="/boom", status="500") == 1

@@ -43,3 +43,11 @@ async def test_a_printable_id_up_to_the_limit_is_echoed_on_answers_and_errors(re
         refused = await client.post("/v1/text/classify", json={"texts": "no"}, headers={"X-Request-ID": "trace 42/a"})
     assert ok.headers["x-request-id"] == longest
     assert refused.status_code == 422 and refused.headers["x-request-id"] == "trace 42/a"
+
+
+async def test_a_non_ascii_id_is_replaced_not_echoed_in_another_encoding(repo):
+    # "café" sent as latin-1 bytes would come back UTF-8 encoded: a different id than the client's
+    async with serving(tiny_settings(repo)) as (_, client):
+        r = await client.get("/v2/health/live", headers=[("X-Request-ID", "café".encode("latin-1"))])
+    assert r.status_code == 200
+    assert MADE.fullmatch(r.headers["x-request-id"]), r.headers["x-request-id"]

@@ -339,3 +339,60 @@ def test_open_file_limits_are_raised_and_the_cap_stays_below_them(tmp_path):
         for s in stalled:
             s.close()
         assert b"Too many open files" not in served.log.read_bytes()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_an_answer_leaves_in_one_write_and_100_continue_at_once():
+    from service.server import _OneWrite
+
+    raw = _Recorder()
+    cycle_side = _OneWrite(raw)  # type: ignore[arg-type]
+    cycle_side.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert raw.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]  # the client waits for it before sending its body
+    cycle_side.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    cycle_side.write(b"ok")
+    assert raw.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    cycle_side.write(b"more")  # a streamed body goes on chunk by chunk
+    assert raw.writes[2:] == [b"more"]
+
+
+def test_headers_held_for_a_body_that_never_comes_go_out_on_close():
+    from service.server import _OneWrite
+
+    raw = _Recorder()
+    cycle_side = _OneWrite(raw)  # type: ignore[arg-type]
+    cycle_side.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    cycle_side.close()
+    assert raw.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and raw.closed
+
+
+def test_head_and_expect_100_continue_are_answered(served):
+    with served.connect() as s:
+        s.sendall(b"HEAD /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")  # no body follows a HEAD answer
+        s.settimeout(3)
+        head = s.recv(65536)
+        assert status(head) in (200, 405) and head.endswith(b"\r\n\r\n")
+        s.sendall(get("/v2/health/live"))  # the connection still serves
+        assert status(read_answer(s)) == 200
+    with served.connect() as s:
+        request = post("/v1/text/classify", TEXT, "Expect: 100-continue\r\n")
+        head, _, body = request.partition(b"\r\n\r\n")
+        s.sendall(head + b"\r\n\r\n")
+        s.settimeout(3)
+        assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue")  # before the body is sent
+        s.sendall(body)
+        assert status(read_answer(s)) == 200

@@ -221,3 +221,54 @@ def test_encode_tensor_is_little_endian_row_major():
     assert decode_tensor(struct.pack("<I", 1) + b"a" + struct.pack("<I", 0), "BYTES", [2]).tolist() == [b"a", b""]
     back = decode_tensor(encode_tensor(np.arange(6, dtype=np.float16).reshape(2, 3)), "FP16", [2, 3])
     assert back.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def _repeated(datatype: str, raw: bytes, shape: list[int]) -> tuple[bytes, int]:
+    header = {"inputs": [{"name": "x", "shape": shape, "datatype": datatype,
+                          "parameters": {"binary_data_size": len(raw)}}]}
+    return _body(header, raw)
+
+
+def test_a_repeated_header_decodes_each_body_to_its_own_arrays():
+    first, length = _repeated("FP32", np.arange(6, dtype="<f4").tobytes(), [2, 3])
+    second, _ = _repeated("FP32", np.arange(6, 12, dtype="<f4").tobytes(), [2, 3])
+    for _ in range(2):  # the second time round every header is a known one
+        _, a = decode_request(first, length)
+        _, b = decode_request(second, length)
+        np.testing.assert_array_equal(a["x"], np.arange(6, dtype=np.float32).reshape(2, 3))
+        np.testing.assert_array_equal(b["x"], np.arange(6, 12, dtype=np.float32).reshape(2, 3))
+        assert a["x"].flags.aligned and a["x"].dtype == np.float32
+
+
+def test_a_known_header_still_refuses_a_body_of_another_length():
+    body, length = _repeated("FP32", np.zeros(4, dtype="<f4").tobytes(), [4])
+    decode_request(body, length)
+    with pytest.raises(ProtocolError, match="declares 16 binary bytes but only 15 remain"):
+        decode_request(body[:-1], length)
+    with pytest.raises(ProtocolError, match="1 bytes after the last tensor belong to no input"):
+        decode_request(body + b"\0", length)
+
+
+def test_a_known_bool_header_still_checks_every_body_s_bytes():
+    good, length = _repeated("BOOL", b"\x01\x00\x01", [3])
+    bad, _ = _repeated("BOOL", b"\x01\x02\x01", [3])
+    assert decode_request(good, length)[1]["x"].tolist() == [True, False, True]
+    with pytest.raises(ProtocolError, match="input 'x': a BOOL tensor holds a byte other than 0 or 1"):
+        decode_request(bad, length)
+
+
+def test_a_known_answer_header_still_carries_each_answer_s_own_sizes_and_bytes():
+    wire = parse_wire(InferenceRequest, {"inputs": [], "parameters": {"binary_data_output": True}})
+    first = {"scores": np.arange(4, dtype=np.float32).reshape(1, 4)}
+    wider = {"scores": np.arange(8, dtype=np.float32).reshape(2, 4)}
+    text = {"scores": np.array([b"ham"], dtype=object)}
+    longer = {"scores": np.array([b"spam spam"], dtype=object)}
+    for _ in range(2):  # the second time round the fixed-width headers are known ones
+        for outputs in (first, wider, text, longer):
+            body, length = encode_response(wire, "m", "1", outputs)
+            header = json.loads(body[:length])
+            (described,) = header["outputs"]
+            raw = encode_tensor(outputs["scores"])
+            assert described["shape"] == list(outputs["scores"].shape)
+            assert described["parameters"] == {"binary_data_size": len(raw)}
+            assert body[length:] == raw

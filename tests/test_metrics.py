@@ -1,0 +1,50 @@
+"""Metrics gathered in plain numbers per request and flushed into Prometheus when scraped."""
+
+from __future__ import annotations
+
+from app_harness import metric
+
+from service.metrics import LATENCY_BUCKETS, Metrics
+
+
+def test_observations_reach_the_exposition_in_the_right_buckets_with_count_and_sum():
+    metrics = Metrics()
+    for seconds in (0.0004, 0.0005, 0.003, 0.003, 60.0):  # 0.0005 is a bound: `le` includes it
+        metrics.observe_phases("digits", {"total": seconds})
+    text = metrics.render().decode()
+    bucket = "axon_request_phase_seconds_bucket"
+    assert metric(text, bucket, model="digits", phase="total", le="0.0005") == 2
+    assert metric(text, bucket, model="digits", phase="total", le="0.002") == 2
+    assert metric(text, bucket, model="digits", phase="total", le="0.005") == 4
+    assert metric(text, bucket, model="digits", phase="total", le=str(LATENCY_BUCKETS[-1])) == 4
+    assert metric(text, bucket, model="digits", phase="total", le="+Inf") == 5
+    assert metric(text, "axon_request_phase_seconds_count", model="digits", phase="total") == 5
+    assert abs(metric(text, "axon_request_phase_seconds_sum", model="digits", phase="total") - 60.0069) < 1e-9
+
+
+def test_counts_accumulate_across_scrapes_without_being_counted_twice():
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.count_request("digits", "v2", 200)
+        metrics.observe_http("POST", "/v2/models/{name}/infer", 200, 0.001)
+    first = metrics.render().decode()
+    metrics.count_request("digits", "v2", 200)
+    second = metrics.render().decode()
+    third = metrics.render().decode()
+    assert metric(first, "axon_requests_total", model="digits", endpoint="v2", status="200") == 3
+    assert metric(second, "axon_requests_total", model="digits", endpoint="v2", status="200") == 4
+    assert metric(third, "axon_requests_total", model="digits", endpoint="v2", status="200") == 4
+    labels = {"method": "POST", "route": "/v2/models/{name}/infer", "status": "200"}
+    assert metric(third, "axon_http_requests_total", **labels) == 3
+    assert metric(third, "axon_http_request_seconds_count", route="/v2/models/{name}/infer") == 3
+
+
+def test_batch_observer_counts_rows_and_run_time():
+    metrics = Metrics()
+    observe = metrics.batch_observer("digits", 1)
+    observe(3, 0.002)
+    observe(64, 0.01)
+    text = metrics.render().decode()
+    assert metric(text, "axon_batch_size_bucket", model="digits", version="1", le="4.0") == 1
+    assert metric(text, "axon_batch_size_sum", model="digits", version="1") == 67
+    assert metric(text, "axon_batch_inference_seconds_count", model="digits", version="1") == 2
