@@ -63,8 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     local = local_management_allowed(auth.local_management, settings.host)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token, local))])
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
-    app.add_middleware(LeanRoutes, state=state, routes=[*v2.LEAN_ROUTES, *lean_routes()], token=auth.inference_token,
-                       max_in_flight=settings.max_requests_in_flight)
+    app.add_middleware(
+        LeanRoutes,
+        state=state,
+        routes=[*v2.LEAN_ROUTES, *lean_routes()],
+        token=auth.inference_token,
+        max_in_flight=settings.max_requests_in_flight,
+    )
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)

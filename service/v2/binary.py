@@ -24,10 +24,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import orjson
 
-from service.errors import NonFiniteOutput
+from service.errors import NonFiniteOutput, ProtocolError
 from service.v2.datamodels import InferenceRequest, parse_wire
 from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, itemsize, numpy_dtype, to_json, v2_datatype
-from service.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_CONTENT_TYPE = "application/json"

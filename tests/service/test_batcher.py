@@ -9,11 +9,11 @@ import time
 import numpy as np
 import onnxruntime as ort
 import pytest
-from tests.support.tiny_models import text_model
 
 from service.batcher import Arrivals, Batcher, BatchPolicy, collate, length_groups
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
 from service.runtime import session_runner
+from tests.support.tiny_models import text_model
 
 
 class Recorder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from tests.support.app_harness import serving, tiny_settings
 from tests.support.tiny_models import build_repository
 

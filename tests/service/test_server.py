@@ -9,11 +9,11 @@ import socket
 import time
 
 import pytest
-from tests.support.server_harness import closed_within, get, post, read_answer, read_answers, running_server, status
 from uvicorn.server import ServerState
 
 from service.server import GuardedProtocol, ServerConfig
 from service.settings import HttpSettings
+from tests.support.server_harness import closed_within, get, post, read_answer, read_answers, running_server, status
 
 TEXT = json.dumps({"texts": ["free cash now"]}).encode()
 
@@ -254,7 +254,9 @@ def test_pipelining_without_reading_does_not_grow_the_server(tmp_path):
 def test_pipelined_requests_are_all_answered_in_order(served):
     ids = [f"pipe-{i}" for i in range(40)]  # more than are parsed ahead of the running one
     with served.connect() as s:
-        s.sendall(b"".join(get("/v2/health/live", f"X-Request-ID: {i}\r\n") for i in ids) + post("/v1/text/classify", TEXT))
+        s.sendall(
+            b"".join(get("/v2/health/live", f"X-Request-ID: {i}\r\n") for i in ids) + post("/v1/text/classify", TEXT)
+        )
         answers = read_answers(s, len(ids) + 1)
     assert [code for code, _, _ in answers] == [200] * (len(ids) + 1)
     assert [headers["x-request-id"] for _, headers, _ in answers[:-1]] == ids

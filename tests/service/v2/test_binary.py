@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from service.errors import ProtocolError
 from service.v2.binary import decode_request, decode_tensor, encode_response, encode_tensor, parse_header_length
 from service.v2.datamodels import InferenceRequest, parse_wire
-from service.errors import ProtocolError
 
 Client = triton.InferenceServerClient
 
@@ -72,7 +72,9 @@ def test_encoded_response_decodes_in_tritonclient(binary):
     }
     requested = [triton.InferRequestedOutput(name, binary_data=binary) for name in outputs]
     body, header_length = Client.generate_request_body(
-        [_input("features", np.zeros((3, 21), np.float32), "FP32", True)], outputs=requested, request_id="abc",
+        [_input("features", np.zeros((3, 21), np.float32), "FP32", True)],
+        outputs=requested,
+        request_id="abc",
     )
     request, _ = decode_request(body, header_length)
 
@@ -101,7 +103,10 @@ def test_json_only_response_omits_version_and_id_when_absent():
     request = parse_wire(InferenceRequest, {"inputs": []})
     body, header_length = encode_response(request, "m", None, {"y": np.array([[1, 2]], np.int64)})
     assert header_length is None
-    assert json.loads(body) == {"model_name": "m", "outputs": [{"name": "y", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}]}
+    assert json.loads(body) == {
+        "model_name": "m",
+        "outputs": [{"name": "y", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}],
+    }
 
 
 def test_spec_binary_example_decodes():
@@ -174,8 +179,10 @@ def test_max_elements_refuses_before_reading():
     "inputs,message",
     [
         ([{"name": "x", "shape": [1], "datatype": "FP32"}], "neither 'data' nor binary_data_size"),
-        ([{"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"binary_data_size": 4}}],
-         "both 'data' and binary_data_size"),
+        (
+            [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"binary_data_size": 4}}],
+            "both 'data' and binary_data_size",
+        ),
         ([{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}] * 2, "input 'x' is given twice"),
         ([{"name": "x", "shape": [2], "datatype": "FP32", "data": [1]}], "input 'x': 'data' has 1 elements"),
     ],
@@ -203,10 +210,12 @@ def test_binary_input_without_header_length_is_missing_bytes():
 
 
 def test_unaligned_tensor_is_copied_to_an_aligned_array():
-    header = {"inputs": [
-        {"name": "a", "shape": [1], "datatype": "UINT8", "parameters": {"binary_data_size": 1}},
-        {"name": "b", "shape": [2], "datatype": "FP64", "parameters": {"binary_data_size": 16}},
-    ]}
+    header = {
+        "inputs": [
+            {"name": "a", "shape": [1], "datatype": "UINT8", "parameters": {"binary_data_size": 1}},
+            {"name": "b", "shape": [2], "datatype": "FP64", "parameters": {"binary_data_size": 16}},
+        ]
+    }
     body, length = _body(header, b"\x07", struct.pack("<2d", 1.5, -2.0))
     _, arrays = decode_request(body, length)
     assert arrays["b"].flags.aligned
@@ -224,8 +233,9 @@ def test_encode_tensor_is_little_endian_row_major():
 
 
 def _repeated(datatype: str, raw: bytes, shape: list[int]) -> tuple[bytes, int]:
-    header = {"inputs": [{"name": "x", "shape": shape, "datatype": datatype,
-                          "parameters": {"binary_data_size": len(raw)}}]}
+    header = {
+        "inputs": [{"name": "x", "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": len(raw)}}]
+    }
     return _body(header, raw)
 
 

@@ -6,10 +6,10 @@ import json
 import logging
 
 import pytest
-from app_harness import serving, tiny_settings
-from tiny_models import build_repository
 
 from service.logs import JsonFormatter
+from tests.support.app_harness import serving, tiny_settings
+from tests.support.tiny_models import build_repository
 
 IMAGE = {"inputs": [{"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}]}
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from app_harness import metric
-
 from service.metrics import LATENCY_BUCKETS, Metrics
+from tests.support.app_harness import metric
 
 
 def test_observations_reach_the_exposition_in_the_right_buckets_with_count_and_sum():
