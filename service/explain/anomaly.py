@@ -171,6 +171,18 @@ class ExplainSeries:
         return {"threshold": threshold, "results": results, "segments": found, "passes": len(windows)}
 
 
+class AnomalyExplainResponse(TypedDict, total=False):
+    """`explanations` for `samples` (per row), or `results`, `segments` and `passes` for a `series`."""
+
+    model: str
+    version: int
+    threshold: float
+    explanations: list[SampleExplanation]
+    results: list[Score]
+    segments: list[SegmentExplanation]
+    passes: int
+
+
 async def explain_call(call: Call, model: str | None = None, version: int | None = None) -> Answer:
     """Lean handler: the score body (`samples` or `series`)."""
     settings = call.state.settings

@@ -69,6 +69,14 @@ class TextExplanation(TypedDict):
     passes: int
 
 
+class TextExplainResponse(TypedDict):
+    """Explanations in the order of the request's texts."""
+
+    model: str
+    version: int
+    explanations: list[TextExplanation]
+
+
 @dataclass(frozen=True)
 class ExplainTexts:
     """A text explanation job: the texts and the label to explain."""

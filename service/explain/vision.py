@@ -55,7 +55,8 @@ def occlusion_masks(height: int, width: int, patch: int) -> np.ndarray:
 
 def background(spec: ImagePreprocessing) -> np.ndarray:
     """Per-channel value of a background (black, or white when inverted) pixel as the model sees it."""
-    return ((0.0 - np.asarray(spec.mean)) / np.asarray(spec.std)).astype(np.float32)
+    fill: np.ndarray = ((0.0 - np.asarray(spec.mean)) / np.asarray(spec.std)).astype(np.float32)
+    return fill
 
 
 def occluded(image: np.ndarray, masks: np.ndarray, fill: np.ndarray) -> np.ndarray:
@@ -98,6 +99,14 @@ class VisionExplanation(TypedDict, total=False):
     saliency: list[list[float]]
     overlay: str
     passes: int
+
+
+class VisionExplainResponse(TypedDict):
+    """Explanations in the order of the request's images."""
+
+    model: str
+    version: int
+    explanations: list[VisionExplanation]
 
 
 def target_index(labels: list[str], n_classes: int, target: str | None, best: int) -> int:
