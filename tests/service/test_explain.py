@@ -7,6 +7,7 @@ they remove the top-attributed pixels or tokens than when they remove random one
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -206,3 +207,47 @@ async def test_explain_errors_use_the_error_shape_and_are_counted(client):
     assert r.status_code == 413 and "limit is 8" in r.json()["error"]
     after = metric((await client.get("/metrics")).text, "axon_requests_total", endpoint="explain", status="422")
     assert after >= before + 1
+
+
+# --- the lane and the cost caps, on the tiny stand-in models ---------------------------------------
+
+
+async def test_explanations_queue_in_their_own_lane(tmp_path):
+    from tests.support.app_harness import tiny_settings
+    from tests.support.tiny_models import build_repository
+
+    settings = tiny_settings(build_repository(tmp_path / "models"), max_requests_in_flight=1, explain={"max_in_flight": 1})
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_body():
+        started.set()
+        await release.wait()
+        yield json.dumps({"texts": ["free cash now"]}).encode()
+
+    async with serving(settings) as (_, client):
+        headers = {"content-type": "application/json"}
+        held = asyncio.create_task(client.post("/v1/text/explain", content=slow_body(), headers=headers))
+        await asyncio.wait_for(started.wait(), 10)  # the held explanation occupies the lane's one slot
+        second = await client.post("/v1/text/explain", json={"texts": ["hello"]})
+        plain = await client.post("/v1/text/classify", json={"texts": ["hello"]})
+        release.set()
+        first = await held
+    assert second.status_code == 429 and second.json()["code"] == "overloaded" and "Retry-After" in second.headers
+    assert plain.status_code == 200  # plain inference's one slot was free all along
+    assert first.status_code == 200, first.text
+
+
+async def test_occlusion_patch_grows_to_fit_max_passes_and_text_is_refused_past_it(tmp_path):
+    from tests.support.app_harness import tiny_settings
+    from tests.support.tiny_models import build_repository
+
+    # The tiny spam model keeps 6 tokens of a text: 7 passes with its own, past a limit of 5.
+    settings = tiny_settings(build_repository(tmp_path / "models"), explain={"max_passes": 5})
+    async with serving(settings) as (_, client):
+        image = base64.b64encode(png(mnist_images(1)[0])).decode()
+        vision = await client.post("/v1/vision/explain", json={"images": [image]})
+        text = await client.post("/v1/text/explain", json={"texts": ["free cash now " * 20]})
+    assert vision.status_code == 200, vision.text
+    e = vision.json()["explanations"][0]
+    assert e["passes"] <= 5 and np.asarray(e["saliency"]).shape == (28, 28)
+    assert text.status_code == 413 and "the limit is 5" in text.json()["error"]
