@@ -143,7 +143,9 @@ async def test_text_top_tokens_hurt_more_than_random_ones(client, name):
         assert prob_without([]) == pytest.approx(e["score"], abs=1e-5)
         top = list(np.argsort(-contributions, kind="stable")[:2])
         top_drops.append(e["score"] - prob_without(top))
-        random_drops.append(np.mean([e["score"] - prob_without(list(rng.permutation(len(spans))[:2])) for _ in range(3)]))
+        random_drops.append(
+            np.mean([e["score"] - prob_without(list(rng.permutation(len(spans))[:2])) for _ in range(3)])
+        )
     assert np.mean(top_drops) > np.mean(random_drops) + 0.02, (top_drops, random_drops)
 
 
@@ -171,7 +173,9 @@ async def test_tabular_injected_anomaly_is_the_top_feature(client):
 
 
 async def test_series_segments_name_their_window_and_points(client):
-    series = load_nab(DATA / "nab_realKnownCause" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv")
+    series = load_nab(
+        DATA / "nab_realKnownCause" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
+    )
     values = series.values[:3000].tolist()
     r = await client.post("/v1/anomaly/explain", json={"series": values})
     assert r.status_code == 200, r.text
@@ -216,7 +220,9 @@ async def test_explanations_queue_in_their_own_lane(tmp_path):
     from tests.support.app_harness import tiny_settings
     from tests.support.tiny_models import build_repository
 
-    settings = tiny_settings(build_repository(tmp_path / "models"), max_requests_in_flight=1, explain={"max_in_flight": 1})
+    settings = tiny_settings(
+        build_repository(tmp_path / "models"), max_requests_in_flight=1, explain={"max_in_flight": 1}
+    )
     started, release = asyncio.Event(), asyncio.Event()
 
     async def slow_body():
