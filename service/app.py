@@ -23,7 +23,14 @@ from service.state import AxonState
 from service.tasks import lean_routes
 
 ROUTERS = (
-    health.router, metrics.router, models.router, vision.router, text.router, anomaly.router, v2.extensions, v2.router,
+    health.router,
+    metrics.router,
+    models.router,
+    vision.router,
+    text.router,
+    anomaly.router,
+    v2.extensions,
+    v2.router,
 )
 
 

@@ -85,8 +85,9 @@ class Loader:
             name=entry.label,
             pad_values=pads,
             arrivals=self._arrivals,
-            on_batch=_both(self._metrics.batch_observer(d.name, d.version or 0),
-                           self._statistics.batch_observer(d.name, d.version)),
+            on_batch=_both(
+                self._metrics.batch_observer(d.name, d.version or 0), self._statistics.batch_observer(d.name, d.version)
+            ),
         )
         entry.batcher.start()
         self._metrics.watch_queue(d.name, d.version or 0, lambda b=entry.batcher: b.queued_rows)

@@ -22,7 +22,7 @@ from service.state import AxonState
 log = logging.getLogger("axon.grpc")
 
 
-class ReadinessHealth(health_aio.HealthServicer):
+class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
     """grpc.health.v1.Health whose answer for this server follows the app's readiness (and its auth)."""
 
     def __init__(self, servicer: Servicer) -> None:
@@ -69,7 +69,7 @@ class GrpcServer:
             maximum_concurrent_rpcs=settings.max_requests_in_flight,
         )
         servicer = Servicer(self.state)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         self._health = ReadinessHealth(servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self.port = server.add_insecure_port(self.address)

@@ -84,7 +84,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         self._health_open = not auth.protect_health
 
     def authorize(self, kind: str, context: grpc.aio.ServicerContext) -> None:
-        """REST's rules: inference needs the inference token if one is set; management needs its token or a local peer."""
+        """REST's rules: inference needs the inference token if set; management its token or a local peer."""
         if kind == "open" and self._health_open:
             return
         authorization = metadata_value(context, "authorization")
@@ -138,11 +138,10 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     @answered("inference")
-    async def ModelStatistics(
-        self, request: pb.ModelStatisticsRequest, context: Any
-    ) -> pb.ModelStatisticsResponse:
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> pb.ModelStatisticsResponse:
         stats = self.dataplane.model_statistics(request.name or None, request.version or None)
-        return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
+        answer: pb.ModelStatisticsResponse = json_format.ParseDict(stats, pb.ModelStatisticsResponse())
+        return answer
 
     # --- inference ----------------------------------------------------------------------------------
 

@@ -28,5 +28,9 @@ def test_versions_are_kept_apart_and_an_unasked_version_answers_zeros():
     stats = Statistics()
     stats.success("m", 2, rows=1, timing=Timing(0.001, 0, 0, 0.001, 0))
     rows = stats.model_stats([("m", 2), ("m", 1), ("other", None)])["model_stats"]
-    assert [(r["name"], r["version"], r["inference_count"]) for r in rows] == [("m", "2", 1), ("m", "1", 0), ("other", "", 0)]
+    assert [(r["name"], r["version"], r["inference_count"]) for r in rows] == [
+        ("m", "2", 1),
+        ("m", "1", 0),
+        ("other", "", 0),
+    ]
     assert rows[1]["inference_stats"]["success"] == {"count": 0, "ns": 0}

@@ -32,7 +32,9 @@ def test_a_changed_proto_is_noticed(tmp_path):
     (copy / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "gen_protos", copy / "scripts" / "gen_protos")
     proto = copy / "service" / "grpc" / "proto" / "grpc_service.proto"
-    proto.write_text(proto.read_text().replace("message ServerLiveRequest {}", "message ServerLiveRequest { bool x = 1; }"))
+    proto.write_text(
+        proto.read_text().replace("message ServerLiveRequest {}", "message ServerLiveRequest { bool x = 1; }")
+    )
     out = tmp_path / "out"
     out.mkdir()
     env = os.environ | {"PYTHON": sys.executable}

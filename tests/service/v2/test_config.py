@@ -26,7 +26,10 @@ def test_dims_leave_out_the_batch_dimension_and_types_are_tritons_enums():
     assert config["max_batch_size"] == 32
     assert config["input"] == [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, 28, 28]}]
     assert config["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}]
-    assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 2000, "default_queue_policy": {"max_queue_size": 100}}
+    assert config["dynamic_batching"] == {
+        "max_queue_delay_microseconds": 2000,
+        "default_queue_policy": {"max_queue_size": 100},
+    }
     assert config["version_policy"] == {"latest": {"num_versions": 1}}
 
 
