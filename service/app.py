@@ -13,6 +13,7 @@ from PIL import Image
 from service import __version__
 from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
 from service.explain import routes as explain_routes
+from service.grpc.server import GrpcServer
 from service.handlers import install_error_handlers
 from service.lean import LeanApp, LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -22,7 +23,16 @@ from service.settings import Settings
 from service.state import AxonState
 from service.tasks import lean_routes
 
-ROUTERS = (health.router, metrics.router, models.router, vision.router, text.router, anomaly.router, v2.router)
+ROUTERS = (
+    health.router,
+    metrics.router,
+    models.router,
+    vision.router,
+    text.router,
+    anomaly.router,
+    v2.extensions,
+    v2.router,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,12 +44,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Between 1x and 2x that limit Pillow only warns; the codec refuses those images itself (413).
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
+    # gRPC runs on the HTTP server's event loop, so both share the batchers; off unless AXON_GRPC_PORT is set.
+    grpc_server = GrpcServer(state) if settings.grpc_port is not None else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.load_task = asyncio.create_task(state.load_models(), name="load-models")
+        if grpc_server is not None:
+            await grpc_server.start()
         try:
             yield
         finally:
+            # HTTP has drained by now; running RPCs get the same drain timeout, then the batchers drain.
+            if grpc_server is not None:
+                await grpc_server.stop(settings.drain_timeout_s)
             await state.stop()
 
     app = LeanApp(
@@ -51,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.axon = state
+    app.state.grpc = grpc_server
     install_error_handlers(app)
     install_docs(app)
     auth = settings.auth

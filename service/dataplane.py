@@ -25,6 +25,8 @@ from service.registry import ModelRegistry, ModelState, ModelVersion, batch_poli
 from service.runtime import Tensors
 from service.settings import Settings
 from service.signature import check_inputs, check_outputs
+from service.statistics import Statistics, Timing
+from service.v2.config import triton_config
 from service.v2.datamodels import ModelMetadataResponse, ServerMetadataResponse, TensorMetadata
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ UNKNOWN_MODEL = "unknown"
 OFFLOAD_BYTES = 64 * 1024
 SERVER_NAME = "axon"
 # Triton's names for the V2 protocol extensions this server implements.
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 
 
 def check_finite(entry: ModelVersion, outputs: Tensors) -> None:
@@ -66,10 +68,13 @@ class _Outcome:
 class Dataplane:
     """Runs one prediction end to end and accounts for it in the metrics; answers metadata and readiness."""
 
-    def __init__(self, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, registry: ModelRegistry, settings: Settings, metrics: Metrics, statistics: Statistics | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
+        self.statistics = statistics if statistics is not None else Statistics()
 
     def resolve(self, task: str | None, name: str, version: int | None) -> ModelVersion:
         """The ready version serving this request; a task request must name a model of that task."""
@@ -93,14 +98,17 @@ class Dataplane:
             assert entry.batcher is not None
             t_pre = time.perf_counter()
             # Held until answered: a reload swapping this version out lets this request finish on it.
-            with entry.hold():
+            with entry.hold(), self._failures(entry, t_pre):
                 inputs = await asyncio.to_thread(job.encode, entry) if job.size > OFFLOAD_BYTES else job.encode(entry)
                 t_queued = time.perf_counter()
                 result: BatchResult = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
-            t_done = time.perf_counter()
-            check_finite(entry, result.outputs)
-            body = {"model": entry.name, "version": entry.version, **job.answer(entry, result.outputs)}
+                t_done = time.perf_counter()
+                check_finite(entry, result.outputs)
+                body = {"model": entry.name, "version": entry.version, **job.answer(entry, result.outputs)}
             end = time.perf_counter()
+            rows = len(next(iter(inputs.values()))) if inputs else 0
+            timing = Timing(end - t_pre, result.queue_s, t_queued - t_pre, result.inference_s, end - t_done)
+            self.statistics.success(entry.name, entry.version, rows, timing)
             self.metrics.observe_phases(entry.name, {
                 "preprocess": t_queued - t_pre,
                 "queue": result.queue_s,
@@ -140,11 +148,18 @@ class Dataplane:
         with self._counted(endpoint, name):
             entry = self.resolve(None, name, version)
             assert entry.batcher is not None and entry.config is not None and entry.codec is not None
-            inputs = check_inputs(entry.config, inputs, entry.label)
-            entry.codec.check(inputs, entry.label)
-            check_outputs(entry.config, outputs or [], entry.label)
-            with entry.hold():
-                result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
+            with self._failures(entry, start):
+                inputs = check_inputs(entry.config, inputs, entry.label)
+                entry.codec.check(inputs, entry.label)
+                check_outputs(entry.config, outputs or [], entry.label)
+                t_checked = time.perf_counter()
+                with entry.hold():
+                    result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
+            end = time.perf_counter()
+            rows = len(next(iter(inputs.values()))) if inputs else 0
+            compute_input = decode_s + t_checked - start
+            timing = Timing(end - start + decode_s, result.queue_s, compute_input, result.inference_s, 0.0)
+            self.statistics.success(entry.name, entry.version, rows, timing)
             self.metrics.observe_phases(entry.name, {
                 "preprocess": decode_s,
                 "queue": result.queue_s,
@@ -169,6 +184,15 @@ class Dataplane:
         finally:
             label = outcome.label if outcome.status == 200 else self.metric_label(outcome.label)
             self.metrics.count_request(label, endpoint, outcome.status)
+
+    @contextmanager
+    def _failures(self, entry: ModelVersion, start: float) -> Iterator[None]:
+        """Count a request that reached this version and failed there in its statistics (Triton's `fail`)."""
+        try:
+            yield
+        except BaseException:
+            self.statistics.failure(entry.name, entry.version, time.perf_counter() - start)
+            raise
 
     def metric_label(self, name: str) -> str:
         """`name` if the repository knows that model, else UNKNOWN_MODEL: clients cannot grow the label set."""
@@ -222,3 +246,23 @@ class Dataplane:
         model, number = name_and_version(name, version)
         self.registry.get(model, number)
         return model
+
+    # --- Triton's model configuration and statistics extensions (REST and gRPC) ---------------------
+
+    def model_config(self, name: str, version: str | int | None = None) -> dict[str, Any]:
+        """Triton's model configuration JSON of a model (or one version of it), with the serving knobs in force."""
+        model, number = name_and_version(name, version)
+        entry = self.described(model, number)
+        if entry.config is None:
+            raise ModelNotReady(f"{entry.label} has no usable config: {entry.reason}")
+        return triton_config(entry.config, batch_policy(entry.config, self.settings))
+
+    def model_statistics(self, name: str | None = None, version: str | int | None = None) -> dict[str, Any]:
+        """Triton's statistics of every version in the table, of one model, or of one version (404 unknown)."""
+        if not name:
+            return self.statistics.model_stats((e.name, e.version) for e in self.registry.entries())
+        model, number = name_and_version(name, version)
+        entries = self.registry.versions(model)
+        if number is not None:
+            entries = [self.described(model, number)]
+        return self.statistics.model_stats((e.name, e.version) for e in entries)

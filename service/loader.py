@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
@@ -27,10 +28,12 @@ from service.registry import ModelState, ModelVersion, batch_policy
 from service.repository import ModelDescriptor
 from service.runtime import SessionFactory, session_runner, warm_up, warmup_batch_sizes
 from service.settings import GPU_PROVIDERS, Settings
+from service.statistics import Statistics
 from service.tasks import build_codec
 from service.validation import validate_model
 
 log = logging.getLogger("axon.loader")
+BatchObserver = Callable[[int, float], None]
 
 
 def check_tensors(session: ort.InferenceSession, config: ModelConfig) -> None:
@@ -49,9 +52,12 @@ def check_tensors(session: ort.InferenceSession, config: ModelConfig) -> None:
 class Loader:
     """Builds servable versions (validated, warmed, batching) and retires them; holds no table of its own."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, arrivals: Arrivals) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, arrivals: Arrivals, statistics: Statistics | None = None
+    ) -> None:
         self.settings = settings
         self._metrics = metrics
+        self._statistics = statistics if statistics is not None else Statistics()
         self._arrivals = arrivals
         self._factory: SessionFactory | None = None
 
@@ -79,7 +85,9 @@ class Loader:
             name=entry.label,
             pad_values=pads,
             arrivals=self._arrivals,
-            on_batch=self._metrics.batch_observer(d.name, d.version or 0),
+            on_batch=_both(
+                self._metrics.batch_observer(d.name, d.version or 0), self._statistics.batch_observer(d.name, d.version)
+            ),
         )
         entry.batcher.start()
         self._metrics.watch_queue(d.name, d.version or 0, lambda b=entry.batcher: b.queued_rows)
@@ -135,3 +143,13 @@ class Loader:
         entry.reason = reason
         log.error("%s is unavailable: %s", entry.label, reason)
         return entry
+
+
+def _both(first: BatchObserver, second: BatchObserver) -> BatchObserver:
+    """One batch observer feeding two (the Prometheus histograms and Triton's execution count)."""
+
+    def observe(rows: int, elapsed: float) -> None:
+        first(rows, elapsed)
+        second(rows, elapsed)
+
+    return observe

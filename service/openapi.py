@@ -269,6 +269,48 @@ EXAMPLES[("post", "/v1/anomaly/explain")] = (
 )
 EXAMPLES[("post", "/v2/models/{name}/explain")] = EXAMPLES[("post", "/v1/text/explain")]
 EXAMPLES[("post", "/v2/models/{name}/versions/{version}/explain")] = EXAMPLES[("post", "/v1/text/explain")]
+# Triton's model configuration and statistics extensions (service/v2/config.py, service/statistics.py).
+_DURATION = {"count": 3, "ns": 1_250_000}
+EXAMPLES[("get", "/v2/models/{name}/config")] = (
+    None,
+    {
+        "name": "mnist-cnn",
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": 64,
+        "input": [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, 28, 28]}],
+        "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 2000, "default_queue_policy": {"max_queue_size": 256}},
+        "parameters": {"task": {"string_value": "vision"}},
+    },
+)
+EXAMPLES[("get", "/v2/models/{name}/stats")] = (
+    None,
+    {
+        "model_stats": [
+            {
+                "name": "mnist-cnn",
+                "version": "1",
+                "last_inference": 1764480000000,
+                "inference_count": 5,
+                "execution_count": 2,
+                "inference_stats": {
+                    "success": _DURATION,
+                    "fail": {"count": 0, "ns": 0},
+                    "queue": _DURATION,
+                    "compute_input": _DURATION,
+                    "compute_infer": _DURATION,
+                    "compute_output": _DURATION,
+                },
+                "batch_stats": [],
+            }
+        ]
+    },
+)
+EXAMPLES[("get", "/v2/models/stats")] = EXAMPLES[("get", "/v2/models/{name}/stats")]
+EXAMPLES[("get", "/v2/models/{name}/versions/{version}/config")] = EXAMPLES[("get", "/v2/models/{name}/config")]
+EXAMPLES[("get", "/v2/models/{name}/versions/{version}/stats")] = EXAMPLES[("get", "/v2/models/{name}/stats")]
 
 # Request bodies the lean path or the repository routes parse by hand, so FastAPI cannot see them.
 BODIES: dict[tuple[str, str], type[BaseModel]] = {

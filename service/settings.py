@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     """Interface `python -m service` binds to (0.0.0.0 in containers)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port `python -m service` listens on."""
+    grpc_port: int | None = Field(None, ge=0, le=65535)
+    """Port of the KServe V2 / Triton gRPC service on `host` (Triton uses 8001); None (default) opens no gRPC port."""
     model_repository: Path = Path("models")
     """Folder holding `<name>/config.json` and `<name>/<version>/model.onnx`."""
 

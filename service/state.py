@@ -18,6 +18,7 @@ from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
 from service.settings import Settings
+from service.statistics import Statistics
 
 log = logging.getLogger("axon.state")
 
@@ -31,8 +32,10 @@ class AxonState:
         self.arrivals = Arrivals()
         self.registry = ModelRegistry(settings)
         self.metrics.models_loaded.set_function(self.registry.ready_count)
-        self.dataplane = Dataplane(self.registry, settings, self.metrics)
-        self.lifecycle = Lifecycle(self.registry, Loader(settings, self.metrics, self.arrivals), settings)
+        self.statistics = Statistics()
+        self.dataplane = Dataplane(self.registry, settings, self.metrics, self.statistics)
+        loader = Loader(settings, self.metrics, self.arrivals, self.statistics)
+        self.lifecycle = Lifecycle(self.registry, loader, settings)
         self.loaded = False
         self.draining = False
         self.fatal: str | None = None

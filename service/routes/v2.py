@@ -116,3 +116,39 @@ LEAN_ROUTES = [
     route("/v2/models/{name}/infer", infer_call),
     route("/v2/models/{name}/versions/{version}/infer", infer_call),
 ]
+
+
+# --- Triton's model configuration and statistics extensions (protocol-free core: Dataplane) ---------
+
+# Included ahead of `router`, so `/v2/models/stats` is not taken for the metadata of a model named "stats".
+extensions = APIRouter(prefix="/v2", tags=["v2"])
+
+
+@extensions.get("/models/stats")
+async def all_model_statistics(request: Request) -> dict[str, Any]:
+    """Triton's statistics of every loaded model version: counts and cumulative phase times in ns."""
+    return axon(request).dataplane.model_statistics()
+
+
+@extensions.get("/models/{name}/config")
+async def model_config(name: str, request: Request) -> dict[str, Any]:
+    """Triton's model configuration (name, platform, max_batch_size, input/output, dynamic_batching...)."""
+    return axon(request).dataplane.model_config(name)
+
+
+@extensions.get("/models/{name}/versions/{version}/config")
+async def model_version_config(name: str, version: str, request: Request) -> dict[str, Any]:
+    """The configuration of one version."""
+    return axon(request).dataplane.model_config(name, version)
+
+
+@extensions.get("/models/{name}/stats")
+async def model_statistics(name: str, request: Request) -> dict[str, Any]:
+    """Triton's statistics of every version of a model."""
+    return axon(request).dataplane.model_statistics(name)
+
+
+@extensions.get("/models/{name}/versions/{version}/stats")
+async def model_version_statistics(name: str, version: str, request: Request) -> dict[str, Any]:
+    """Triton's statistics of one version."""
+    return axon(request).dataplane.model_statistics(name, version)

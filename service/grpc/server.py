@@ -1,0 +1,87 @@
+"""The gRPC server's life: started in the app's lifespan on the HTTP server's event loop, stopped with its drain.
+
+Limits are REST's: a message may be as large as a request body (`limits.max_body_bytes`), and at most
+`max_requests_in_flight` RPCs run at once (grpc answers RESOURCE_EXHAUSTED past it). The standard
+health service answers SERVING for the server ("") and `inference.GRPCInferenceService` exactly when
+`/v2/health/ready` would, so it turns NOT_SERVING as soon as a shutdown signal drops readiness.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from service.grpc.proto import grpc_service_pb2_grpc as pb_grpc
+from service.grpc.servicer import SERVICE_NAME, Servicer, answered
+from service.state import AxonState
+
+log = logging.getLogger("axon.grpc")
+
+
+class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1.Health whose answer for this server follows the app's readiness (and its auth)."""
+
+    def __init__(self, servicer: Servicer) -> None:
+        super().__init__()
+        self._servicer = servicer
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        if request.service not in ("", SERVICE_NAME):
+            return await super().Check(request, context)  # NOT_FOUND, as the standard service answers
+        return await self._check(request, context)
+
+    @answered("open")
+    async def _check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        ready = self._servicer.state.readiness()[0]
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+    def authorize(self, kind: str, context: Any) -> None:
+        """The V2 servicer's rules (`answered` calls this): health is open unless `auth.protect_health`."""
+        self._servicer.authorize(kind, context)
+
+
+class GrpcServer:
+    """One grpc.aio server on `grpc_port`, serving the V2 service and the health service."""
+
+    def __init__(self, state: AxonState) -> None:
+        settings = state.settings
+        assert settings.grpc_port is not None
+        self.state = state
+        self.address = f"{settings.host}:{settings.grpc_port}"
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: ReadinessHealth | None = None
+
+    async def start(self) -> None:
+        """Bind and start serving (on the running event loop)."""
+        settings = self.state.settings
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.limits.max_body_bytes),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=settings.max_requests_in_flight,
+        )
+        servicer = Servicer(self.state)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        self._health = ReadinessHealth(servicer)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self.port = server.add_insecure_port(self.address)
+        await server.start()
+        self._server = server
+        log.info("serving gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on %s", self.address)
+
+    async def stop(self, grace_s: float) -> None:
+        """Refuse new RPCs, let running ones finish for at most `grace_s`, then close."""
+        if self._server is None:
+            return
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)
+        self._server = None

@@ -1,0 +1,65 @@
+"""ModelInfer tensors: raw and typed contents decode to the same arrays; bad sizes are refused before any array."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.errors import ProtocolError
+from service.grpc.proto import grpc_service_pb2 as pb
+from service.grpc.tensors import decode_inputs, encode_outputs
+from service.v2.binary import encode_tensor
+
+
+def request(raw: bool, array: np.ndarray, datatype: str) -> pb.ModelInferRequest:
+    message = pb.ModelInferRequest(model_name="m")
+    tensor = message.inputs.add(name="x", datatype=datatype, shape=list(array.shape))
+    if raw:
+        message.raw_input_contents.append(encode_tensor(array))
+    elif datatype == "BYTES":
+        tensor.contents.bytes_contents.extend(array.reshape(-1).tolist())
+    else:
+        field = {"FP32": "fp32_contents", "INT64": "int64_contents", "BOOL": "bool_contents"}[datatype]
+        getattr(tensor.contents, field).extend(array.reshape(-1).tolist())
+    return message
+
+
+@pytest.mark.parametrize("raw", [True, False])
+@pytest.mark.parametrize(
+    ("array", "datatype"),
+    [
+        (np.arange(6, dtype=np.float32).reshape(2, 3), "FP32"),
+        (np.arange(4, dtype=np.int64).reshape(2, 2), "INT64"),
+        (np.array([[True, False]]), "BOOL"),
+        (np.array([b"ab", b""], dtype=object), "BYTES"),
+    ],
+)
+def test_raw_and_typed_contents_decode_alike(raw, array, datatype):
+    got = decode_inputs(request(raw, array, datatype))["x"]
+    assert got.shape == array.shape and got.tolist() == array.tolist()
+
+
+def test_wrong_sizes_and_mixed_forms_are_protocol_errors():
+    short = request(False, np.zeros((2, 3), np.float32), "FP32")
+    short.inputs[0].shape[:] = [3, 3]
+    with pytest.raises(ProtocolError, match="needs 9 values, got 6"):
+        decode_inputs(short)
+    raw = request(True, np.zeros((2, 3), np.float32), "FP32")
+    raw.inputs[0].shape[:] = [3, 3]
+    with pytest.raises(ProtocolError, match="needs 36 bytes, got 24"):
+        decode_inputs(raw)
+    mixed = request(True, np.zeros(2, np.float32), "FP32")
+    mixed.inputs.add(name="y", datatype="FP32", shape=[1]).contents.fp32_contents.append(1.0)
+    with pytest.raises(ProtocolError, match="every input raw or none"):
+        decode_inputs(mixed)
+    half = pb.ModelInferRequest(model_name="m")
+    half.inputs.add(name="x", datatype="FP16", shape=[1])
+    with pytest.raises(ProtocolError, match="FP16 has no typed contents"):
+        decode_inputs(half)
+
+
+def test_outputs_are_answered_raw():
+    response = encode_outputs("m", "1", "id-1", {"y": np.array([[1.5, 2.5]], np.float32)})
+    assert (response.model_name, response.model_version, response.id) == ("m", "1", "id-1")
+    assert response.outputs[0].datatype == "FP32" and list(response.outputs[0].shape) == [1, 2]
+    assert np.frombuffer(response.raw_output_contents[0], np.float32).tolist() == [1.5, 2.5]

@@ -1,0 +1,221 @@
+"""A standard V2 gRPC client, unchanged: `tritonclient.grpc` against `python -m service` with AXON_GRPC_PORT set.
+
+The same server also answers `tritonclient.http`, so config and statistics are checked to agree over both.
+An inference token is configured, so every call also proves the bearer token travels in gRPC metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from service.repository import discover_model
+from tests.support.default_repo import default_repository, real_inputs
+from tests.support.live_server import free_port, live_server
+
+TOKEN = "grpc-inference-token"
+MANAGEMENT = "grpc-management-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+MANAGER = {"authorization": f"Bearer {MANAGEMENT}"}
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory) -> Path:
+    return default_repository(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def ports(repository: Path, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """(http host:port, grpc host:port) of one server process with both protocols."""
+    grpc_port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {
+        "AXON_MODEL_REPOSITORY": str(repository),
+        "AXON_GRPC_PORT": str(grpc_port),
+        "AXON_AUTH__INFERENCE_TOKEN": TOKEN,
+        "AXON_AUTH__MANAGEMENT_TOKEN": MANAGEMENT,
+        "AXON_AUTH__LOCAL_MANAGEMENT": "false",  # as on a network interface: the token is the only way in
+        "AXON_ACCESS_LOG": "false",
+    }
+    with live_server(log, **env) as url:
+        yield url.removeprefix("http://"), f"127.0.0.1:{grpc_port}"
+
+
+@pytest.fixture(scope="module")
+def client(ports) -> Iterator[grpcclient.InferenceServerClient]:
+    triton = grpcclient.InferenceServerClient(url=ports[1])
+    yield triton
+    triton.close()
+
+
+@pytest.fixture(scope="module")
+def http(ports) -> Iterator[httpclient.InferenceServerClient]:
+    triton = httpclient.InferenceServerClient(url=ports[0])
+    yield triton
+    triton.close()
+
+
+def onnx_runtime(repository: Path, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    (descriptor, *_) = discover_model(repository / name)
+    session = ort.InferenceSession(str(descriptor.model_file), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs)))
+
+
+def test_health_metadata_and_the_standard_health_service(client, ports):
+    assert client.is_server_live(headers=AUTH) and client.is_server_ready(headers=AUTH)
+    metadata = client.get_server_metadata(headers=AUTH, as_json=True)
+    assert metadata["name"] == "axon"
+    assert {"model_configuration", "statistics", "model_repository"} <= set(metadata["extensions"])
+    with grpc.insecure_channel(ports[1]) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "inference.GRPCInferenceService"):
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as unknown:
+            health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_model_metadata_and_readiness(client):
+    metadata = client.get_model_metadata("mnist-cnn", headers=AUTH, as_json=True)
+    assert metadata["name"] == "mnist-cnn" and metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["versions"] == ["1"]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
+        ("image", "FP32", ["-1", "1", "28", "28"])
+    ]
+    assert client.is_model_ready("mnist-cnn", headers=AUTH)
+    assert not client.is_model_ready("mnist-cnn", model_version="2", headers=AUTH)
+    assert not client.is_model_ready("no-such-model", headers=AUTH)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
+@pytest.mark.parametrize("name", ["mnist-cnn", "sms-spam-transformer", "thyroid-autoencoder"])
+def test_inference_matches_onnx_runtime(client, repository, name, raw):
+    tensors = real_inputs(repository, name, n=3)
+    inputs = []
+    for input_name, array in tensors.items():
+        tensor = grpcclient.InferInput(input_name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
+        tensor.set_data_from_numpy(array)
+        if not raw:  # the typed-contents form of the same tensor
+            contents = tensor._get_tensor().contents
+            field = contents.int64_contents if array.dtype == np.int64 else contents.fp32_contents
+            field.extend(array.reshape(-1).tolist())
+            tensor._raw_content = None
+        inputs.append(tensor)
+    result = client.infer(name, inputs, request_id=f"{name}-{raw}", headers=AUTH)
+    response = result.get_response(as_json=True)
+    assert response["id"] == f"{name}-{raw}" and response["model_version"] == "1"
+    want = onnx_runtime(repository, name, tensors)
+    for output_name, expected in want.items():
+        got = result.as_numpy(output_name)
+        assert got is not None and got.shape[0] == 3
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_requested_outputs_only(client, repository):
+    tensors = real_inputs(repository, "thyroid-autoencoder", n=2)
+    tensor = grpcclient.InferInput("features", list(tensors["features"].shape), "FP32")
+    tensor.set_data_from_numpy(tensors["features"])
+    result = client.infer(
+        "thyroid-autoencoder", [tensor], outputs=[grpcclient.InferRequestedOutput("score")], headers=AUTH
+    )
+    assert [o["name"] for o in result.get_response(as_json=True)["outputs"]] == ["score"]
+    assert result.as_numpy("reconstruction") is None
+
+
+def test_errors_carry_the_rest_message_and_a_matching_status(client):
+    wrong = grpcclient.InferInput("image", [1, 1, 28, 28], "FP64")
+    wrong.set_data_from_numpy(np.zeros((1, 1, 28, 28), np.float64))
+    with pytest.raises(InferenceServerException) as dtype:
+        client.infer("mnist-cnn", [wrong], headers=AUTH)
+    assert dtype.value.status() == "StatusCode.INVALID_ARGUMENT" and "is FP32, got FP64" in dtype.value.message()
+    short = grpcclient.InferInput("image", [1, 1, 28, 28], "FP32")
+    short._get_tensor().contents.fp32_contents.extend([0.0] * 10)
+    with pytest.raises(InferenceServerException) as count:
+        client.infer("mnist-cnn", [short], headers=AUTH)
+    assert count.value.status() == "StatusCode.INVALID_ARGUMENT" and "needs 784 values, got 10" in count.value.message()
+    with pytest.raises(InferenceServerException) as unknown:
+        client.get_model_metadata("no-such-model", headers=AUTH)
+    assert unknown.value.status() == "StatusCode.NOT_FOUND"
+    assert "model 'no-such-model' is not in the repository" in unknown.value.message()
+    with pytest.raises(InferenceServerException) as missing:
+        client.get_model_config("mnist-cnn", model_version="7", headers=AUTH)
+    assert missing.value.status() == "StatusCode.NOT_FOUND" and "has no version 7" in missing.value.message()
+
+
+def test_the_inference_token_is_demanded(client):
+    with pytest.raises(InferenceServerException) as none:
+        client.get_model_metadata("mnist-cnn")
+    assert none.value.status() == "StatusCode.UNAUTHENTICATED" and "Bearer" in none.value.message()
+    with pytest.raises(InferenceServerException) as wrong:
+        client.get_model_metadata("mnist-cnn", headers={"authorization": "Bearer nope"})
+    assert wrong.value.status() == "StatusCode.UNAUTHENTICATED" and "not valid" in wrong.value.message()
+    assert client.is_server_live()  # health stays open, as over REST
+
+
+def test_model_config_is_tritons_shape_and_equal_over_rest_and_grpc(client, http):
+    config = client.get_model_config("mnist-cnn", headers=AUTH, as_json=True)["config"]
+    assert config["name"] == "mnist-cnn" and config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] == 64
+    assert config["input"] == [{"name": "image", "data_type": "TYPE_FP32", "dims": ["1", "28", "28"]}]
+    assert config["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": ["10"]}]
+    assert "dynamic_batching" in config and config["version_policy"] == {"latest": {"num_versions": 1}}
+    rest = http.get_model_config("mnist-cnn", headers=AUTH)
+    assert rest["input"] == [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, 28, 28]}]
+    assert rest["dynamic_batching"]["max_queue_delay_microseconds"] == int(
+        config["dynamic_batching"]["max_queue_delay_microseconds"]
+    )
+    assert http.get_model_config("mnist-cnn", model_version="1", headers=AUTH) == rest
+
+
+def test_statistics_count_requests_over_both_protocols(client, http, repository):
+    before = client.get_inference_statistics("thyroid-autoencoder", headers=AUTH)
+    start = before.model_stats[0].inference_stats.success.count
+    tensors = real_inputs(repository, "thyroid-autoencoder", n=2)
+    tensor = grpcclient.InferInput("features", list(tensors["features"].shape), "FP32")
+    tensor.set_data_from_numpy(tensors["features"])
+    for _ in range(3):
+        client.infer("thyroid-autoencoder", [tensor], headers=AUTH)
+    bad = grpcclient.InferInput("features", [2, 3], "FP32")
+    bad.set_data_from_numpy(np.zeros((2, 3), np.float32))
+    with pytest.raises(InferenceServerException):
+        client.infer("thyroid-autoencoder", [bad], headers=AUTH)
+    stats = client.get_inference_statistics("thyroid-autoencoder", headers=AUTH, as_json=True)["model_stats"][0]
+    assert stats["name"] == "thyroid-autoencoder" and stats["version"] == "1"
+    inference = stats["inference_stats"]
+    assert int(inference["success"]["count"]) == start + 3
+    assert int(inference["fail"]["count"]) >= 1
+    for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+        assert int(inference[phase]["count"]) == start + 3
+    assert int(inference["compute_infer"]["ns"]) > 0
+    assert int(stats["inference_count"]) >= 6 and int(stats["execution_count"]) >= 1
+    rest = http.get_inference_statistics("thyroid-autoencoder", headers=AUTH)["model_stats"][0]
+    assert rest["inference_stats"]["success"]["count"] == start + 3
+    everything = http.get_inference_statistics(headers=AUTH)["model_stats"]
+    assert {"mnist-cnn", "thyroid-autoencoder"} <= {row["name"] for row in everything}
+
+
+def test_repository_load_and_unload_with_the_management_token(client):
+    index = client.get_model_repository_index(headers=MANAGER, as_json=True)["models"]
+    assert ("mnist-cnn", "READY") in {(row["name"], row["state"]) for row in index}
+    with pytest.raises(InferenceServerException) as refused:
+        client.get_model_repository_index(headers=AUTH)
+    assert refused.value.status() == "StatusCode.UNAUTHENTICATED"
+    with pytest.raises(InferenceServerException) as config:
+        client.load_model("thyroid-autoencoder", headers=MANAGER, config="{}")
+    assert config.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "only from the server's repository" in config.value.message()
+    client.unload_model("sentiment-gru", headers=MANAGER)
+    assert not client.is_model_ready("sentiment-gru", headers=AUTH)
+    client.load_model("sentiment-gru", headers=MANAGER)
+    assert client.is_model_ready("sentiment-gru", headers=AUTH)
