@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from service.errors import FileNotFound, ModelNotFound, VersionNotFound
+from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
 from service.naming import resolve_inside, validate_model_name, validate_version
 from service.registry import ModelState, ModelVersion, batch_policy
 from service.state import axon
@@ -103,8 +103,16 @@ def version_folder(name: str, version: str, request: Request) -> Path:
 
 def served_files(folder: Path) -> list[str]:
     """The card and plots of a version folder that the API serves, sorted (card.json first when present)."""
-    names = [p.name for p in folder.iterdir() if SERVED_FILE.fullmatch(p.name) and p.is_file()]
+    names = [p.name for p in folder.iterdir() if SERVED_FILE.fullmatch(p.name) and _stays_inside(folder, p.name)]
     return sorted(names, key=lambda n: (n != "card.json", n))
+
+
+def _stays_inside(folder: Path, name: str) -> bool:
+    """Whether `folder/name` is a file that does not lead out of the folder (a symlink may)."""
+    try:
+        return resolve_inside(folder, name).is_file()
+    except UnsafeName:
+        return False
 
 
 @router.get("/{name}/versions/{version}/files")
