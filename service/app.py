@@ -12,6 +12,7 @@ from PIL import Image
 
 from service import __version__
 from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
+from service.explain import routes as explain_routes
 from service.handlers import install_error_handlers
 from service.lean import LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -68,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
     app.add_middleware(LeanRoutes, state=state, routes=[*v2.LEAN_ROUTES, *lean_routes()], token=auth.inference_token,
                        max_in_flight=settings.max_requests_in_flight)
+    # Explanations cost many passes each: their own lane and bound, so they cannot take plain inference's slots.
+    app.add_middleware(LeanRoutes, state=state, routes=explain_routes(), token=auth.inference_token,
+                       max_in_flight=settings.explain.max_in_flight)
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)

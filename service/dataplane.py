@@ -28,6 +28,7 @@ from service.signature import check_inputs, check_outputs
 from service.v2.datamodels import ModelMetadataResponse, ServerMetadataResponse, TensorMetadata
 
 if TYPE_CHECKING:
+    from service.explain import ExplainJob
     from service.tasks.base import Job  # task modules import the lean path, which imports this module
 
 # The metric label of every model name the repository does not know (issue 8.9: bounded label sets).
@@ -78,7 +79,7 @@ class Dataplane:
             raise WrongTask(f"model '{entry.name}' is a {entry.config.task} model, not a {task} model")
         return entry
 
-    def default_model(self, job: Job) -> str:
+    def default_model(self, job: Job | ExplainJob) -> str:
         """The model a task request names, else the default its task module reads from settings."""
         return job.model if job.model is not None else str(getattr(self.settings.default_models, job.default_model))
 
@@ -108,6 +109,22 @@ class Dataplane:
                 "total": end - start,
             })  # fmt: skip
             return body
+
+    async def explain(self, job: ExplainJob) -> dict[str, Any]:
+        """Find -> check ready -> the job's perturbed batches through the version's batcher, counted as "explain"."""
+        from service.explain import ENDPOINT, Runner  # the explain package imports this module
+
+        name = self.default_model(job)
+        with self._counted(ENDPOINT, name) as outcome:
+            entry = self.resolve(job.task, name, job.version)
+            outcome.label = entry.name
+            assert entry.config is not None
+            # Slices of one batch: an explanation never fills the queue ahead of plain requests.
+            rows = batch_policy(entry.config, self.settings).max_batch_size
+            run = Runner(entry, rows, self.settings.request_timeout_s, self.settings.explain)
+            with entry.hold():
+                body = await job.explain(entry, run)
+            return {"model": entry.name, "version": entry.version, **body}
 
     async def infer(
         self,

@@ -58,6 +58,24 @@ class Limits(BaseModel):
     """Largest `top_k` a vision request may ask for."""
 
 
+class ExplainSettings(BaseModel):
+    """Explanations (`/v1/*/explain`, `/v2/models/{name}/explain`): their own admission lane and their cost caps."""
+
+    # The docstring under each field becomes its description (docs, `settings_table`).
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    max_in_flight: int = Field(4, ge=1)
+    """Explanation requests being worked on at once, apart from `max_requests_in_flight`; past it 429 at once."""
+    max_passes: int = Field(512, ge=2)
+    """Forward passes (model rows) one explained input may cost; a vision occlusion patch grows to fit it."""
+    max_items: int = Field(8, ge=1)
+    """Images, texts or tabular rows one explanation request may carry."""
+    occlusion_patch: int = Field(4, ge=1)
+    """Side in pixels of the square an occlusion pass blanks out (model input resolution)."""
+    max_points: int = Field(10, ge=1)
+    """Points listed per flagged series segment, the largest contributions first."""
+
+
 class HttpSettings(BaseModel):
     """Connection-level limits the HTTP server enforces before a request reaches the app (`python -m service`)."""
 
@@ -144,6 +162,8 @@ class Settings(BaseSettings):
 
     default_models: DefaultModels = DefaultModels()
     """Per-task default models."""
+    explain: ExplainSettings = ExplainSettings()
+    """Explanation lane and costs (`AXON_EXPLAIN__MAX_PASSES`, `AXON_EXPLAIN__MAX_IN_FLIGHT`, ...)."""
     limits: Limits = Limits()
     """Per-request limits."""
     strict_readiness: bool = False

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.dataplane import name_and_version
+from service.explain.v2 import explain_call
 from service.lean import Answer, Call, route, serve
 from service.state import axon
 from service.v2.binary import BINARY_CONTENT_TYPE, HEADER_LENGTH, decode_request, encode_response, parse_header_length
@@ -97,6 +98,18 @@ async def infer(name: str, request: Request) -> Response:
 async def infer_version(name: str, version: str, request: Request) -> Response:
     """Inference on one version."""
     return await serve(request, infer_call)
+
+
+@router.post("/models/{name}/explain", response_class=JSONResponse)
+async def explain(name: str, request: Request) -> Response:
+    """Explain with the newest ready version: the body of the model's task explain route (see `service.explain.v2`)."""
+    return await serve(request, explain_call)  # served from the explanation lane (service.explain.routes)
+
+
+@router.post("/models/{name}/versions/{version}/explain", response_class=JSONResponse)
+async def explain_version(name: str, version: str, request: Request) -> Response:
+    """Explain with one version."""
+    return await serve(request, explain_call)
 
 
 LEAN_ROUTES = [
