@@ -48,6 +48,6 @@ def install_ui(app: FastAPI) -> None:
     async def to_page() -> RedirectResponse:
         return RedirectResponse(f"{UI_PATH}/", status_code=307)
 
-    app.add_api_route("/", to_page, methods=["GET"], include_in_schema=False)
-    app.add_api_route(UI_PATH, to_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", to_page, methods=["GET", "HEAD"], include_in_schema=False)
+    app.add_api_route(UI_PATH, to_page, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount(UI_PATH, UiFiles(directory=STATIC_DIR, html=True), name="ui")

@@ -67,7 +67,10 @@ function svgElement(tag, attributes = {}) {
   return node;
 }
 
-const fmt = (x, digits = 4) => (Math.abs(x) >= 1e-3 || x === 0 ? x.toFixed(digits) : x.toExponential(2));
+const fmt = (x, digits = 4) => {
+  if (Number.isInteger(x)) return String(x);
+  return Math.abs(x) >= 1e-3 ? x.toFixed(digits) : x.toExponential(2);
+};
 
 // A horizontal bar: label, track with a fill of |value| / scale, the number.
 function bar(label, value, scale, kind = "") {
@@ -539,8 +542,10 @@ async function fillCard(model) {
     const { files } = await api(base);
     if (files.includes("card.json")) {
       const figures = card.querySelector(".figures");
-      for (const [key, value] of flatten((await api(`${base}/card.json`)).metrics || {}).slice(0, 30)) {
-        const item = element("div", {}, `${key}: `);
+      // Per-class figures would bury the headline ones; the confusion matrix plot shows them.
+      const metrics = flatten((await api(`${base}/card.json`)).metrics || {}).filter(([key]) => !key.includes("per_class"));
+      for (const [key, value] of metrics.slice(0, 24)) {
+        const item = element("div", {}, key);
         item.append(element("span", {}, fmt(value)));
         figures.append(item);
       }
