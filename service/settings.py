@@ -69,7 +69,7 @@ class ExplainSettings(BaseModel):
     max_passes: int = Field(512, ge=2)
     """Forward passes (model rows) one explained input may cost; a vision occlusion patch grows to fit it."""
     max_items: int = Field(8, ge=1)
-    """Images, texts or tabular rows one explanation request may carry."""
+    """Images or texts one explanation request may carry (tabular rows cost one pass each: `max_samples`)."""
     occlusion_patch: int = Field(4, ge=1)
     """Side in pixels of the square an occlusion pass blanks out (model input resolution)."""
     max_points: int = Field(10, ge=1)

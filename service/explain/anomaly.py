@@ -186,9 +186,10 @@ class AnomalyExplainResponse(TypedDict, total=False):
 async def explain_call(call: Call, model: str | None = None, version: int | None = None) -> Answer:
     """Lean handler: the score body (`samples` or `series`)."""
     settings = call.state.settings
-    limits, most = settings.limits, settings.explain.max_items
+    limits = settings.limits
     counts: Counts = {
-        "samples": (most, "{n} samples in one explanation request; the limit is {limit}"),
+        # One pass per row, as scoring costs: rows are bounded like /v1/anomaly/score's, not by max_items.
+        "samples": (limits.max_samples, "{n} samples in one request; the limit is {limit}"),
         "series": (limits.max_series_length, "the series has {n} points; the limit is {limit}"),
         "timestamps": (limits.max_series_length, "'timestamps' has {n} entries; the limit is {limit}"),
     }
