@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 
 from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
 from service.naming import resolve_inside, validate_model_name, validate_version
@@ -115,14 +116,41 @@ def _stays_inside(folder: Path, name: str) -> bool:
         return False
 
 
-@router.get("/{name}/versions/{version}/files")
-async def list_version_files(name: str, version: str, request: Request) -> dict[str, Any]:
+class VersionFiles(BaseModel):
+    """The files of a model version that `GET /v1/models/{name}/versions/{version}/files/{file}` serves."""
+
+    name: str
+    version: int
+    files: list[str]
+
+
+FILES_EXAMPLE = {
+    "name": "mnist-cnn",
+    "version": 1,
+    "files": ["card.json", "confusion_matrix.png", "training_curves.png"],
+}
+CARD_EXAMPLE = {"name": "mnist-cnn", "version": 1, "metrics": {"test": {"n": 798, "accuracy": 0.9937}}}
+
+
+@router.get(
+    "/{name}/versions/{version}/files", responses={200: {"content": {"application/json": {"example": FILES_EXAMPLE}}}}
+)
+async def list_version_files(name: str, version: str, request: Request) -> VersionFiles:
     """The model card (`card.json`) and plots (`*.png`, `*.svg`) of one version, as names for the route below."""
     folder = version_folder(name, version, request)
-    return {"name": name, "version": int(version), "files": served_files(folder)}
+    return VersionFiles(name=name, version=int(version), files=served_files(folder))
 
 
-@router.get("/{name}/versions/{version}/files/{file}", response_class=FileResponse)
+@router.get(
+    "/{name}/versions/{version}/files/{file}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "card.json (JSON) or a plot (PNG, SVG)",
+            "content": {"application/json": {"example": CARD_EXAMPLE}, "image/png": {}, "image/svg+xml": {}},
+        }
+    },
+)
 async def get_version_file(name: str, version: str, file: str, request: Request) -> FileResponse:
     """One version's `card.json` or plot, read-only; any other file name is 404 (the ONNX file is never served)."""
     folder = version_folder(name, version, request)
