@@ -103,6 +103,9 @@ async function refreshPickers() {
     for (const id of ["#vision-status", "#text-status", "#anomaly-status"]) showError(id, error);
     return;
   }
+  for (const id of ["#vision-status", "#text-status", "#anomaly-status"]) {
+    if ($(id).classList.contains("error")) setStatus(id, ""); // e.g. the 401 from before the token was given
+  }
   for (const [task, id] of [["vision", "#vision-model"], ["text", "#text-model"], ["anomaly", "#anomaly-model"]]) {
     const select = $(id);
     const chosen = select.value;
