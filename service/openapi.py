@@ -221,6 +221,54 @@ EXAMPLES[("post", "/v2/models/{name}/versions/{version}/infer")] = EXAMPLES[("po
 EXAMPLES[("get", "/v2/models/{name}/versions/{version}")] = EXAMPLES[("get", "/v2/models/{name}")]
 EXAMPLES[("get", "/v2/models/{name}/versions/{version}/ready")] = EXAMPLES[("get", "/v2/models/{name}/ready")]
 EXAMPLES[("get", "/v1/models/{name}")] = (None, EXAMPLES[("get", "/v1/models")][1]["models"][0])
+# Explanations (README "Explanations"); lists cut short: a saliency map is H x W, a row has 21 features.
+EXAMPLES[("post", "/v1/vision/explain")] = (
+    {"images": ["<base64 of a PNG, JPEG or WebP file>"], "target": "2", "overlay": False},
+    {
+        "model": "mnist-cnn",
+        "version": 1,
+        "explanations": [{"label": "2", "score": 0.999998, "saliency": [[0.0, 0.0], [0.0, 0.41]], "passes": 50}],
+    },
+)
+EXAMPLES[("post", "/v1/text/explain")] = (
+    {"texts": ["WINNER!! Call now to claim your prize"]},
+    {
+        "model": "sms-spam-transformer",
+        "version": 1,
+        "explanations": [
+            {
+                "label": "spam",
+                "score": 0.8435,
+                "tokens": [
+                    {"token": "WINNER", "start": 0, "end": 6, "contribution": 0.5012},
+                    {"token": "Call", "start": 9, "end": 13, "contribution": 0.8362},
+                ],
+                "passes": 9,
+            }
+        ],
+    },
+)
+EXAMPLES[("post", "/v1/anomaly/explain")] = (
+    {"samples": [THYROID_ROW]},
+    {
+        "model": "thyroid-autoencoder",
+        "version": 1,
+        "threshold": 0.0366,
+        "explanations": [
+            {
+                "score": 0.0036,
+                "is_anomaly": False,
+                "features": [
+                    {"name": "age", "value": 0.73, "contribution": 0.01},
+                    {"name": "on_thyroxine", "value": 1.0, "contribution": 0.3507},
+                ],
+                "passes": 1,
+            }
+        ],
+    },
+)
+EXAMPLES[("post", "/v2/models/{name}/explain")] = EXAMPLES[("post", "/v1/text/explain")]
+EXAMPLES[("post", "/v2/models/{name}/versions/{version}/explain")] = EXAMPLES[("post", "/v1/text/explain")]
 
 # Request bodies the lean path or the repository routes parse by hand, so FastAPI cannot see them.
 BODIES: dict[tuple[str, str], type[BaseModel]] = {

@@ -134,17 +134,19 @@ async def test_text_top_tokens_hurt_more_than_random_ones(client, name):
         contributions = np.array([t["contribution"] for t in e["tokens"]])
         k = cfg["labels"].index(e["label"])
 
-        def prob_without(chosen: list[int]) -> float:
-            drop = {position[spans[j]] for j in chosen}
-            ids = np.array([[t for i, t in enumerate(enc.ids) if i not in drop]], np.int64)
-            logits = run.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+        def prob_without(chosen: list[int], ids: list[int], where: list[int], k: int) -> float:
+            drop = {where[j] for j in chosen}
+            kept = np.array([[t for i, t in enumerate(ids) if i not in drop]], np.int64)
+            logits = run.run(None, {"input_ids": kept, "attention_mask": np.ones_like(kept)})[0]
             return float(scoring.softmax(logits.astype(np.float64))[0, k])
 
-        assert prob_without([]) == pytest.approx(e["score"], abs=1e-5)
+        where = [position[span] for span in spans]  # each explained token's index in the tokenizer's output
+        args = (enc.ids, where, k)
+        assert prob_without([], *args) == pytest.approx(e["score"], abs=1e-5)
         top = list(np.argsort(-contributions, kind="stable")[:2])
-        top_drops.append(e["score"] - prob_without(top))
+        top_drops.append(e["score"] - prob_without(top, *args))
         random_drops.append(
-            np.mean([e["score"] - prob_without(list(rng.permutation(len(spans))[:2])) for _ in range(3)])
+            np.mean([e["score"] - prob_without(list(rng.permutation(len(spans))[:2]), *args) for _ in range(3)])
         )
     assert np.mean(top_drops) > np.mean(random_drops) + 0.02, (top_drops, random_drops)
 

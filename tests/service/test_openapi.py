@@ -144,9 +144,12 @@ async def test_the_examples_are_what_the_default_models_answer():
         for (method, path), (request, answer) in EXAMPLES.items():
             if method != "post" or request is None or path.startswith(("/v2/repository", "/v1/vision")):
                 continue
-            url = path.replace("{name}", answer.get("model_name", "")).replace("{version}", "1")
+            url = path.replace("{name}", answer.get("model_name", answer.get("model", ""))).replace("{version}", "1")
             got = (await client.post(url, json=request)).json()
-            if "predictions" in answer:
+            if "explanations" in answer:
+                got_labels = [e.get("label", e.get("is_anomaly")) for e in got["explanations"]]
+                assert got_labels == [e.get("label", e.get("is_anomaly")) for e in answer["explanations"]]
+            elif "predictions" in answer:
                 assert [p["label"] for p in got["predictions"]] == [p["label"] for p in answer["predictions"]]
             elif "results" in answer:
                 assert [r["is_anomaly"] for r in got["results"]] == [r["is_anomaly"] for r in answer["results"]]
