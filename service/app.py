@@ -22,6 +22,7 @@ from service.routes import anomaly, health, metrics, models, repository, text, v
 from service.settings import Settings
 from service.state import AxonState
 from service.tasks import lean_routes
+from service.ui import install_ui
 
 ROUTERS = (
     health.router,
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     open_routers = [router for router, protect in protected if not protect]
     for router in ROUTERS:
         app.include_router(router, dependencies=[] if any(router is r for r in open_routers) else inference)
+    if settings.ui:
+        install_ui(app)  # static files, open like /docs: the page asks for the token itself
     local = local_management_allowed(auth.local_management, settings.host)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token, local))])
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).

@@ -91,6 +91,13 @@ class VersionNotFound(AxonError):
     code = "version_not_found"
 
 
+class FileNotFound(AxonError):
+    """A model version has no such card or plot file (or the name is not one the API serves)."""
+
+    status_code = 404
+    code = "file_not_found"
+
+
 class ModelNotReady(AxonError):
     """The model is known but still loading, unavailable, or being unloaded."""
 

@@ -173,6 +173,8 @@ class Settings(BaseSettings):
 
     auth: AuthSettings = AuthSettings()
     """Access control (`AXON_AUTH__INFERENCE_TOKEN`, `AXON_AUTH__MANAGEMENT_TOKEN`, ...)."""
+    ui: bool = True
+    """Serve the web page at /ui (and redirect / to it); False answers 404 there."""
     cors_origins: Annotated[list[str], NoDecode] = []
     """Browser origins allowed by CORS (JSON list or commas); empty keeps CORS off."""
     repository_poll_interval_s: float | None = Field(None, gt=0)

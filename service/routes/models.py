@@ -1,15 +1,34 @@
-"""GET /v1/models: what the server knows about every model, including why a version is not serving."""
+"""GET /v1/models: what the server knows about every model, including why a version is not serving.
+
+Also a version's model card and plots, read-only (the web page shows them): only `card.json` and
+`*.png` / `*.svg` directly in the version folder, never the ONNX file, the config or the tokenizer.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
 
+from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
+from service.naming import resolve_inside, validate_model_name, validate_version
 from service.registry import ModelState, ModelVersion, batch_policy
 from service.state import axon
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+# A plain name in the version folder: no separator, no leading dot, only the card and images.
+SERVED_FILE = re.compile(r"card\.json|[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.(?:png|svg)", re.ASCII)
+MEDIA_TYPES = {".json": "application/json", ".png": "image/png", ".svg": "image/svg+xml"}
+# An SVG from the repository is opened as a document when visited directly: no script, nothing fetched.
+FILE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def describe_version(entry: ModelVersion, request: Request) -> dict[str, Any]:
@@ -67,3 +86,77 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     """One model; 404 if the repository has no such model."""
     return describe_model(name, request)
+
+
+def version_folder(name: str, version: str, request: Request) -> Path:
+    """The folder of a model version in the repository, checked: 400 bad name, 404 no such model or version."""
+    name = validate_model_name(name)
+    number = validate_version(version)
+    root = axon(request).settings.model_repository
+    model = resolve_inside(root, name)
+    if not model.is_dir():
+        raise ModelNotFound(f"model '{name}' is not in the repository")
+    folder = resolve_inside(root, name, str(number))
+    if not folder.is_dir():
+        raise VersionNotFound(f"model '{name}' has no version {number}")
+    return folder
+
+
+def served_files(folder: Path) -> list[str]:
+    """The card and plots of a version folder that the API serves, sorted (card.json first when present)."""
+    names = [p.name for p in folder.iterdir() if SERVED_FILE.fullmatch(p.name) and _stays_inside(folder, p.name)]
+    return sorted(names, key=lambda n: (n != "card.json", n))
+
+
+def _stays_inside(folder: Path, name: str) -> bool:
+    """Whether `folder/name` is a file that does not lead out of the folder (a symlink may)."""
+    try:
+        return resolve_inside(folder, name).is_file()
+    except UnsafeName:
+        return False
+
+
+class VersionFiles(BaseModel):
+    """The files of a model version that `GET /v1/models/{name}/versions/{version}/files/{file}` serves."""
+
+    name: str
+    version: int
+    files: list[str]
+
+
+FILES_EXAMPLE = {
+    "name": "mnist-cnn",
+    "version": 1,
+    "files": ["card.json", "confusion_matrix.png", "training_curves.png"],
+}
+CARD_EXAMPLE = {"name": "mnist-cnn", "version": 1, "metrics": {"test": {"n": 798, "accuracy": 0.9937}}}
+
+
+@router.get(
+    "/{name}/versions/{version}/files", responses={200: {"content": {"application/json": {"example": FILES_EXAMPLE}}}}
+)
+async def list_version_files(name: str, version: str, request: Request) -> VersionFiles:
+    """The model card (`card.json`) and plots (`*.png`, `*.svg`) of one version, as names for the route below."""
+    folder = version_folder(name, version, request)
+    return VersionFiles(name=name, version=int(version), files=served_files(folder))
+
+
+@router.get(
+    "/{name}/versions/{version}/files/{file}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "card.json (JSON) or a plot (PNG, SVG)",
+            "content": {"application/json": {"example": CARD_EXAMPLE}, "image/png": {}, "image/svg+xml": {}},
+        }
+    },
+)
+async def get_version_file(name: str, version: str, file: str, request: Request) -> FileResponse:
+    """One version's `card.json` or plot, read-only; any other file name is 404 (the ONNX file is never served)."""
+    folder = version_folder(name, version, request)
+    if not SERVED_FILE.fullmatch(file):
+        raise FileNotFound(f"model '{name}' version {version} serves only card.json and *.png/*.svg, not {file!r}")
+    path = resolve_inside(folder, file)
+    if not path.is_file():
+        raise FileNotFound(f"model '{name}' version {version} has no file {file!r}")
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=FILE_HEADERS)
