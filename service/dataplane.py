@@ -193,7 +193,7 @@ class Dataplane:
             inputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=t.dims) for t in config.inputs],
             outputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=t.dims) for t in config.outputs],
             parameters={
-                "task": config.task,
+                "task": config.task or "",  # "" for a plain V2 model
                 "state": entry.state.value,
                 "max_batch_size": policy.max_batch_size,
                 "providers": ",".join(entry.providers),
