@@ -18,7 +18,7 @@ import numpy as np
 
 from service import __version__
 from service.batcher import BatchResult
-from service.errors import AxonError, ModelNotReady, NonFiniteOutput, VersionNotFound, WrongTask
+from service.errors import AxonError, BadRequest, ModelNotReady, NonFiniteOutput, VersionNotFound, WrongTask
 from service.metrics import Metrics
 from service.naming import validate_model_name, validate_version
 from service.registry import ModelRegistry, ModelState, ModelVersion, batch_policy
@@ -47,6 +47,18 @@ def check_finite(entry: ModelVersion, outputs: Tensors) -> None:
                 f"{entry.label} produced a non-finite value in '{name}' for this input "
                 "(values far outside the range it was trained on)"
             )
+
+
+def as_onnx_strings(inputs: Tensors, label: str) -> Tensors:
+    """BYTES tensors with `str` elements: ONNX Runtime turns a `bytes` element into its repr ("b'abc'")."""
+    out = dict(inputs)
+    for name, array in inputs.items():
+        if array.dtype.kind == "O" and array.size and isinstance(array.flat[0], bytes):
+            try:
+                out[name] = np.array([x.decode("utf-8") for x in array.ravel()], dtype=object).reshape(array.shape)
+            except (UnicodeDecodeError, AttributeError):
+                raise BadRequest(f"input '{name}' of {label} holds an element that is not UTF-8 text") from None
+    return out
 
 
 def name_and_version(name: str, version: str | int | None) -> tuple[str, int | None]:
@@ -123,7 +135,7 @@ class Dataplane:
         with self._counted(endpoint, name):
             entry = self.resolve(None, name, version)
             assert entry.batcher is not None and entry.config is not None and entry.codec is not None
-            inputs = check_inputs(entry.config, inputs, entry.label)
+            inputs = as_onnx_strings(check_inputs(entry.config, inputs, entry.label), entry.label)
             entry.codec.check(inputs, entry.label)
             check_outputs(entry.config, outputs or [], entry.label)
             with entry.hold():
