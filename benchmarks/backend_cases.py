@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modelrepo.datatypes import NUMPY_TO_V2  # noqa: E402
+from modelrepo.datatypes import NUMPY_TO_V2
 
 
 @dataclass
@@ -111,7 +111,9 @@ def compare(case: Case, got: dict[str, np.ndarray]) -> str | None:
             if want_bytes != have_bytes or list(np.shape(have)) != list(want.shape):
                 return f"output {name!r} differs"
             continue
-        rtol, atol = (max(case.rtol, 1e-3), max(case.atol, 1e-3)) if want.dtype == np.float16 else (case.rtol, case.atol)
+        rtol, atol = (
+            (max(case.rtol, 1e-3), max(case.atol, 1e-3)) if want.dtype == np.float16 else (case.rtol, case.atol)
+        )
         try:
             np.testing.assert_allclose(np.asarray(have), want, rtol=rtol, atol=atol, strict=True)
         except AssertionError as exc:

@@ -14,6 +14,7 @@ from service import __version__
 from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
 from service.handlers import install_error_handlers
 from service.lean import LeanRoutes
+from service.compression import CompressionMiddleware
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
     app.add_middleware(LeanRoutes, state=state, routes=[*v2.LEAN_ROUTES, *lean_routes()], token=auth.inference_token,
                        max_in_flight=settings.max_requests_in_flight)
+    # Inside the body limit: gzip/deflate bodies are inflated within the same limit (service/compression.py).
+    app.add_middleware(CompressionMiddleware, limit=settings.limits.max_body_bytes)
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)

@@ -112,8 +112,11 @@ class Loader:
             if checked.test_run_error:
                 if entry.config is not None and entry.config.task is not None:
                     return self._unavailable(entry, f"validation failed: {checked.test_run_error}")
-                log.info("%s: %s (served all the same: a plain model's inputs are the client's)", entry.label,
-                         checked.test_run_error)
+                log.info(
+                    "%s: %s (served all the same: a plain model's inputs are the client's)",
+                    entry.label,
+                    checked.test_run_error,
+                )
         try:
             await asyncio.to_thread(self._open, entry, checked)
         except GpuUnavailable:
@@ -162,19 +165,26 @@ class Loader:
         )
 
     def _open(self, entry: ModelVersion, checked: ValidationResult | None = None) -> None:
-        """Session, config completed from the graph, codec and warm-up: the blocking part of a build (a worker thread)."""
+        """Session, config completed from the graph, codec and warm-up: the blocking part of a build (in a thread)."""
         assert entry.config is not None
         if self._factory is None:
             self._factory = SessionFactory(self.settings)
         session = self._factory.create(entry.path / MODEL_FILE)
         if checked is None:  # validation is off: list the tensors here (the child did it otherwise)
-            checked = ValidationResult(True, "", [tensor_info(a) for a in session.get_inputs()],
-                                       [tensor_info(a) for a in session.get_outputs()])
+            checked = ValidationResult(
+                True,
+                "",
+                [tensor_info(a) for a in session.get_inputs()],
+                [tensor_info(a) for a in session.get_outputs()],
+            )
         entry.config = complete_config(entry.config, checked.inputs, checked.outputs)
         check_tensors(session, entry.config)
         plain = entry.config.task is None
-        entry.codec = PlainCodec(entry.config, entry.path, None) if plain else build_codec(
-            entry.config, entry.path, self.settings.limits)
+        entry.codec = (
+            PlainCodec(entry.config, entry.path, None)
+            if plain
+            else build_codec(entry.config, entry.path, self.settings.limits)
+        )
         entry.providers = session.get_providers()
         on_gpu = any(p in GPU_PROVIDERS for p in entry.providers)
         policy = batch_policy(entry.config, self.settings)

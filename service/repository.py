@@ -50,7 +50,11 @@ def discover_model(model_dir: Path) -> list[ModelDescriptor]:
     """The versions of one model folder that its policy selects, newest first."""
     name = model_dir.name
     try:
-        top = read_config(model_dir / CONFIG_FILE, name) if (model_dir / CONFIG_FILE).exists() else ModelConfig(name=name)
+        top = (
+            read_config(model_dir / CONFIG_FILE, name)
+            if (model_dir / CONFIG_FILE).exists()
+            else ModelConfig.model_validate({"name": name})
+        )
     except (OSError, ValueError) as exc:
         return [ModelDescriptor(name, None, model_dir, None, f"config.json: {_reason(exc)}")]
     if top.name != name:
