@@ -61,9 +61,9 @@ def complete_config(config: ModelConfig, inputs: list[TensorInfo], outputs: list
     """
     update: dict[str, object] = {}
     if not config.inputs:
-        update["inputs"] = [TensorSpec(name=t.name, datatype=t.datatype, dims=t.shape) for t in inputs]  # type: ignore[arg-type]
+        update["inputs"] = [_spec(t) for t in inputs]
     if not config.outputs:
-        update["outputs"] = [TensorSpec(name=t.name, datatype=t.datatype, dims=t.shape) for t in outputs]  # type: ignore[arg-type]
+        update["outputs"] = [_spec(t) for t in outputs]
     if config.task is None:
         graph = [*inputs, *outputs]
         fixed = next((t.name for t in graph if not t.shape or t.shape[0] != -1), None)
@@ -74,6 +74,12 @@ def complete_config(config: ModelConfig, inputs: list[TensorInfo], outputs: list
             why = f"tensor {fixed!r} has no dynamic first axis" if fixed else "the model has no inputs"
             raise ValueError(f"config.json sets max_batch_size {config.max_batch_size} but {why}: set it to 0")
     return config.model_copy(update=update) if update else config
+
+
+def _spec(tensor: TensorInfo) -> TensorSpec:
+    # A graph may fix an axis at 0 (an empty `axes` input); a config cannot say 0, so it is listed as dynamic.
+    dims = [-1 if d == 0 else d for d in tensor.shape]
+    return TensorSpec.model_validate({"name": tensor.name, "datatype": tensor.datatype, "dims": dims})
 
 
 class PlainCodec(Codec):
