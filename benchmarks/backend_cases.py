@@ -48,6 +48,7 @@ def load_cases(names: Iterable[str] | None = None) -> list[Case]:
     """The node cases whose inputs and outputs are all plain tensors (no sequences, maps or optionals)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from onnx import TensorProto
         from onnx.backend.test.case.node import collect_testcases
 
         cases = collect_testcases(None)
@@ -60,19 +61,25 @@ def load_cases(names: Iterable[str] | None = None) -> list[Case]:
         if not case.data_sets or not all(v.type.HasField("tensor_type") for v in [*graph.input, *graph.output]):
             continue
         inputs, outputs = case.data_sets[0]
-        if not all(isinstance(a, np.ndarray) for a in [*inputs, *outputs]):
-            continue
+        if not all(isinstance(a, np.ndarray | np.generic | TensorProto) for a in [*inputs, *outputs]):
+            continue  # sequences, maps, optionals: no V2 tensor
         found.append(
             Case(
                 case.name,
                 case.model.SerializeToString(),
-                {v.name: np.asarray(a) for v, a in zip(graph.input, inputs)},
-                {v.name: np.asarray(a) for v, a in zip(graph.output, outputs)},
+                {v.name: _array(a) for v, a in zip(graph.input, inputs)},
+                {v.name: _array(a) for v, a in zip(graph.output, outputs)},
                 case.rtol,
                 case.atol,
             )
         )
     return sorted(found, key=lambda c: c.name)
+
+
+def _array(value: Any) -> np.ndarray:
+    from onnx import TensorProto, numpy_helper
+
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
 
 
 def write_repository(cases: list[Case], root: Path) -> None:
