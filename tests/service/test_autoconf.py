@@ -147,3 +147,25 @@ async def test_plain_models_are_listed_and_task_endpoints_refuse_them(tmp_path: 
         assert [(m["name"], m["state"]) for m in index] == [("scaler", "READY")], index
         refused = await client.post("/v1/anomaly/score", json={"model": "scaler", "rows": [{"a": 1}]})
         assert refused.status_code in (400, 409, 422) and refused.json()["code"]
+
+
+def reshape_to_3(root: Path, name: str, config: dict | None = None) -> None:
+    """Reshape [batch, k] to [3]: loads, fails its test run on ones ([1, 4]), answers a [1, 3] input."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "k"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [3])
+    save(helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape]), root, name,
+         config)  # fmt: skip
+
+
+async def test_a_failing_test_run_refuses_a_task_model_but_not_a_plain_one(tmp_path: Path) -> None:
+    reshape_to_3(tmp_path, "plain")
+    task = {"task": "anomaly", "preprocessing": {"kind": "tabular", "features": ["a"], "mean": [0], "scale": [1]},
+            "anomaly": {"threshold": 1.0, "score_output": "y"}}  # fmt: skip
+    reshape_to_3(tmp_path, "tasked", task)
+    async with serving(tiny_settings(tmp_path, validate_models=True)) as (app, client):
+        tasked = app.state.axon.registry.versions("tasked")[0]
+        assert tasked.state.value == "unavailable" and "test run" in tasked.reason
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+        answer = await client.post("/v2/models/plain/infer", json=body)
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [1, 2, 3]
