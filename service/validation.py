@@ -130,7 +130,7 @@ def check_external_data(model_path: Path) -> None:
             except ValueError as exc:
                 # Only the message leaves this block: the traceback's frames hold views of the map,
                 # which could not be closed while they live.
-                problem = str(exc)
+                problem: str | None = str(exc)
             else:
                 problem = None
     if problem is not None:
@@ -169,7 +169,7 @@ def inspect_model(path: Path, test_run: bool = True) -> ValidationResult:
     except ValueError as exc:
         return ValidationResult(False, str(exc))
     if test_run:
-        from service.v2.datatypes import V2_TO_NUMPY
+        from modelrepo.datatypes import V2_TO_NUMPY
 
         feed = {}
         for tensor in inputs:
