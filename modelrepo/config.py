@@ -69,6 +69,10 @@ class TensorSpec(_Strict):
     name: Name
     datatype: Datatype
     dims: list[Annotated[int, Field(ge=-1, le=MAX_DIM)]] = Field(max_length=MAX_RANK)
+    # Requests whose dynamic non-batch axes differ may share a batch, padded with `pad_value`. Only the
+    # model knows whether padding changes its answer (a mask input, a length input), so only a config says so.
+    pad: bool = False
+    pad_value: Finite = 0.0
 
     @model_validator(mode="after")
     def _sane_dims(self) -> TensorSpec:
@@ -196,20 +200,31 @@ class ModelConfig(_Strict):
     """`models/<name>/config.json`, also snapshotted into each version folder."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
-    task: Task
+    # No task: a plain V2 model (any ONNX graph), served over the V2 protocol only.
+    task: Task | None = None
     platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
     description: str = Field("", max_length=MAX_TEXT)
-    inputs: list[TensorSpec] = Field(max_length=MAX_TENSORS)
-    outputs: list[TensorSpec] = Field(max_length=MAX_TENSORS)
+    # Empty (left out): derived from the ONNX graph when the version loads, as Triton's auto-complete does.
+    inputs: list[TensorSpec] = Field([], max_length=MAX_TENSORS)
+    outputs: list[TensorSpec] = Field([], max_length=MAX_TENSORS)
     labels: list[Name] = Field([], max_length=MAX_LABELS)
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None = None
     anomaly: AnomalySpec | None = None
-    max_batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE)
+    # As in Triton: 0 means the model does not batch (its first axis is not a batch axis).
+    max_batch_size: int = Field(64, ge=0, le=MAX_BATCH_SIZE)
     dynamic_batching: DynamicBatching = DynamicBatching()
     version_policy: VersionPolicy = VersionPolicy()
 
     @model_validator(mode="after")
     def _task_matches(self) -> ModelConfig:
+        if self.task is None:
+            if self.preprocessing is not None or self.labels or self.anomaly is not None:
+                raise ValueError("preprocessing, labels and anomaly belong to a task; this config names none")
+            return self
+        if self.preprocessing is None:
+            raise ValueError(f"a {self.task} model needs its preprocessing section")
+        if self.max_batch_size == 0:
+            raise ValueError(f"a {self.task} model batches: max_batch_size is at least 1")
         kind = self.preprocessing.kind
         if kind not in TASK_PREPROCESSING[self.task]:
             raise ValueError(f"task {self.task!r} cannot use {kind!r} preprocessing")
@@ -228,8 +243,11 @@ class ModelConfig(_Strict):
         return self.with_serving_knobs(top).model_copy(update={"name": top.name})
 
 
-def read_config(path: Path) -> ModelConfig:
-    """Parse and validate one config.json; a ValueError (never RecursionError) says what is wrong."""
+def read_config(path: Path, name: str | None = None) -> ModelConfig:
+    """Parse and validate one config.json; a ValueError (never RecursionError) says what is wrong.
+
+    With `name` (the model folder's), a config.json that leaves out its name gets that one.
+    """
     with Path(path).open("rb") as f:
         raw = f.read(MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
@@ -239,6 +257,8 @@ def read_config(path: Path) -> ModelConfig:
     except RecursionError:
         # The C parser gives up at the interpreter's recursion limit; no real config nests past a few levels.
         raise ConfigError("the file is nested too deeply to be a model config") from None
+    if name is not None and isinstance(document, dict):
+        document.setdefault("name", name)
     return ModelConfig.model_validate(document)
 
 

@@ -41,7 +41,8 @@ def inside(root: Path | str, *parts: str) -> Path | None:
 
 
 def is_model_dir(root: Path | str, name: str) -> bool:
-    """Whether `name` is a model of the repository: a model name, a folder inside `root`, a config.json in it.
+    """Whether `name` is a model of the repository: a model name, a folder inside `root`, holding a config.json
+    or a numeric version folder with a model.onnx (a bare ONNX model, configured from its graph).
 
     The one rule for what counts as a model folder; any string is safe to pass (a client's, say).
     """
@@ -49,8 +50,10 @@ def is_model_dir(root: Path | str, name: str) -> bool:
         return False
     folder = inside(root, name)  # a symlink to a folder elsewhere is not served
     # Hidden folders hold tooling state (.git, .cache) and fail the name rule;
-    # a folder without config.json is not a model.
-    return folder is not None and folder.is_dir() and (folder / CONFIG_FILE).is_file()
+    # a folder with neither config.json nor a version's model.onnx is not a model.
+    if folder is None or not folder.is_dir():
+        return False
+    return (folder / CONFIG_FILE).is_file() or any((folder / str(v) / MODEL_FILE).is_file() for v in versions(folder))
 
 
 def model_names(root: Path | str) -> list[str]:

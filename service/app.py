@@ -12,6 +12,7 @@ from PIL import Image
 
 from service import __version__
 from service.auth import add_cors, inference_dependency, local_management_allowed, management_dependency
+from service.compression import CompressionMiddleware
 from service.explain import routes as explain_routes
 from service.grpc.server import GrpcServer
 from service.handlers import install_error_handlers
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token=auth.inference_token,
         max_in_flight=settings.explain.max_in_flight,
     )
+    # Inside the body limit: gzip/deflate bodies are inflated within the same limit (service/compression.py).
+    app.add_middleware(CompressionMiddleware, limit=settings.limits.max_body_bytes)
     # Last added runs first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)

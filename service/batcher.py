@@ -261,7 +261,8 @@ class Batcher:
         """Queue one request's rows and wait for its outputs (429 if the queue is full, 504 past the deadline)."""
         if self._stopping:
             raise ShuttingDown(f"{self.name} is shutting down")
-        rows = rows_of(inputs)
+        # Unbatched, a request is one run whatever its first axes (a model without a batch axis, scalars).
+        rows = rows_of(inputs) if self.policy.enabled else 1
         if not self.policy.enabled:
             return await self._run_alone(inputs, rows, timeout_s)
         if self._queued_rows and self._queued_rows + rows > self.policy.max_queue_size:

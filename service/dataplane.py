@@ -18,7 +18,7 @@ import numpy as np
 
 from service import __version__
 from service.batcher import BatchResult
-from service.errors import AxonError, ModelNotReady, NonFiniteOutput, VersionNotFound, WrongTask
+from service.errors import AxonError, BadRequest, ModelNotReady, NonFiniteOutput, VersionNotFound, WrongTask
 from service.metrics import Metrics
 from service.naming import validate_model_name, validate_version
 from service.registry import ModelRegistry, ModelState, ModelVersion, batch_policy
@@ -50,6 +50,18 @@ def check_finite(entry: ModelVersion, outputs: Tensors) -> None:
                 f"{entry.label} produced a non-finite value in '{name}' for this input "
                 "(values far outside the range it was trained on)"
             )
+
+
+def as_onnx_strings(inputs: Tensors, label: str) -> Tensors:
+    """BYTES tensors with `str` elements: ONNX Runtime turns a `bytes` element into its repr ("b'abc'")."""
+    out = dict(inputs)
+    for name, array in inputs.items():
+        if array.dtype.kind == "O" and array.size and isinstance(array.flat[0], bytes):
+            try:
+                out[name] = np.array([x.decode("utf-8") for x in array.ravel()], dtype=object).reshape(array.shape)
+            except (UnicodeDecodeError, AttributeError):
+                raise BadRequest(f"input '{name}' of {label} holds an element that is not UTF-8 text") from None
+    return out
 
 
 def name_and_version(name: str, version: str | int | None) -> tuple[str, int | None]:
@@ -149,14 +161,16 @@ class Dataplane:
             entry = self.resolve(None, name, version)
             assert entry.batcher is not None and entry.config is not None and entry.codec is not None
             with self._failures(entry, start):
-                inputs = check_inputs(entry.config, inputs, entry.label)
+                inputs = as_onnx_strings(check_inputs(entry.config, inputs, entry.label), entry.label)
                 entry.codec.check(inputs, entry.label)
                 check_outputs(entry.config, outputs or [], entry.label)
                 t_checked = time.perf_counter()
                 with entry.hold():
                     result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
             end = time.perf_counter()
-            rows = len(next(iter(inputs.values()))) if inputs else 0
+            # Triton counts inferences per batch row; a model without a batch axis answers one per request.
+            first = next(iter(inputs.values()), None)
+            rows = first.shape[0] if entry.config.max_batch_size and first is not None and first.ndim else 1
             compute_input = decode_s + t_checked - start
             timing = Timing(end - start + decode_s, result.queue_s, compute_input, result.inference_s, 0.0)
             self.statistics.success(entry.name, entry.version, rows, timing)
@@ -234,7 +248,7 @@ class Dataplane:
             inputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=t.dims) for t in config.inputs],
             outputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=t.dims) for t in config.outputs],
             parameters={
-                "task": config.task,
+                "task": config.task or "",  # "" for a plain V2 model
                 "state": entry.state.value,
                 "max_batch_size": policy.max_batch_size,
                 "providers": ",".join(entry.providers),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from modelrepo.config import ModelConfig
+from modelrepo.config import MAX_BATCH_SIZE, ModelConfig, TensorSpec
 from modelrepo.layout import MODEL_FILE
 from service.batcher import Arrivals, Batcher
 from service.errors import GpuUnavailable
@@ -30,7 +30,8 @@ from service.runtime import SessionFactory, session_runner, warm_up, warmup_batc
 from service.settings import GPU_PROVIDERS, Settings
 from service.statistics import Statistics
 from service.tasks import build_codec
-from service.validation import validate_model
+from service.tasks.base import Codec
+from service.validation import TensorInfo, ValidationResult, tensor_info, validate_model
 
 log = logging.getLogger("axon.loader")
 BatchObserver = Callable[[int, float], None]
@@ -47,6 +48,55 @@ def check_tensors(session: ort.InferenceSession, config: ModelConfig) -> None:
             f"model.onnx has inputs {sorted(have_in)} and outputs {sorted(have_out)}; "
             f"config.json declares inputs {sorted(want_in)} and outputs {sorted(want_out)}"
         )
+
+
+# A plain model whose first axis is dynamic everywhere batches up to this many rows unless config.json says.
+DEFAULT_MAX_BATCH_SIZE = 64
+
+
+def complete_config(config: ModelConfig, inputs: list[TensorInfo], outputs: list[TensorInfo]) -> ModelConfig:
+    """The config with what it leaves out derived from the graph, as Triton's auto-complete does.
+
+    Tensors left out come from the graph (names, datatypes, shapes with -1 for dynamic axes). A model
+    without a task batches when every input and output has a dynamic first axis (`max_batch_size`
+    DEFAULT_MAX_BATCH_SIZE unless config.json sets it), and not at all (0) otherwise; config.json asking
+    a model with a fixed first axis to batch is refused, since its rows could not be split again.
+    """
+    update: dict[str, object] = {}
+    if not config.inputs:
+        update["inputs"] = [_spec(t) for t in inputs]
+    if not config.outputs:
+        update["outputs"] = [_spec(t) for t in outputs]
+    if config.task is None:
+        graph = [*inputs, *outputs]
+        fixed = next((t.name for t in graph if not t.shape or t.shape[0] != -1), None)
+        batchable = bool(inputs) and fixed is None
+        if "max_batch_size" not in config.model_fields_set:
+            update["max_batch_size"] = min(DEFAULT_MAX_BATCH_SIZE, MAX_BATCH_SIZE) if batchable else 0
+        elif config.max_batch_size > 0 and not batchable:
+            why = f"tensor {fixed!r} has no dynamic first axis" if fixed else "the model has no inputs"
+            raise ValueError(f"config.json sets max_batch_size {config.max_batch_size} but {why}: set it to 0")
+    return config.model_copy(update=update) if update else config
+
+
+def _spec(tensor: TensorInfo) -> TensorSpec:
+    # A graph may fix an axis at 0 (an empty `axes` input); a config cannot say 0, so it is listed as dynamic.
+    dims = [-1 if d == 0 else d for d in tensor.shape]
+    return TensorSpec.model_validate({"name": tensor.name, "datatype": tensor.datatype, "dims": dims})
+
+
+class PlainCodec(Codec):
+    """The codec of a model without a task: V2 tensors go in as they are; inputs marked `pad` may be padded."""
+
+    def __init__(self, config: ModelConfig, version_dir: Path, limits: object) -> None:
+        self.config = config
+
+    @property
+    def pad_values(self) -> dict[str, float]:
+        """The inputs config.json marks `pad`, with their pad values (only a batching model pads)."""
+        if self.config.max_batch_size == 0:
+            return {}
+        return {t.name: t.pad_value for t in self.config.inputs if t.pad}
 
 
 class Loader:
@@ -66,12 +116,21 @@ class Loader:
         entry = ModelVersion(d.name, d.version, d.path, d.config)
         if d.error is not None:
             return self._unavailable(entry, d.error)
+        checked: ValidationResult | None = None
         if self.settings.validate_models:
-            problem = await self._validate(d)
-            if problem is not None:
-                return self._unavailable(entry, problem)
+            checked = await self._validate(d)
+            if not checked.ok:
+                return self._unavailable(entry, f"validation failed: {checked.reason}")
+            if checked.test_run_error:
+                if entry.config is not None and entry.config.task is not None:
+                    return self._unavailable(entry, f"validation failed: {checked.test_run_error}")
+                log.info(
+                    "%s: %s (served all the same: a plain model's inputs are the client's)",
+                    entry.label,
+                    checked.test_run_error,
+                )
         try:
-            await asyncio.to_thread(self._open, entry)
+            await asyncio.to_thread(self._open, entry, checked)
         except GpuUnavailable:
             raise
         except Exception as exc:  # a broken model must not stop the others
@@ -108,30 +167,49 @@ class Loader:
             self._metrics.forget_version(entry.name, entry.version or 0)
         entry.session = None
 
-    async def _validate(self, d: ModelDescriptor) -> str | None:
-        """Check the ONNX file in a child process (a hostile file crashes only the child); the reason, or None."""
+    async def _validate(self, d: ModelDescriptor) -> ValidationResult:
+        """Check the ONNX file in a child process (a hostile file crashes only the child)."""
         s = self.settings
-        result = await asyncio.to_thread(
+        return await asyncio.to_thread(
             validate_model,
             d.model_file,
             s.validation_timeout_s,
             True,
             s.validation_memory_limit_mb,
         )
-        return None if result.ok else f"validation failed: {result.reason}"
 
-    def _open(self, entry: ModelVersion) -> None:
-        """Session, codec and warm-up: the blocking part of a build, run in a worker thread."""
+    def _open(self, entry: ModelVersion, checked: ValidationResult | None = None) -> None:
+        """Session, config completed from the graph, codec and warm-up: the blocking part of a build (in a thread)."""
         assert entry.config is not None
         if self._factory is None:
             self._factory = SessionFactory(self.settings)
         session = self._factory.create(entry.path / MODEL_FILE)
+        if checked is None:  # validation is off: list the tensors here (the child did it otherwise)
+            checked = ValidationResult(
+                True,
+                "",
+                [tensor_info(a) for a in session.get_inputs()],
+                [tensor_info(a) for a in session.get_outputs()],
+            )
+        entry.config = complete_config(entry.config, checked.inputs, checked.outputs)
         check_tensors(session, entry.config)
-        entry.codec = build_codec(entry.config, entry.path, self.settings.limits)
+        plain = entry.config.task is None
+        entry.codec = (
+            PlainCodec(entry.config, entry.path, None)
+            if plain
+            else build_codec(entry.config, entry.path, self.settings.limits)
+        )
         entry.providers = session.get_providers()
         on_gpu = any(p in GPU_PROVIDERS for p in entry.providers)
         policy = batch_policy(entry.config, self.settings)
-        warm_up(session, warmup_batch_sizes(policy.max_batch_size, on_gpu), self.settings.warmup_runs)
+        sizes = warmup_batch_sizes(max(1, policy.max_batch_size), on_gpu)
+        try:
+            warm_up(session, sizes, self.settings.warmup_runs)
+        except Exception as exc:
+            if not plain:
+                raise
+            # Ones need not be valid data for a plain model (a shape input, an index); its first request warms it.
+            log.info("%s: warm-up on ones failed (%s); served all the same", entry.label, exc)
         entry.session = session
 
     def _unavailable(self, entry: ModelVersion, reason: str) -> ModelVersion:

@@ -84,11 +84,12 @@ def batch_policy(config: ModelConfig, settings: Settings) -> BatchPolicy:
     def pick(override, own):
         return own if override is None else override
 
+    batches = config.max_batch_size > 0  # 0: the model has no batch axis (Triton's rule), whatever settings say
     return BatchPolicy(
-        max_batch_size=pick(settings.max_batch_size, config.max_batch_size),
+        max_batch_size=pick(settings.max_batch_size, config.max_batch_size) if batches else 0,
         max_delay_s=pick(settings.max_delay_ms, config.dynamic_batching.max_queue_delay_ms) / 1000.0,
         max_queue_size=pick(settings.max_queue_size, config.dynamic_batching.max_queue_size),
-        enabled=settings.batching_enabled,
+        enabled=settings.batching_enabled and batches,
         max_pad_ratio=settings.max_pad_ratio,
     )
 

@@ -1,7 +1,9 @@
 """Discovery: which models and versions the repository folder holds, without loading anything.
 
-A model is a folder with `config.json`; its versions are numeric sub-folders, filtered by the
-model's version policy. A broken config or a missing file yields a descriptor that carries the
+A model is a folder with `config.json` or with only numeric version folders holding `model.onnx`
+(`modelrepo.layout.is_model_dir`); its versions are numeric sub-folders, filtered by the model's
+version policy. A model without config.json gets the default config (no task, tensors left empty):
+the loader completes it from the graph. A broken config or a missing file yields a descriptor that carries the
 reason instead of an exception, so one bad model never hides the others.
 """
 
@@ -48,7 +50,11 @@ def discover_model(model_dir: Path) -> list[ModelDescriptor]:
     """The versions of one model folder that its policy selects, newest first."""
     name = model_dir.name
     try:
-        top = read_config(model_dir / CONFIG_FILE)
+        top = (
+            read_config(model_dir / CONFIG_FILE, name)
+            if (model_dir / CONFIG_FILE).exists()
+            else ModelConfig.model_validate({"name": name})
+        )
     except (OSError, ValueError) as exc:
         return [ModelDescriptor(name, None, model_dir, None, f"config.json: {_reason(exc)}")]
     if top.name != name:

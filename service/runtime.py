@@ -208,8 +208,7 @@ def _shapes(session: ort.InferenceSession, batch_size: int, sequence: int) -> di
             d if isinstance(d, int) and d > 0 else (batch_size if i == 0 else sequence) for i, d in enumerate(arg.shape)
         ]
         datatype = ORT_TO_V2.get(arg.type, "FP32")
-        # Synthetic strings are no input a string model could check; such a model warms up on floats and fails here.
-        out[arg.name] = (dims, V2_TO_NUMPY["FP32" if datatype == "BYTES" else datatype])
+        out[arg.name] = (dims, V2_TO_NUMPY[datatype])
     return out
 
 
@@ -221,7 +220,10 @@ def example_bytes(session: ort.InferenceSession, batch_size: int, sequence: int 
 def example_inputs(session: ort.InferenceSession, batch_size: int, sequence: int = WARMUP_SEQUENCE) -> Tensors:
     """Inputs of the right names, dtypes and shapes (dynamic batch = batch_size, other dynamic axes = sequence)."""
     # Ones, not zeros: a token id of 1 is a real token and an attention mask of 1 keeps every row unmasked.
-    return {name: np.ones(dims, dtype=dtype) for name, (dims, dtype) in _shapes(session, batch_size, sequence).items()}
+    return {
+        name: np.full(dims, b"", dtype=object) if dtype.kind == "O" else np.ones(dims, dtype=dtype)
+        for name, (dims, dtype) in _shapes(session, batch_size, sequence).items()
+    }
 
 
 def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:

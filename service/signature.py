@@ -39,10 +39,10 @@ def check_inputs(config: ModelConfig, inputs: Tensors, label: str) -> Tensors:
         for axis, (want, got) in enumerate(zip(spec.dims, array.shape)):
             if want >= 0 and want != got:
                 raise BadRequest(f"{where} has shape {_shape(spec.dims)}, got {list(array.shape)} (axis {axis})")
-            if got == 0:
+            if got == 0 and config.max_batch_size > 0:  # an empty request alone is the model's business
                 raise BadRequest(f"{where} has an empty axis {axis} in shape {list(array.shape)}")
         rows.add(array.shape[0] if array.ndim else 0)
-    if len(rows) > 1:
+    if len(rows) > 1 and config.max_batch_size > 0:  # only a batching model's first axis counts rows
         raise BadRequest(f"the inputs of {label} disagree on their number of rows: {sorted(rows)}")
     return {name: inputs[name] for name in declared}
 

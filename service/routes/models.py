@@ -41,7 +41,7 @@ def describe_version(entry: ModelVersion, request: Request) -> dict[str, Any]:
             "inputs": [t.model_dump() for t in config.inputs],
             "outputs": [t.model_dump() for t in config.outputs],
             "labels": config.labels,
-            "preprocessing": config.preprocessing.model_dump(),
+            "preprocessing": config.preprocessing.model_dump() if config.preprocessing else None,
             "threshold": config.anomaly.threshold if config.anomaly else None,
             "providers": entry.providers,
             "batching": {

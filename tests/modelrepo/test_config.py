@@ -103,3 +103,37 @@ def test_a_version_policy_takes_exactly_one_kind_and_defaults_to_the_latest():
     assert ModelConfig.model_validate(config(version_policy={"latest": {"num_versions": 2}})).version_policy.select(
         [1, 3, 2]
     ) == [3, 2]
+
+
+def test_a_config_without_a_task_is_a_plain_model() -> None:
+
+    plain = ModelConfig.model_validate({"name": "m", "max_batch_size": 0})
+    assert plain.task is None and plain.preprocessing is None and plain.inputs == []
+    for extra in (
+        {"labels": ["a"]},
+        {"preprocessing": {"kind": "series", "window": 4, "mean": 0, "std": 1}},
+        {"anomaly": {"threshold": 1.0}},
+    ):
+        with pytest.raises(ValueError, match="belong to a task"):
+            ModelConfig.model_validate({"name": "m", **extra})
+    series = {"kind": "series", "window": 4, "mean": 0, "std": 1}
+    with pytest.raises(ValueError, match="needs its preprocessing"):
+        ModelConfig.model_validate({"name": "m", "task": "anomaly", "anomaly": {"threshold": 1.0}})
+    with pytest.raises(ValueError, match="batches"):
+        ModelConfig.model_validate(
+            {
+                "name": "m",
+                "task": "anomaly",
+                "anomaly": {"threshold": 1.0},
+                "preprocessing": series,
+                "max_batch_size": 0,
+            }
+        )
+
+
+def test_a_config_without_a_name_takes_its_folders(tmp_path) -> None:
+
+    (tmp_path / "config.json").write_text('{"max_batch_size": 8}')
+    assert read_config(tmp_path / "config.json", "folder").name == "folder"
+    with pytest.raises(ValueError):
+        read_config(tmp_path / "config.json")

@@ -26,7 +26,8 @@ async def test_a_broken_model_leaves_the_others_serving(tmp_path):
     add_model(root, "broken", "digits")
     (root / "broken" / "1" / "model.onnx").write_bytes(b"\x00" * 64)
     add_model(root, "bad-config", "digits")
-    (root / "bad-config" / "config.json").write_text('{"name": "bad-config"}')
+    # A config with only a name is a plain model now (its tensors come from the graph); this one is invalid.
+    (root / "bad-config" / "config.json").write_text('{"name": "bad-config", "max_batch_size": -1}')
     async with serving(tiny_settings(root)) as (_, client):
         assert (await client.get("/v2/health/ready")).status_code == 200
         models = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
