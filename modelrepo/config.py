@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from modelrepo.datatypes import Datatype
 from modelrepo.layout import MAX_NAME_LENGTH
@@ -37,6 +37,8 @@ MAX_VERSIONS = 1000
 MAX_VERSION = 10**18 - 1  # versions fit an int64, as in Triton
 MAX_TEXT = 4096  # description
 MAX_NAME = 256  # tensor, feature and label names
+MAX_INSTANCES = 64  # ONNX Runtime sessions of one version, over all its instance groups (each holds the weights)
+MAX_GPU_ID = 1023
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -52,7 +54,7 @@ TASK_PREPROCESSING: dict[str, set[str]] = {"vision": {"image"}, "text": {"text"}
 LABELLED_TASKS = {"vision", "text"}
 # The knobs that belong to the model, not to a version: the top-level config.json always supplies them,
 # and training keeps an operator's values when it writes a new version.
-SERVING_KNOBS = ("max_batch_size", "dynamic_batching", "version_policy")
+SERVING_KNOBS = ("max_batch_size", "dynamic_batching", "version_policy", "instance_group")
 
 
 class ConfigError(ValueError):
@@ -126,6 +128,44 @@ class VersionPolicy(_Strict):
             return [v for v in newest_first if v in set(self.specific.versions)]
         assert self.latest is not None  # the validator picks `latest` when no kind is given
         return newest_first[: self.latest.num_versions]
+
+
+class InstanceGroup(_Strict):
+    """Triton's `instance_group`: `count` sessions on the CPU, or `count` on each GPU listed in `gpus`.
+
+    KIND_AUTO (the default) runs on the first of AXON_PROVIDERS that loads, on AXON_GPU_DEVICE_ID, as a
+    model without instance groups always has; KIND_GPU without `gpus` means that same device.
+    """
+
+    name: str = Field("", max_length=MAX_NAME)
+    kind: Literal["KIND_AUTO", "KIND_CPU", "KIND_GPU"] = "KIND_AUTO"
+    count: int = Field(1, ge=1, le=MAX_INSTANCES)
+    gpus: list[Annotated[int, Field(ge=0, le=MAX_GPU_ID)]] = Field([], max_length=MAX_INSTANCES)
+
+    @model_validator(mode="after")
+    def _gpus_for_gpu_kind(self) -> InstanceGroup:
+        if self.gpus and self.kind != "KIND_GPU":
+            raise ValueError(f"gpus are listed only for kind KIND_GPU, not {self.kind}")
+        if len(set(self.gpus)) != len(self.gpus):
+            raise ValueError(f"gpus lists a device twice: {self.gpus}")
+        return self
+
+    @property
+    def instances(self) -> int:
+        """Sessions this group asks for: `count` per listed GPU."""
+        return self.count * max(1, len(self.gpus))
+
+
+def _instances_bounded(groups: list[InstanceGroup]) -> list[InstanceGroup]:
+    total = sum(g.instances for g in groups)
+    if total > MAX_INSTANCES:
+        raise ValueError(f"instance_group asks for {total} sessions, more than {MAX_INSTANCES}")
+    return groups
+
+
+InstanceGroups = Annotated[
+    list[InstanceGroup], Field(min_length=1, max_length=MAX_INSTANCES), AfterValidator(_instances_bounded)
+]
 
 
 class ImagePreprocessing(_Strict):
@@ -214,6 +254,7 @@ class ModelConfig(_Strict):
     max_batch_size: int = Field(64, ge=0, le=MAX_BATCH_SIZE)
     dynamic_batching: DynamicBatching = DynamicBatching()
     version_policy: VersionPolicy = VersionPolicy()
+    instance_group: InstanceGroups = [InstanceGroup()]
 
     @model_validator(mode="after")
     def _task_matches(self) -> ModelConfig:

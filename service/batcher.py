@@ -1,4 +1,4 @@
-"""Dynamic batching: one queue and one worker per loaded model version.
+"""Dynamic batching: one queue per loaded model version, and one worker per instance (session) of it.
 
 Requests arrive already pre-processed (arrays with a leading batch axis of n rows) and wait in a
 bounded FIFO queue, each with its own future. The worker takes rows from the head of the queue,
@@ -15,6 +15,12 @@ the worker's own thread, and split back; each request gets its rows in its own o
 whose future is already done (client gone, deadline passed, earlier part failed) are skipped. A
 failing batch fails exactly the requests in it, and the worker goes on. `stop()` refuses new work
 and returns once everything queued or running has finished.
+
+A version with several instances (Triton's `instance_group`) has one worker per instance, each with
+its own run function (session) and thread, all taking from the same queue. One worker at a time
+forms a batch (so two idle workers do not split what would have been one batch); as soon as it
+has one it lets the next idle worker form the next while its own runs. So a slow batch on one
+instance holds back only its own requests.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -156,6 +162,27 @@ class _Pending:
         return False
 
 
+@dataclass(eq=False, slots=True)
+class _Worker:
+    """One instance's side of the batcher: its run function, its own thread and its own speed estimate."""
+
+    run: RunFn
+    executor: ThreadPoolExecutor
+    # Seconds per input element in this instance's last batch (None until one has run): elements, not rows, so a
+    # batch of long texts is not judged by the speed of short ones.
+    element_s: float | None = None
+    batches: int = 0
+    running: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceLoad:
+    """What one instance has done: batches (or unbatched requests) run, and how many it runs now."""
+
+    batches: int
+    running: int
+
+
 @dataclass(slots=True)
 class _Segment:
     pending: _Pending
@@ -204,11 +231,14 @@ def collate(parts: list[Tensors], pad_values: dict[str, float]) -> Tensors:
 
 
 class Batcher:
-    """Queue and worker of one model version; `submit` returns that request's rows of the model outputs."""
+    """Queue and workers of one model version; `submit` returns that request's rows of the model outputs.
+
+    `run` is one function per instance of the version (a single function for a version with one instance).
+    """
 
     def __init__(
         self,
-        run: RunFn,
+        run: RunFn | Sequence[RunFn],
         policy: BatchPolicy,
         *,
         name: str,
@@ -218,7 +248,9 @@ class Batcher:
     ) -> None:
         self.name = name
         self.policy = policy
-        self._run = run
+        runs = [run] if callable(run) else list(run)
+        if not runs:
+            raise ValueError(f"{name} has no instance to run batches on")
         self._pad = pad_values or {}
         self._arrivals = arrivals or Arrivals()
         self._on_batch = on_batch
@@ -229,33 +261,49 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
-        workers = 1 if policy.enabled else max(2, policy.max_batch_size)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batcher-{name}")
-        self._task: asyncio.Task[None] | None = None
-        # Seconds per input element in the last batch (None until one has run): elements, not rows, so a batch
-        # of long texts is not judged by the speed of short ones.
-        self._element_s: float | None = None
+        if policy.enabled:
+            # One thread per instance: a batch in flight on each, never two on one session.
+            self._workers = [
+                _Worker(r, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}-{i}"))
+                for i, r in enumerate(runs)
+            ]
+        else:
+            # Unbatched, requests run side by side on a shared pool, each on the least busy instance.
+            pool = ThreadPoolExecutor(max_workers=max(2, policy.max_batch_size), thread_name_prefix=f"batcher-{name}")
+            self._workers = [_Worker(r, pool) for r in runs]
+        # One worker forms a batch at a time; the others wait here, idle, for the next.
+        self._collecting = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def queued_rows(self) -> int:
         """Rows waiting (or, unbatched, requests running); the queue-depth gauge reads it."""
         return self._queued_rows if self.policy.enabled else self._running
 
+    @property
+    def instances(self) -> list[InstanceLoad]:
+        """Per instance, in order: batches run so far and batches (unbatched: requests) running now."""
+        return [InstanceLoad(w.batches, w.running) for w in self._workers]
+
     def start(self) -> None:
-        """Start the worker task on the running loop."""
+        """Start one worker task per instance on the running loop."""
         self._arrivals.listen(self._wakeup)
-        if self.policy.enabled and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+        if self.policy.enabled and not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._work(w), name=f"batcher-{self.name}-{i}") for i, w in enumerate(self._workers)
+            ]
 
     async def stop(self) -> None:
         """Refuse new requests, let queued and running ones finish, then release the thread."""
         self._stopping = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
         await self._idle.wait()
         self._arrivals.forget(self._wakeup)
-        self._executor.shutdown(wait=False)
+        for executor in {w.executor for w in self._workers}:
+            executor.shutdown(wait=False)
 
     async def submit(self, inputs: Tensors, timeout_s: float) -> BatchResult:
         """Queue one request's rows and wait for its outputs (429 if the queue is full, 504 past the deadline)."""
@@ -288,17 +336,21 @@ class Batcher:
             limit = self.policy.max_queue_size
             raise Overloaded(f"{self.name} has {self._running} requests running (limit {limit}); retry later")
         self._arrivals.arrived()
+        worker = min(self._workers, key=lambda w: w.running)
+        worker.running += 1
+        worker.batches += 1
         self._running += 1
         self._idle.clear()
         start = time.monotonic()
         try:
             async with asyncio.timeout(timeout_s):
-                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, inputs)
+                outputs = await asyncio.get_running_loop().run_in_executor(worker.executor, worker.run, inputs)
         except TimeoutError:
             raise DeadlineExceeded(f"{self.name} gave no answer within {timeout_s:g} s") from None
         except Exception as exc:
             raise InferenceFailed(f"{self.name} failed on a request of {rows} rows: {exc}") from exc
         finally:
+            worker.running -= 1
             self._running -= 1
             if not self._running:
                 self._idle.set()
@@ -307,13 +359,14 @@ class Batcher:
             self._on_batch(rows, elapsed)
         return BatchResult(outputs, 0.0, elapsed)
 
-    async def _work(self) -> None:
+    async def _work(self, worker: _Worker) -> None:
         while True:
-            segments = await self._next_batch()
+            async with self._collecting:
+                segments = await self._next_batch()
             if segments is None:
                 return
             try:
-                await self._run_batch(segments)
+                await self._run_batch(worker, segments)
             except Exception as exc:  # the worker must outlive any batch
                 log.exception("%s: batch failed outside the model run", self.name)
                 self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
@@ -381,15 +434,16 @@ class Batcher:
         lengths = [max(s.pending.inputs[n].shape[1] for n in padded) for s in segments]
         return [[segments[i] for i in group] for group in length_groups(lengths, self.policy.max_pad_ratio)]
 
-    def _run_groups(self, batches: list[Tensors]) -> list[tuple[Tensors, float]]:
+    @staticmethod
+    def _run_groups(run: RunFn, batches: list[Tensors]) -> list[tuple[Tensors, float]]:
         """Every run of one batch in one worker-thread hop, each with its own duration."""
         results = []
         for batch in batches:
             start = time.monotonic()
-            results.append((self._run(batch), time.monotonic() - start))
+            results.append((run(batch), time.monotonic() - start))
         return results
 
-    async def _run_batch(self, segments: list[_Segment]) -> None:
+    async def _run_batch(self, worker: _Worker, segments: list[_Segment]) -> None:
         groups = self._groups(segments)
         batches = [
             collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
@@ -398,20 +452,25 @@ class Batcher:
         rows = sum(s.stop - s.start for s in segments)
         elements = sum(array.size for batch in batches for array in batch.values())
         inline = False
+        worker.running += 1
+        worker.batches += 1
         try:
-            if self._element_s is not None and self._element_s * elements <= INLINE_RUN_S:
+            if worker.element_s is not None and worker.element_s * elements <= INLINE_RUN_S:
                 # A tiny, fast batch costs less on the loop thread than the hand-over to the worker thread and
                 # the GIL ping-pong back: 7-9% less CPU per request for cnn_small at 8 and 64 clients on one
                 # core (a 3 ms bound measured no better). The loop is blocked for about a millisecond at most.
-                results = self._run_groups(batches)
+                results = self._run_groups(worker.run, batches)
                 inline = True
             else:
-                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_groups, batches)
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(worker.executor, self._run_groups, worker.run, batches)
         except Exception as exc:
             log.warning("%s: batch of %d rows failed: %s", self.name, rows, exc)
             self._fail(segments, InferenceFailed(f"{self.name} failed on a batch of {rows} rows: {exc}"))
             return
-        self._element_s = sum(elapsed for _, elapsed in results) / max(1, elements)
+        finally:
+            worker.running -= 1
+        worker.element_s = sum(elapsed for _, elapsed in results) / max(1, elements)
         for group, (outputs, elapsed) in zip(groups, results):
             group_rows = sum(s.stop - s.start for s in group)
             if self._on_batch:

@@ -252,6 +252,7 @@ class Dataplane:
                 "state": entry.state.value,
                 "max_batch_size": policy.max_batch_size,
                 "providers": ",".join(entry.providers),
+                "instances": len(entry.instances),
             },
         )
 

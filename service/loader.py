@@ -26,7 +26,7 @@ from service.errors import GpuUnavailable
 from service.metrics import Metrics
 from service.registry import ModelState, ModelVersion, batch_policy
 from service.repository import ModelDescriptor
-from service.runtime import SessionFactory, session_runner, warm_up, warmup_batch_sizes
+from service.runtime import Instance, SessionFactory, placements, session_runner, warm_up, warmup_batch_sizes
 from service.settings import GPU_PROVIDERS, Settings
 from service.statistics import Statistics
 from service.tasks import build_codec
@@ -135,11 +135,11 @@ class Loader:
             raise
         except Exception as exc:  # a broken model must not stop the others
             return self._unavailable(entry, f"{type(exc).__name__}: {exc}")
-        assert entry.config is not None and entry.session is not None and entry.codec is not None
+        assert entry.config is not None and entry.instances and entry.codec is not None
         policy = batch_policy(entry.config, self.settings)
         pads = entry.codec.pad_values
         entry.batcher = Batcher(
-            session_runner(entry.session),
+            [session_runner(instance.session) for instance in entry.instances],
             policy,
             name=entry.label,
             pad_values=pads,
@@ -152,7 +152,8 @@ class Loader:
         self._metrics.watch_queue(d.name, d.version or 0, lambda b=entry.batcher: b.queued_rows)
         entry.state = ModelState.READY
         why = self._factory.explain(entry.providers) if self._factory is not None else ""
-        log.info("%s ready on %s (%s); batching %s", entry.label, ", ".join(entry.providers), why, policy)
+        where = "; ".join(f"{i.placement.name} on {', '.join(i.providers)}" for i in entry.instances)
+        log.info("%s ready: %s (%s); batching %s", entry.label, where, why, policy)
         return entry
 
     async def retire(self, entry: ModelVersion) -> None:
@@ -166,6 +167,7 @@ class Loader:
             await entry.batcher.stop()
             self._metrics.forget_version(entry.name, entry.version or 0)
         entry.session = None
+        entry.instances = []
 
     async def _validate(self, d: ModelDescriptor) -> ValidationResult:
         """Check the ONNX file in a child process (a hostile file crashes only the child)."""
@@ -179,38 +181,43 @@ class Loader:
         )
 
     def _open(self, entry: ModelVersion, checked: ValidationResult | None = None) -> None:
-        """Session, config completed from the graph, codec and warm-up: the blocking part of a build (in a thread)."""
+        """Sessions (one per instance), config completed from the graph, codec and warm-up (in a worker thread)."""
         assert entry.config is not None
         if self._factory is None:
             self._factory = SessionFactory(self.settings)
-        session = self._factory.create(entry.path / MODEL_FILE)
-        if checked is None:  # validation is off: list the tensors here (the child did it otherwise)
-            checked = ValidationResult(
-                True,
-                "",
-                [tensor_info(a) for a in session.get_inputs()],
-                [tensor_info(a) for a in session.get_outputs()],
-            )
-        entry.config = complete_config(entry.config, checked.inputs, checked.outputs)
-        check_tensors(session, entry.config)
-        plain = entry.config.task is None
-        entry.codec = (
-            PlainCodec(entry.config, entry.path, None)
-            if plain
-            else build_codec(entry.config, entry.path, self.settings.limits)
-        )
-        entry.providers = session.get_providers()
-        on_gpu = any(p in GPU_PROVIDERS for p in entry.providers)
-        policy = batch_policy(entry.config, self.settings)
-        sizes = warmup_batch_sizes(max(1, policy.max_batch_size), on_gpu)
-        try:
-            warm_up(session, sizes, self.settings.warmup_runs)
-        except Exception as exc:
-            if not plain:
-                raise
-            # Ones need not be valid data for a plain model (a shape input, an index); its first request warms it.
-            log.info("%s: warm-up on ones failed (%s); served all the same", entry.label, exc)
-        entry.session = session
+        instances: list[Instance] = []
+        for placement in placements(entry.config.instance_group, self.settings, entry.name):
+            instance = self._factory.place(entry.path / MODEL_FILE, placement)
+            session = instance.session
+            if not instances:
+                if checked is None:  # validation is off: list the tensors here (the child did it otherwise)
+                    checked = ValidationResult(
+                        True,
+                        "",
+                        [tensor_info(a) for a in session.get_inputs()],
+                        [tensor_info(a) for a in session.get_outputs()],
+                    )
+                entry.config = complete_config(entry.config, checked.inputs, checked.outputs)
+                check_tensors(session, entry.config)
+                entry.codec = (
+                    PlainCodec(entry.config, entry.path, None)
+                    if entry.config.task is None
+                    else build_codec(entry.config, entry.path, self.settings.limits)
+                )
+            on_gpu = any(p in GPU_PROVIDERS for p in instance.providers)
+            policy = batch_policy(entry.config, self.settings)
+            try:
+                warm_up(session, warmup_batch_sizes(max(1, policy.max_batch_size), on_gpu), self.settings.warmup_runs)
+            except Exception as exc:
+                if entry.config.task is not None:
+                    raise
+                # Ones need not be valid data for a plain model (a shape input, an index); its first request warms it.
+                log.info("%s: warm-up on ones failed (%s); served all the same", entry.label, exc)
+            instances.append(instance)
+        # The version's providers: every one an instance runs on, in order of first use.
+        entry.providers = list(dict.fromkeys(p for i in instances for p in i.providers))
+        entry.instances = instances
+        entry.session = instances[0].session
 
     def _unavailable(self, entry: ModelVersion, reason: str) -> ModelVersion:
         # Reasons reach clients: name files relative to the repository, not by their server path.

@@ -21,6 +21,7 @@ from modelrepo.config import ModelConfig
 from modelrepo.layout import is_model_dir
 from service.batcher import Batcher, BatchPolicy
 from service.errors import ModelNotFound, ModelNotReady, VersionNotFound
+from service.runtime import Instance
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class ModelVersion:
     state: ModelState = ModelState.LOADING
     reason: str | None = None
     providers: list[str] = field(default_factory=list)
-    session: ort.InferenceSession | None = None
+    session: ort.InferenceSession | None = None  # the first instance's
+    instances: list[Instance] = field(default_factory=list)
     codec: Codec | None = None
     batcher: Batcher | None = None
     holders: int = 0

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from modelrepo.config import MAX_INSTANCES, InstanceGroup
 from modelrepo.datatypes import ORT_TO_V2, V2_TO_NUMPY
 from service.errors import GpuUnavailable
 from service.settings import GPU_PROVIDERS, Settings
@@ -113,6 +114,50 @@ def native_stderr() -> Iterator[NativeLog]:
                 os.write(2, other.encode("utf-8"))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one instance's session runs: its group's kind, its GPU (KIND_AUTO/KIND_GPU), its intra-op threads."""
+
+    name: str
+    kind: str
+    gpu: int | None
+    threads: int
+
+
+@dataclass
+class Instance:
+    """One ONNX Runtime session of a model version, where it was asked to run and what it really runs on."""
+
+    placement: Placement
+    session: ort.InferenceSession
+    providers: list[str]
+
+
+def placements(groups: Sequence[InstanceGroup], settings: Settings, model: str) -> list[Placement]:
+    """One placement per instance the groups ask for (AXON_INSTANCE_COUNT replacing each group's count).
+
+    Instances named as Triton names them: `<group name, else model_index>_<n>`. Non-GPU instances of a
+    version run side by side, so they share AXON_INTRA_OP_THREADS (0: the cores this process may use)
+    rather than each taking all of them; a single instance keeps the setting as it is.
+    """
+    counted = [(g, settings.instance_count or g.count) for g in groups]
+    total = sum(count * max(1, len(g.gpus)) for g, count in counted)
+    if total > MAX_INSTANCES:
+        raise ValueError(f"instance_group asks for {total} sessions, more than {MAX_INSTANCES}")
+    on_cpu = sum(count for g, count in counted if g.kind != "KIND_GPU")
+    threads = settings.intra_op_threads
+    if on_cpu > 1:
+        threads = max(1, (threads or len(os.sched_getaffinity(0))) // on_cpu)
+    out = []
+    for index, (group, count) in enumerate(counted):
+        base = group.name or f"{model}_{index}"
+        gpus: list[int | None] = list(group.gpus) or [None if group.kind == "KIND_CPU" else settings.gpu_device_id]
+        devices = [gpu for gpu in gpus for _ in range(count)]
+        for n, gpu in enumerate(devices):
+            out.append(Placement(f"{base}_{n}", group.kind, gpu, threads if group.kind != "KIND_GPU" else 0))
+    return out
+
+
 class SessionFactory:
     """Creates `InferenceSession`s with server-friendly options and the providers that really load."""
 
@@ -135,10 +180,10 @@ class SessionFactory:
         # Warnings and errors reach the capture around session creation; verbose output only when debugging.
         ort.set_default_logger_severity(1 if settings.log_level == "debug" else 2)
 
-    def options(self) -> ort.SessionOptions:
+    def options(self, intra_op_threads: int | None = None) -> ort.SessionOptions:
         """Session options for a long-running server sharing its CPUs with an event loop."""
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self._settings.intra_op_threads
+        opts.intra_op_num_threads = self._settings.intra_op_threads if intra_op_threads is None else intra_op_threads
         opts.inter_op_num_threads = self._settings.inter_op_threads
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -149,19 +194,51 @@ class SessionFactory:
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         return opts
 
-    def _provider_args(self) -> list[str | tuple[str, dict[str, str]]]:
-        device = {"device_id": str(self._settings.gpu_device_id)}
-        return [(p, device) if p in GPU_PROVIDERS else p for p in self._providers]
+    def _provider_args(self, providers: list[str], gpu: int | None) -> list[str | tuple[str, dict[str, str]]]:
+        device = {"device_id": str(self._settings.gpu_device_id if gpu is None else gpu)}
+        return [(p, device) if p in GPU_PROVIDERS else p for p in providers]
 
-    def create(self, model_file: Path) -> ort.InferenceSession:
-        """Load one ONNX file; raise if a required GPU did not come up."""
+    def _placed(self, placement: Placement) -> list[str]:
+        """The providers one instance asks for: its kind narrows AXON_PROVIDERS (KIND_AUTO takes them as they are)."""
+        if placement.kind == "KIND_CPU":
+            return ["CPUExecutionProvider"]
+        if placement.kind == "KIND_GPU":
+            gpu = [p for p in self._settings.providers if p in GPU_PROVIDERS and p in ort.get_available_providers()]
+            if not gpu:
+                asked = ", ".join(self._settings.providers)
+                raise ValueError(
+                    f"instance {placement.name} is KIND_GPU but AXON_PROVIDERS ({asked}) has no GPU provider "
+                    "this onnxruntime offers"
+                )
+            return [*gpu, "CPUExecutionProvider"]
         with self._lock:
-            providers = self._provider_args()
-        with native_stderr() as native:
-            session = ort.InferenceSession(str(model_file), sess_options=self.options(), providers=providers)
+            return list(self._providers)
+
+    def place(self, model_file: Path, placement: Placement) -> Instance:
+        """One instance's session on its device; a KIND_GPU instance that would land on the CPU is refused."""
+        session = self.create(model_file, placement)
         in_use = session.get_providers()
-        wanted_gpu = [p for p in self._providers if p in GPU_PROVIDERS]
+        return Instance(placement, session, in_use)
+
+    def create(self, model_file: Path, placement: Placement | None = None) -> ort.InferenceSession:
+        """Load one ONNX file where `placement` says (else per AXON_PROVIDERS); raise if a required GPU is missing."""
+        placed = self._placed(placement) if placement is not None else None
+        with self._lock:
+            asked = placed if placed is not None else list(self._providers)
+        providers = self._provider_args(asked, placement.gpu if placement is not None else None)
+        threads = placement.threads if placement is not None else None
+        with native_stderr() as native:
+            session = ort.InferenceSession(str(model_file), sess_options=self.options(threads), providers=providers)
+        in_use = session.get_providers()
+        wanted_gpu = [p for p in asked if p in GPU_PROVIDERS]
         fell_back = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in in_use)
+        if fell_back and placement is not None and placement.kind == "KIND_GPU":
+            native.replay(quiet=True)
+            why = native.reason() or "ONNX Runtime gave no reason"
+            raise ValueError(
+                f"instance {placement.name} is KIND_GPU on GPU {placement.gpu} but {wanted_gpu[0]} did not "
+                f"load there ({why})"
+            )
         # On a fallback the reason goes into the one plain line below; ONNX Runtime's own lines stay at debug.
         native.replay(quiet=fell_back)
         if fell_back:

@@ -137,9 +137,11 @@ class Settings(BaseSettings):
     require_gpu: bool = False
     """Refuse to serve a model on CPU when a GPU provider was asked for but did not load."""
     gpu_device_id: int = Field(0, ge=0)
-    """CUDA device the GPU providers run on."""
+    """CUDA device the GPU providers run on, unless a model's instance_group lists its own `gpus`."""
     intra_op_threads: int = Field(0, ge=0)
-    """ONNX Runtime threads inside one operator (0 = one per physical core)."""
+    """ONNX Runtime threads inside one operator (0 = one per core); a version's non-GPU instances share them."""
+    instance_count: int | None = Field(None, ge=1, le=64)
+    """Sessions per instance group of every model, overriding config.json's `count` (None: each model's own)."""
     inter_op_threads: int = Field(1, ge=1)
     """ONNX Runtime threads across independent operators (sequential execution uses 1)."""
     warmup_runs: int = Field(2, ge=0)

@@ -31,6 +31,20 @@ FILE_HEADERS = {
 }
 
 
+def describe_instances(entry: ModelVersion) -> list[dict[str, Any]]:
+    """Each session of a version: where it was placed, what it runs on, batches run and running now."""
+    loads = entry.batcher.instances if entry.batcher is not None else []
+    views = []
+    for n, instance in enumerate(entry.instances):
+        p = instance.placement
+        view: dict[str, Any] = {"name": p.name, "kind": p.kind, "gpu": p.gpu, "intra_op_threads": p.threads}
+        view["providers"] = instance.providers
+        if n < len(loads):
+            view |= {"batches": loads[n].batches, "running": loads[n].running}
+        views.append(view)
+    return views
+
+
 def describe_version(entry: ModelVersion, request: Request) -> dict[str, Any]:
     """One version's state, tensors, labels, providers and batching knobs."""
     view: dict[str, Any] = {"version": entry.version, "state": entry.state.value, "reason": entry.reason}
@@ -44,6 +58,8 @@ def describe_version(entry: ModelVersion, request: Request) -> dict[str, Any]:
             "preprocessing": config.preprocessing.model_dump() if config.preprocessing else None,
             "threshold": config.anomaly.threshold if config.anomaly else None,
             "providers": entry.providers,
+            "instance_group": [g.model_dump() for g in config.instance_group],
+            "instances": describe_instances(entry),
             "batching": {
                 "enabled": policy.enabled,
                 "max_batch_size": policy.max_batch_size,

@@ -59,6 +59,17 @@ def test_the_tiny_configs_are_valid():
         (with_preprocessing("thyroid", features=[], mean=[], scale=[]), "preprocessing.tabular.features"),
         (config("thyroid", anomaly={"threshold": float("inf")}), "anomaly.threshold"),
         (config(name="x" * 129), "name"),
+        (config(instance_group=[{"count": 0}]), "instance_group.0.count"),
+        (config(instance_group=[{"count": 65}]), "instance_group.0.count"),
+        (config(instance_group=[{"kind": "KIND_TPU"}]), "instance_group.0.kind"),
+        (config(instance_group=[{"kind": "KIND_GPU", "gpus": [-1]}]), "instance_group.0.gpus.0"),
+        (config(instance_group=[{"kind": "KIND_GPU", "gpus": [1024]}]), "instance_group.0.gpus.0"),
+        (config(instance_group=[{"kind": "KIND_GPU", "gpus": [0, 0]}]), "instance_group.0"),
+        (config(instance_group=[{"kind": "KIND_CPU", "gpus": [0]}]), "instance_group.0"),
+        (config(instance_group=[{"kind": "KIND_GPU", "gpus": [0, 1], "count": 33}]), "instance_group"),
+        (config(instance_group=[{"count": 40}, {"count": 40}]), "instance_group"),
+        (config(instance_group=[]), "instance_group"),
+        (config(instance_group=[{"count": 2, "cpus": 4}]), "instance_group.0.cpus"),
     ],
 )
 def test_out_of_bounds_values_are_refused_naming_the_field(document, where):
@@ -137,3 +148,28 @@ def test_a_config_without_a_name_takes_its_folders(tmp_path) -> None:
     assert read_config(tmp_path / "config.json", "folder").name == "folder"
     with pytest.raises(ValueError):
         read_config(tmp_path / "config.json")
+
+
+def test_instance_groups_follow_triton_and_default_to_one_auto_instance():
+    assert [g.model_dump() for g in ModelConfig.model_validate(config()).instance_group] == [
+        {"name": "", "kind": "KIND_AUTO", "count": 1, "gpus": []}
+    ]
+    groups = ModelConfig.model_validate(
+        config(instance_group=[{"kind": "KIND_CPU", "count": 2}, {"kind": "KIND_GPU", "count": 2, "gpus": [0, 3]}])
+    ).instance_group
+    assert [(g.kind, g.count, g.gpus, g.instances) for g in groups] == [
+        ("KIND_CPU", 2, [], 2),
+        ("KIND_GPU", 2, [0, 3], 4),
+    ]
+    # The ceiling counts sessions over every group: 32 on each of two GPUs is the most allowed.
+    ModelConfig.model_validate(config(instance_group=[{"kind": "KIND_GPU", "gpus": [0, 1], "count": 32}]))
+    with pytest.raises(ValueError, match="asks for 66 sessions, more than 64"):
+        ModelConfig.model_validate(config(instance_group=[{"kind": "KIND_GPU", "gpus": [0, 1], "count": 33}]))
+    with pytest.raises(ValueError, match="gpus are listed only for kind KIND_GPU, not KIND_AUTO"):
+        ModelConfig.model_validate(config(instance_group=[{"gpus": [0]}]))
+
+
+def test_instance_group_is_a_model_level_knob():
+    snapshot = ModelConfig.model_validate(config())
+    top = ModelConfig.model_validate(config(instance_group=[{"kind": "KIND_CPU", "count": 3}]))
+    assert snapshot.serving_view(top).instance_group[0].count == 3

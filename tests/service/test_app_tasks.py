@@ -109,6 +109,9 @@ async def test_models_listing_shows_state_tensors_providers_and_batching(repo):
     assert (spam["task"], spam["state"]) == ("text", "ready")
     (v1,) = spam["versions"]
     assert v1["state"] == "ready" and v1["providers"] == ["CPUExecutionProvider"]
+    (instance,) = v1["instances"]
+    assert instance["name"] == "spam_0_0" and instance["kind"] == "KIND_AUTO"
+    assert instance["providers"] == ["CPUExecutionProvider"] and instance["running"] == 0
     assert [t["name"] for t in v1["inputs"]] == ["input_ids", "attention_mask"]
     assert v1["labels"] == ["ham", "spam"]
     assert v1["batching"] == {"enabled": True, "max_batch_size": 64, "max_delay_ms": 3.0, "max_queue_size": 256}

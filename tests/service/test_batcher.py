@@ -291,3 +291,103 @@ async def test_a_fast_small_batch_runs_on_the_loop_thread_and_a_slow_one_in_the_
     on_loop = [name == loop_thread for name in threads]
     assert on_loop == [False, True, True, False, True, False]
     await batcher.stop()
+
+
+class Instance:
+    """One instance's run function: records which rows it ran; a row of 99 blocks it until released."""
+
+    def __init__(self, index: int, log: list[tuple[int, list[float]]]) -> None:
+        self.index = index
+        self.log = log
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        if (x == 99).any():
+            self.blocked.set()
+            self.release.wait(5)
+        self.log.append((self.index, x.ravel().tolist()))
+        if (x == -1).any():
+            raise RuntimeError("row with -1 is poison")
+        return {"y": x * 2}
+
+
+async def blocked_instance(instances: list[Instance]) -> Instance:
+    """The instance that took the blocking batch (whichever worker formed it), polled with a deadline."""
+    deadline = time.monotonic() + 5
+    while not any(i.blocked.is_set() for i in instances) and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    (blocked,) = [i for i in instances if i.blocked.is_set()]
+    return blocked
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_a_blocked_instance_does_not_hold_back_the_next_batch(enabled):
+    log: list[tuple[int, list[float]]] = []
+    instances = [Instance(0, log), Instance(1, log)]
+    batcher = make(instances, size=4, enabled=enabled)
+    slow = asyncio.create_task(batcher.submit(rows(99), 5))
+    blocked = await blocked_instance(instances)
+    # The first instance is stuck in its run; the other serves the next requests meanwhile.
+    fast = await asyncio.wait_for(batcher.submit(rows(1, 2), 5), 5)
+    assert fast.outputs["y"].ravel().tolist() == [2, 4]
+    assert not slow.done() and log == [(1 - blocked.index, [1, 2])]
+    loads = batcher.instances
+    assert loads[blocked.index].running == 1 and loads[1 - blocked.index].running == 0
+    blocked.release.set()
+    assert (await slow).outputs["y"].ravel().tolist() == [198]
+    assert [load.batches for load in batcher.instances] == [1, 1]
+    await batcher.stop()
+
+
+async def test_a_failing_instance_fails_only_its_batch_while_the_other_serves():
+    log: list[tuple[int, list[float]]] = []
+    instances = [Instance(0, log), Instance(1, log)]
+    batcher = make(instances, size=1)
+    slow = asyncio.create_task(batcher.submit({"x": np.array([[99.0], [-1.0]], np.float32)}, 5))
+    blocked = await blocked_instance(instances)
+    # The blocked instance holds row 99; the poison row after it goes to the other instance and fails the request.
+    with pytest.raises(InferenceFailed, match="row with -1 is poison"):
+        await slow
+    assert (await batcher.submit(rows(3), 5)).outputs["y"].ravel().tolist() == [6]
+    blocked.release.set()
+    await batcher.stop()
+    assert (blocked.index, [99.0]) in log
+
+
+async def test_stop_drains_every_instance():
+    log: list[tuple[int, list[float]]] = []
+    instances = [Instance(0, log), Instance(1, log)]
+    batcher = make(instances, size=1)
+    slow = asyncio.create_task(batcher.submit(rows(99), 5))
+    blocked = await blocked_instance(instances)
+    queued = [asyncio.create_task(batcher.submit(rows(i), 5)) for i in range(4)]
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(batcher.stop())
+    done = await asyncio.gather(*queued)  # the free instance drains the queue while the other is still blocked
+    assert [r.outputs["y"].item() for r in done] == [0, 2, 4, 6] and not stopping.done()
+    blocked.release.set()
+    await stopping
+    assert (await slow).outputs["y"].item() == 198
+
+
+async def test_two_idle_instances_do_not_split_one_batch():
+    log: list[tuple[int, list[float]]] = []
+    arrivals = Arrivals()
+    batcher = make([Instance(0, log), Instance(1, log)], size=8, delay=0.5, arrivals=arrivals)
+
+    async def late(value: float, after: float):
+        with arrivals.coming():
+            await asyncio.sleep(after)
+            return await batcher.submit(rows(value), 5)
+
+    # While one worker holds rows open for those on their way, the other idle worker must not take them.
+    await asyncio.gather(late(0, 0.0), late(1, 0.02), late(2, 0.04))
+    assert [rows_run for _, rows_run in log] == [[0, 1, 2]]
+    await batcher.stop()
+
+
+def test_a_batcher_needs_an_instance():
+    with pytest.raises(ValueError, match="has no instance"):
+        Batcher([], BatchPolicy(4, 0.0, 16), name="model 'm' version 1")

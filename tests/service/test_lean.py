@@ -146,14 +146,14 @@ async def test_a_queued_request_whose_client_left_is_dropped_by_the_server_flag(
     async with serving(tiny_settings(repo)) as (app, client):
         batcher = app.state.axon.registry.get("spam").batcher
         hold = asyncio.Event()
-        run = batcher._run
+        run = batcher._workers[0].run  # the one instance's run function
 
         def blocked(batch):  # the first batch holds the worker while the second request queues
             asyncio.run_coroutine_threadsafe(hold.wait(), loop).result()
             return run(batch)
 
         loop = asyncio.get_running_loop()
-        batcher._run = blocked
+        batcher._workers[0].run = blocked
 
         class Flow:
             def resume_reading(self):
@@ -188,7 +188,7 @@ async def test_a_queued_request_whose_client_left_is_dropped_by_the_server_flag(
             }
 
         first = asyncio.create_task(client.post("/v1/text/classify", json={"texts": ["hello"]}))
-        while batcher._task is None or not batcher._executor._threads or batcher.queued_rows:
+        while not batcher.instances[0].running or batcher.queued_rows:
             await asyncio.sleep(0.001)
         cycle = Cycle()
         second = asyncio.create_task(app(scope(), cycle.receive, send))

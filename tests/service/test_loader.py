@@ -57,3 +57,25 @@ async def test_a_descriptor_that_carries_an_error_is_not_opened(tmp_path, loader
     entry = await loader.build(descriptor)
     assert entry.state is ModelState.UNAVAILABLE and entry.reason.startswith("config.json: ")
     assert entry.session is None
+
+
+async def test_a_version_builds_one_warm_session_per_instance_and_batches_on_each(tmp_path, loader):
+    add_model(tmp_path, "digits", "digits", instance_group=[{"kind": "KIND_CPU", "count": 3}])
+    (descriptor,) = discover_model(tmp_path / "digits")
+    entry = await loader.build(descriptor)
+    assert entry.state is ModelState.READY
+    assert [i.placement.name for i in entry.instances] == ["digits_0_0", "digits_0_1", "digits_0_2"]
+    assert len({id(i.session) for i in entry.instances}) == 3 and entry.session is entry.instances[0].session
+    assert entry.providers == ["CPUExecutionProvider"]
+    assert len(entry.batcher.instances) == 3
+    result = await entry.batcher.submit({"image": np.zeros((2, 1, 28, 28), np.float32)}, 5)
+    assert result.outputs["logits"].shape == (2, 10)
+    await loader.retire(entry)
+    assert entry.instances == [] and entry.session is None
+
+
+async def test_a_gpu_instance_that_cannot_be_placed_makes_the_version_unavailable(tmp_path, loader):
+    add_model(tmp_path, "digits", "digits", instance_group=[{"kind": "KIND_GPU", "gpus": [1]}])
+    entry = await loader.build(discover_model(tmp_path / "digits")[0])
+    assert entry.state is ModelState.UNAVAILABLE and entry.batcher is None
+    assert entry.reason.startswith("ValueError: instance digits_0_0 is KIND_GPU but AXON_PROVIDERS")

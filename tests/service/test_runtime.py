@@ -6,10 +6,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from modelrepo.config import InstanceGroup
 from service.errors import GpuUnavailable
 from service.runtime import (
+    Placement,
     SessionFactory,
     example_inputs,
+    placements,
     session_runner,
     warm_up,
     warmup_batch_sizes,
@@ -111,3 +114,47 @@ def test_warm_up_cuts_batches_to_its_byte_cap_and_refuses_a_row_past_it(tmp_path
         ValueError, match=f"one row of this model's inputs takes {row} bytes, more than the warm-up cap of 100"
     ):
         warm_up(session, [1], runs=1, max_bytes=100)
+
+
+def test_placements_fan_groups_out_per_gpu_and_share_the_cpu_threads():
+    groups = [InstanceGroup(kind="KIND_CPU", count=2), InstanceGroup(name="g", kind="KIND_GPU", count=2, gpus=[0, 3])]
+    placed = placements(groups, Settings(intra_op_threads=8, gpu_device_id=5), "m")
+    assert [(p.name, p.kind, p.gpu, p.threads) for p in placed] == [
+        ("m_0_0", "KIND_CPU", None, 4),
+        ("m_0_1", "KIND_CPU", None, 4),
+        ("g_0", "KIND_GPU", 0, 0),
+        ("g_1", "KIND_GPU", 0, 0),
+        ("g_2", "KIND_GPU", 3, 0),
+        ("g_3", "KIND_GPU", 3, 0),
+    ]
+    # One instance keeps the setting as it is (0: ONNX Runtime's default); KIND_AUTO runs on AXON_GPU_DEVICE_ID.
+    (alone,) = placements([InstanceGroup()], Settings(gpu_device_id=5), "m")
+    assert (alone.kind, alone.gpu, alone.threads) == ("KIND_AUTO", 5, 0)
+    # Three instances on three threads: one each, never zero.
+    assert {p.threads for p in placements([InstanceGroup(count=3)], Settings(intra_op_threads=2), "m")} == {1}
+
+
+def test_the_instance_count_setting_replaces_each_groups_count_within_the_ceiling():
+    groups = [InstanceGroup(kind="KIND_CPU", count=4), InstanceGroup(kind="KIND_GPU", gpus=[1, 2])]
+    placed = placements(groups, Settings(instance_count=2), "m")
+    assert [(p.kind, p.gpu) for p in placed] == [("KIND_CPU", None)] * 2 + [("KIND_GPU", 1)] * 2 + [("KIND_GPU", 2)] * 2
+    with pytest.raises(ValueError, match="asks for 96 sessions, more than 64"):
+        placements(groups, Settings(instance_count=32), "m")
+
+
+def test_a_cpu_instance_gets_its_own_session_and_threads(tmp_path):
+    vision_model(tmp_path / "m.onnx")
+    factory = SessionFactory(Settings(providers=["CUDAExecutionProvider", "CPUExecutionProvider"]))
+    assert factory.options(3).intra_op_num_threads == 3
+    instance = factory.place(tmp_path / "m.onnx", Placement("m_0_0", "KIND_CPU", None, 1))
+    # KIND_CPU never asks for CUDA, even when AXON_PROVIDERS prefers it.
+    assert instance.providers == ["CPUExecutionProvider"] and factory.gpu_reason is None
+
+
+def test_a_gpu_instance_without_a_gpu_provider_is_refused_naming_it(tmp_path):
+    vision_model(tmp_path / "m.onnx")
+    factory = SessionFactory(Settings(providers=["CPUExecutionProvider"]))
+    with pytest.raises(
+        ValueError, match=r"instance m_0_0 is KIND_GPU but AXON_PROVIDERS \(CPUExecutionProvider\) has no"
+    ):
+        factory.place(tmp_path / "m.onnx", Placement("m_0_0", "KIND_GPU", 0, 0))
