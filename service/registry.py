@@ -114,7 +114,10 @@ class ModelRegistry:
         return sorted(self._models)
 
     def versions(self, name: str) -> list[ModelVersion]:
-        """The versions of one model, newest first (ModelNotReady if the repository holds it unloaded, else ModelNotFound)."""
+        """The versions of one model, newest first.
+
+        Raises ModelNotReady if the repository holds the model unloaded, else ModelNotFound.
+        """
         table = self._models.get(name)
         if not table:
             if is_model_dir(self.root, name):

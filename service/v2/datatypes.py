@@ -76,10 +76,7 @@ def from_json(data: Any, datatype: str, shape: Sequence[int], max_elements: int 
     count = element_count(shape, max_elements)
     if not isinstance(data, list):
         raise ProtocolError(f"'data' must be a JSON array, got {type(data).__name__}")
-    if datatype == "BYTES":
-        array = _bytes_array(data)
-    else:
-        array = _numeric_array(data, datatype, dtype)
+    array = _bytes_array(data) if datatype == "BYTES" else _numeric_array(data, datatype, dtype)
     if array.size != count:
         raise ProtocolError(f"'data' has {array.size} elements but shape {list(shape)} needs {count}")
     return array.reshape(tuple(int(d) for d in shape))
