@@ -73,7 +73,7 @@ class Loader:
         assert entry.config is not None and entry.session is not None and entry.codec is not None
         policy = batch_policy(entry.config, self.settings)
         pads = entry.codec.pad_values
-        entry.batcher = Batcher(
+        batcher = entry.batcher = Batcher(
             session_runner(entry.session),
             policy,
             name=entry.label,
@@ -82,7 +82,7 @@ class Loader:
             on_batch=self._metrics.batch_observer(d.name, d.version or 0),
         )
         entry.batcher.start()
-        self._metrics.watch_queue(d.name, d.version or 0, lambda b=entry.batcher: b.queued_rows)
+        self._metrics.watch_queue(d.name, d.version or 0, lambda: batcher.queued_rows)
         entry.state = ModelState.READY
         why = self._factory.explain(entry.providers) if self._factory is not None else ""
         log.info("%s ready on %s (%s); batching %s", entry.label, ", ".join(entry.providers), why, policy)

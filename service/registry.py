@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import onnxruntime as ort
 
@@ -78,10 +78,13 @@ class ModelVersion:
         return f"model '{self.name}'" + (f" version {self.version}" if self.version is not None else "")
 
 
+Number = TypeVar("Number", int, float)
+
+
 def batch_policy(config: ModelConfig, settings: Settings) -> BatchPolicy:
     """The model's own batching knobs, with any override from settings applied."""
 
-    def pick(override, own):
+    def pick(override: Number | None, own: Number) -> Number:
         return own if override is None else override
 
     return BatchPolicy(

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelrepo.datatypes import ORT_TO_V2
 from service.errors import UnsafeName
@@ -125,7 +126,7 @@ def check_external_data(model_path: Path) -> None:
             except ValueError as exc:
                 # Only the message leaves this block: the traceback's frames hold views of the map,
                 # which could not be closed while they live.
-                problem = str(exc)
+                problem: str | None = str(exc)
             else:
                 problem = None
     if problem is not None:
@@ -164,7 +165,7 @@ def inspect_model(path: Path, test_run: bool = True) -> ValidationResult:
     except ValueError as exc:
         return ValidationResult(False, str(exc))
     if test_run:
-        from service.v2.datatypes import V2_TO_NUMPY
+        from modelrepo.datatypes import V2_TO_NUMPY
 
         feed = {}
         for tensor in inputs:
@@ -274,7 +275,7 @@ def _varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _tensor_info(arg) -> TensorInfo:  # arg: onnxruntime.NodeArg
+def _tensor_info(arg: Any) -> TensorInfo:  # arg: onnxruntime.NodeArg (ONNX Runtime ships no types)
     datatype = ORT_TO_V2.get(arg.type)
     if datatype is None:
         raise ValueError(f"tensor '{arg.name}' has type {arg.type}, which the V2 protocol cannot carry")
