@@ -99,7 +99,8 @@ def load_thyroid(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def is_anomaly(cls: np.ndarray) -> np.ndarray:
     """True where a thyroid row is the anomaly class (1, hyperfunction)."""
-    return np.asarray(cls) == ANOMALY_CLASS
+    flags: np.ndarray = np.asarray(cls) == ANOMALY_CLASS
+    return flags
 
 
 def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
