@@ -35,7 +35,10 @@ Row = tuple[str, str, str]
 
 def post(path: str, body: bytes, close: bool = False) -> bytes:
     extra = "Connection: close\r\n" if close else ""
-    head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    )
     return head.encode() + body
 
 
@@ -66,28 +69,27 @@ def server(repository: Path, nofile: int | None = None, **env: str):
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=limit,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while asyncio.run(status_of(port, get("/v2/health/ready"), 2)) != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"server did not start:\n{log.read().decode()[-3000:]}")
-            time.sleep(0.1)
-        yield port, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log.close()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while asyncio.run(status_of(port, get("/v2/health/ready"), 2)) != 200:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"server did not start:\n{log.read().decode()[-3000:]}")
+                time.sleep(0.1)
+            yield port, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -321,7 +323,7 @@ def big_bodies(repository: Path) -> list[Row]:
             worst = 0.0
             done = asyncio.Event()
 
-            async def live() -> None:
+            async def live(done: asyncio.Event) -> None:
                 nonlocal worst
                 while not done.is_set():
                     start = time.monotonic()
@@ -329,7 +331,7 @@ def big_bodies(repository: Path) -> list[Row]:
                     worst = max(worst, time.monotonic() - start)
                     await asyncio.sleep(0.05)
 
-            probe = asyncio.create_task(live())
+            probe = asyncio.create_task(live(done))
             start = time.monotonic()
             code = await status_of(port, post(path, body, close=True), 60)
             took = time.monotonic() - start

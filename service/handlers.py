@@ -8,6 +8,7 @@ included) read only `error`, so the same body serves them and the extra `code` s
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -55,7 +56,7 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 
-def describe_validation(errors: list[dict]) -> str:
+def describe_validation(errors: list[dict[str, Any]]) -> str:
     """One readable line out of pydantic's error list: `body.texts.0: Input should be a valid string`."""
     parts = []
     for err in errors[:5]:
@@ -79,7 +80,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception type the app can see to the one error shape."""
-    app.add_exception_handler(AxonError, _axon_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette types every handler as taking Exception, though it calls each only with its own type.
+    app.add_exception_handler(AxonError, _axon_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

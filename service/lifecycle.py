@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from modelrepo.layout import CONFIG_FILE, is_model_dir, model_names, versions
 from service.errors import AxonError, LoadFailed, ModelNotFound, RepositoryMissing
@@ -30,11 +31,11 @@ from service.settings import Settings
 
 log = logging.getLogger("axon.lifecycle")
 
-Fingerprint = tuple
+Fingerprint = tuple[object, ...]
 """Sizes and modification times of the files a version (or a whole model folder) is built from."""
 
 
-def _stat(path: Path) -> tuple:
+def _stat(path: Path) -> tuple[object, ...]:
     try:
         st = path.stat()
     except OSError:
@@ -79,7 +80,7 @@ class Lifecycle:
         self._failed: dict[tuple[str, int | None], str] = {}
         self._standing_in: set[tuple[str, int | None]] = set()
         self._loading: dict[str, set[int | None]] = {}
-        self._poller: asyncio.Task | None = None
+        self._poller: asyncio.Task[None] | None = None
         # Held while the start-up load runs: a load, unload or poll that arrives meanwhile waits for it
         # rather than racing it over the same version tables.
         self._startup = asyncio.Lock()
@@ -223,11 +224,11 @@ class Lifecycle:
             if key[0] == name:
                 self._forget(*key)
 
-    async def index(self, ready_only: bool = False) -> list[dict]:
+    async def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         """Triton's repository index: every model on disk or in the table, per version, with state and reason."""
         on_disk = await asyncio.to_thread(model_names, self.root)
         loaded = set(self.registry.names())
-        rows: list[dict] = []
+        rows: list[dict[str, Any]] = []
         for name in sorted(loaded | set(on_disk)):
             if not ready_only:
                 for version in sorted(self._loading.get(name, ()), key=_newest_first):
@@ -295,8 +296,8 @@ def _newest_first(version: int | None) -> int:
     return 1 if version is None else -version  # versions descending, a config-less entry last
 
 
-def _row(name: str, version: int | None, state: str, reason: str) -> dict:
-    row: dict = {"name": name}
+def _row(name: str, version: int | None, state: str, reason: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name}
     if version is not None:
         row["version"] = str(version)
     return row | {"state": state, "reason": reason}

@@ -138,7 +138,7 @@ class Loader:
         assert entry.config is not None and entry.instances and entry.codec is not None
         policy = batch_policy(entry.config, self.settings)
         pads = entry.codec.pad_values
-        entry.batcher = Batcher(
+        batcher = entry.batcher = Batcher(
             [session_runner(instance.session) for instance in entry.instances],
             policy,
             name=entry.label,
@@ -149,7 +149,7 @@ class Loader:
             ),
         )
         entry.batcher.start()
-        self._metrics.watch_queue(d.name, d.version or 0, lambda b=entry.batcher: b.queued_rows)
+        self._metrics.watch_queue(d.name, d.version or 0, lambda: batcher.queued_rows)
         entry.state = ModelState.READY
         why = self._factory.explain(entry.providers) if self._factory is not None else ""
         where = "; ".join(f"{i.placement.name} on {', '.join(i.providers)}" for i in entry.instances)

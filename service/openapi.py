@@ -100,7 +100,8 @@ INFER_ERRORS = (400, 401, 404, 413, 415, 422, 429, 503, 504)
 MODEL_ERRORS = (400, 401, 404, 503)
 MANAGE_ERRORS = (400, 401, 403, 404)
 
-# The README's examples (Serving and V2 sections); tests/service/test_openapi.py sends each request to the default models.
+# The README's examples (Serving and V2 sections);
+# tests/service/test_openapi.py sends each request to the default models.
 TEXTS = ["WINNER!! You have won a £1000 prize. Call 09061701461 to claim now", "Are we still on for lunch tomorrow?"]
 THYROID_ROW = [0.73, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0.0006, 0.015, 0.12, 0.082, 0.146]
 EXAMPLES: dict[tuple[str, str], tuple[Any, Any]] = {

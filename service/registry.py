@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import onnxruntime as ort
 
@@ -80,10 +80,13 @@ class ModelVersion:
         return f"model '{self.name}'" + (f" version {self.version}" if self.version is not None else "")
 
 
+Number = TypeVar("Number", int, float)
+
+
 def batch_policy(config: ModelConfig, settings: Settings) -> BatchPolicy:
     """The model's own batching knobs, with any override from settings applied."""
 
-    def pick(override, own):
+    def pick(override: Number | None, own: Number) -> Number:
         return own if override is None else override
 
     batches = config.max_batch_size > 0  # 0: the model has no batch axis (Triton's rule), whatever settings say
@@ -117,7 +120,10 @@ class ModelRegistry:
         return sorted(self._models)
 
     def versions(self, name: str) -> list[ModelVersion]:
-        """The versions of one model, newest first (ModelNotReady if the repository holds it unloaded, else ModelNotFound)."""
+        """The versions of one model, newest first.
+
+        Raises ModelNotReady if the repository holds the model unloaded, else ModelNotFound.
+        """
         table = self._models.get(name)
         if not table:
             if is_model_dir(self.root, name):

@@ -83,9 +83,11 @@ class HttpSettings(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True)
 
     header_timeout_s: float = Field(5.0, gt=0)
-    """Time from connecting (or from a kept-alive request's first byte) to the end of its headers; past it 408 and close."""
+    """Time from connecting (or from a kept-alive request's first byte) to the end of its headers;
+    past it 408 and close."""
     body_timeout_s: float = Field(10.0, gt=0)
-    """Time from the end of the headers to the end of the body (paused while the app is not reading); past it 408 and close."""
+    """Time from the end of the headers to the end of the body (paused while the app is not reading);
+    past it 408 and close."""
     write_timeout_s: float = Field(10.0, gt=0)
     """How long an answer may wait for a client that reads none of it; then the connection is dropped."""
     keep_alive_s: float = Field(5.0, gt=0)
@@ -231,7 +233,9 @@ def settings_table() -> str:
                 continue
             default = field.get_default(call_default_factory=True)
             shown = json.dumps(default) if isinstance(default, list) else ("" if default is None else str(default))
-            rows.append(f"| `{prefix}{name.upper()}` | `{shown}` | {field.description or ''} |")
+            # A docstring wrapped over several lines is one table cell.
+            meaning = " ".join((field.description or "").split())
+            rows.append(f"| `{prefix}{name.upper()}` | `{shown}` | {meaning} |")
 
     walk(Settings, "AXON_")
     return "\n".join(rows)

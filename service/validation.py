@@ -280,7 +280,7 @@ def _varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def tensor_info(arg: Any) -> TensorInfo:  # arg: onnxruntime.NodeArg
+def tensor_info(arg: Any) -> TensorInfo:  # arg: onnxruntime.NodeArg (ONNX Runtime ships no types)
     datatype = ORT_TO_V2.get(arg.type)
     if datatype is None:
         raise ValueError(f"tensor '{arg.name}' has type {arg.type}, which the V2 protocol cannot carry")

@@ -77,4 +77,5 @@ def write_card(card: dict[str, Any], path: Path) -> Path:
 
 def read_card(path: Path) -> dict[str, Any]:
     """Load a card.json."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    card: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return card

@@ -26,7 +26,8 @@ EPILOG = """examples:
   python -m training train my-digits --family cnn --dataset mnist --data ../shared/datasets/mnist_test10k
   python -m training train reviews --family rnn --dataset delimited --data reviews.csv \\
       --text-column text --label-column label --header --delimiter ,
-  python -m training evaluate sms-spam-transformer --dataset sms --data ../shared/datasets/sms_spam/SMSSpamCollection.tsv
+  python -m training evaluate sms-spam-transformer --dataset sms \\
+      --data ../shared/datasets/sms_spam/SMSSpamCollection.tsv
   python -m training export --checkpoint run.pt --like models/sentiment-gru/1
   torchrun --nproc_per_node=2 -m training train my-digits --family cnn --dataset mnist  # data-parallel
   python -m training list
@@ -342,9 +343,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 f"  origin:  {entry.origin}\n  files (under {root / name}):"
             )
             for f in entry.files:
-                print(
-                    f"    {f.path}  {f.size} bytes  sha256 {f.sha256}\n      url: {f.url or '(no public URL: a mirror only)'}"
-                )
+                url = f.url or "(no public URL: a mirror only)"
+                print(f"    {f.path}  {f.size} bytes  sha256 {f.sha256}\n      url: {url}")
         return 0
     if args.action == "verify":
         bad = 0
@@ -358,9 +358,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     base = args.source or os.environ.get("AXON_DATASETS_URL") or None
     for name in names:
         fetched = catalog.fetch(name, into, base_url=base)
-        print(
-            f"{name:30s} {'fetched ' + str(len(fetched)) + ' file(s)' if fetched else 'already verified'} in {into / name}"
-        )
+        outcome = f"fetched {len(fetched)} file(s)" if fetched else "already verified"
+        print(f"{name:30s} {outcome} in {into / name}")
     return 0
 
 

@@ -65,9 +65,8 @@ def evaluate_version(
     """Metrics of one repository version on a dataset, computed from ONNX Runtime's outputs."""
     import onnxruntime as ort
 
-    from modelrepo.config import read_config
-    from modelrepo.layout import MODEL_FILE
-    from training.repository import versions
+    from modelrepo.config import SeriesPreprocessing, TabularPreprocessing, read_config
+    from modelrepo.layout import MODEL_FILE, versions
 
     model_dir = Path(repository) / name
     found = versions(model_dir)
@@ -93,9 +92,11 @@ def evaluate_version(
         else:
             logits = _text_logits(session, folder, config, [data["texts"][i] for i in idx])
         return {**header, **classification_metrics(y[idx], logits.argmax(axis=1), config.labels)}
+    assert config.anomaly is not None  # the config schema requires it for tabular and series models
     threshold = config.anomaly.threshold
     if kind == "tabular":
         prep = config.preprocessing
+        assert isinstance(prep, TabularPreprocessing)
         y = np.asarray(data["y"]).astype(np.int64)
         idx = rows(y)
         z = ((data["x"][idx] - np.asarray(prep.mean)) / np.asarray(prep.scale)).astype(np.float32)
@@ -104,6 +105,7 @@ def evaluate_version(
     from modelrepo.scoring import cut_windows
 
     prep, series = config.preprocessing, data["series"]
+    assert isinstance(prep, SeriesPreprocessing)
     z = ((series.values - prep.mean) / prep.std).astype(np.float32)
     windows = cut_windows(z, prep.window, prep.stride)[:, :, None]
     points = series_point_scores(_batched(session, {"window": windows}, "score"), len(z), prep.window, prep.stride)

@@ -169,6 +169,8 @@ def export_onnx(
     """Export `model` in eval mode to one self-contained ONNX file with named tensors and dynamic axes."""
     if not isinstance(model, ExportableModel):
         raise TypeError(f"{type(model).__name__} lacks the ExportableModel interface (names, example inputs, dims)")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{type(model).__name__} is not a torch.nn.Module, which the ONNX exporter traces")
     # Size-1 example dims get specialised to constants by torch.export: trace with at least 2.
     if example_batch < 2 or (example_length is not None and example_length < 2):
         raise ValueError("export examples need a batch (and length) of at least 2")

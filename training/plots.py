@@ -11,11 +11,12 @@ matplotlib.use("Agg")  # no display on training machines or in CI
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from training.train import History
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -58,9 +59,9 @@ def score_distribution(scores: np.ndarray, is_anomaly: np.ndarray, threshold: fl
     floor = max(scores[scores > 0].min() if (scores > 0).any() else 1e-9, 1e-12)
     bins = np.geomspace(floor, max(scores.max(), floor * 10), 50)
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.hist(np.clip(scores[~is_anomaly], floor, None), bins=bins, alpha=0.6, label="normal")
+    ax.hist(np.clip(scores[~is_anomaly], floor, None), bins=bins.tolist(), alpha=0.6, label="normal")
     if is_anomaly.any():
-        ax.hist(np.clip(scores[is_anomaly], floor, None), bins=bins, alpha=0.6, label="anomaly")
+        ax.hist(np.clip(scores[is_anomaly], floor, None), bins=bins.tolist(), alpha=0.6, label="anomaly")
     ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set(xscale="log", xlabel="anomaly score (reconstruction MSE)", ylabel="count", title="Score distribution")
     ax.legend()

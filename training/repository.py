@@ -6,7 +6,6 @@ step, so a reader never sees half a version and an existing version is never tou
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -157,7 +156,7 @@ def validate_repository(repository: Path) -> list[str]:
     return problems
 
 
-def _validate_version(folder: Path, top: ModelConfig, ort: Any, tensor_specs: Callable) -> list[str]:
+def _validate_version(folder: Path, top: ModelConfig, ort: Any, tensor_specs: Callable[[Path], Any]) -> list[str]:
     where = f"{top.name}/{folder.name}"
     try:
         snapshot = read_config(folder / CONFIG_FILE)
@@ -201,10 +200,14 @@ def export_checkpoint(
     and twice the export example: a checkpoint carries no held-out data of its own.
     """
     from training.card import read_card
-    from training.models import family_of, model_from_checkpoint
+    from training.models import ExportableModel, config_dict, family_of, model_from_checkpoint
 
     model = model_from_checkpoint(checkpoint)
-    source = read_config((like / CONFIG_FILE) if like else config_path)
+    assert isinstance(model, ExportableModel)  # every family's model is one
+    source_path = like / CONFIG_FILE if like is not None else config_path
+    if source_path is None:
+        raise ValueError("a checkpoint export needs `like` (a version to copy the config from) or `config_path`")
+    source = read_config(source_path)
     config = source.model_copy(update={"name": name}) if name else source
     files: dict[str, Artefact] = {p.name: p for p in artefacts}
     if like is not None:
@@ -221,7 +224,7 @@ def export_checkpoint(
         family=family_of(model),
         dataset=previous.get("dataset", {}),  # the preprocessing reused came from this data
         split={},
-        hyperparameters={"model": dataclasses.asdict(model.config), "exported_from": str(checkpoint)},
+        hyperparameters={"model": config_dict(model), "exported_from": str(checkpoint)},
         parameters=sum(p.numel() for p in model.parameters()),
         metrics={"note": "not measured at export; run `python -m training evaluate` on held-out data"},
         training={"exported_from_checkpoint": str(checkpoint), "config_from": str(like or config_path)},

@@ -94,14 +94,14 @@ def trim_padding(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, .
 
 
 def make_loader(
-    data: Dataset,
+    data: Dataset[Any],
     batch_size: int,
     *,
     shuffle: bool,
     seed: int = 0,
     collate: Collate | None = None,
     rank: Rank | None = None,
-) -> DataLoader:
+) -> DataLoader[Any]:
     """A single-process loader whose shuffling depends only on `seed`; under DDP, this rank's shard of it.
 
     DistributedSampler permutes with `seed + epoch` (set by `fit`) and deals rank r the positions
@@ -109,7 +109,9 @@ def make_loader(
     N*batch_size positions of that permutation, i.e. one global batch.
     """
     if rank is not None and rank.active:
-        sampler = DistributedSampler(data, num_replicas=rank.world_size, rank=rank.rank, shuffle=shuffle, seed=seed)
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            data, num_replicas=rank.world_size, rank=rank.rank, shuffle=shuffle, seed=seed
+        )
         return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=collate)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
@@ -126,7 +128,7 @@ def _forward(
 
 def train_one_epoch(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
     *,
@@ -144,7 +146,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         output, target = _forward(model, batch, device)
         loss = loss_fn(output, target)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # PyTorch leaves Tensor.backward unannotated
         if grad_clip is not None:
             # Recurrent models on short noisy batches occasionally spike; clipping keeps AdamW steady.
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -166,7 +168,7 @@ def _concat(outputs: list[Any]) -> Any:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     loss_fn: LossFn,
     *,
     max_batches: int | None = None,
@@ -187,7 +189,7 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Dataset, *, batch_size: int = 256, collate: Collate | None = None) -> Any:
+def predict(model: nn.Module, data: Dataset[Any], *, batch_size: int = 256, collate: Collate | None = None) -> Any:
     """The model's outputs over a dataset, in order (targets ignored).
 
     Prediction is evaluation, which only rank 0 does: a worker rank that gets here has finished its
@@ -202,8 +204,8 @@ def predict(model: nn.Module, data: Dataset, *, batch_size: int = 256, collate: 
 
 def fit(
     model: nn.Module,
-    train_data: Dataset,
-    val_data: Dataset,
+    train_data: Dataset[Any],
+    val_data: Dataset[Any],
     *,
     loss: LossFn,
     metric: MetricFn,

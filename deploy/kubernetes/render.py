@@ -52,7 +52,8 @@ def kustomize_version() -> str:
 def main() -> int:
     RENDERED.mkdir(exist_ok=True)
     header = (
-        f"# Rendered by deploy/kubernetes/render.py with kubectl kustomize (Kustomize {kustomize_version()}); do not edit.\n"
+        "# Rendered by deploy/kubernetes/render.py with kubectl kustomize "
+        f"(Kustomize {kustomize_version()}); do not edit.\n"
         f"{DIGEST_PREFIX}{sources_digest()}\n"
     )
     for name, folder in targets().items():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 
-from service.metrics import CONTENT_TYPE
 from service.state import axon
 
 router = APIRouter(tags=["metrics"])

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from service.naming import validate_model_name
 from service.state import axon
@@ -19,9 +20,10 @@ from service.v2.datamodels import RepositoryIndexEntry, RepositoryIndexRequest, 
 
 router = APIRouter(prefix="/v2/repository", tags=["repository"])
 T = TypeVar("T")
+Body = TypeVar("Body", bound=BaseModel)
 
 
-async def _body(request: Request, cls: type[T]) -> T:
+async def _body(request: Request, cls: type[Body]) -> Body:
     """The optional JSON body (an empty body is the empty request)."""
     raw = await request.body()
     return parse_wire(cls, raw) if raw.strip() else cls()

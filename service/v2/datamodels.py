@@ -253,7 +253,7 @@ class RepositoryModelRequest(_Wire):
 WireT = TypeVar("WireT", bound=BaseModel)
 
 
-def parse_wire(cls: type[WireT], payload: bytes | str | dict) -> WireT:
+def parse_wire(cls: type[WireT], payload: bytes | str | dict[str, Any]) -> WireT:
     """Validate a JSON body (raw or already decoded) as `cls`, turning pydantic's errors into one ProtocolError."""
     if not isinstance(payload, dict):
         try:

@@ -76,16 +76,13 @@ def from_json(data: Any, datatype: str, shape: Sequence[int], max_elements: int 
     count = element_count(shape, max_elements)
     if not isinstance(data, list):
         raise ProtocolError(f"'data' must be a JSON array, got {type(data).__name__}")
-    if datatype == "BYTES":
-        array = _bytes_array(data)
-    else:
-        array = _numeric_array(data, datatype, dtype)
+    array = _bytes_array(data) if datatype == "BYTES" else _numeric_array(data, datatype, dtype)
     if array.size != count:
         raise ProtocolError(f"'data' has {array.size} elements but shape {list(shape)} needs {count}")
     return array.reshape(tuple(int(d) for d in shape))
 
 
-def to_json(array: np.ndarray) -> list:
+def to_json(array: np.ndarray) -> list[Any]:
     """A flat, row-major JSON-able list of an array's elements (BYTES decoded as UTF-8 strings)."""
     flat = np.asarray(array).reshape(-1)
     if flat.dtype.kind not in "OSU":
@@ -105,7 +102,7 @@ def to_json(array: np.ndarray) -> list:
     return out
 
 
-def _numeric_array(data: list, datatype: str, dtype: np.dtype) -> np.ndarray:
+def _numeric_array(data: list[Any], datatype: str, dtype: np.dtype) -> np.ndarray:
     """Parse numbers or booleans with numpy, then check their kind and range against the datatype."""
     try:
         raw = np.asarray(data)
@@ -138,7 +135,7 @@ def _numeric_array(data: list, datatype: str, dtype: np.dtype) -> np.ndarray:
     return raw.astype(dtype)
 
 
-def _bytes_array(data: list) -> np.ndarray:
+def _bytes_array(data: list[Any]) -> np.ndarray:
     """Collect strings from flat or regularly nested lists into an object array of UTF-8 bytes."""
     try:
         # dtype=object keeps strings whole; a ragged nesting leaves lists as elements, refused below

@@ -164,7 +164,7 @@ def test_service_lock_pins_every_dependency_within_pyproject_ranges() -> None:
         req = Requirement(spec)
         name = re.sub(r"[-_.]+", "-", req.name).lower()
         assert name in pins, f"{req.name} is not in {lock.name}: run scripts/lock"
-        for version, marker in pins[name]:
+        for version, _marker in pins[name]:
             assert req.specifier.contains(version, prereleases=True), (
                 f"{lock.name} pins {name}=={version} outside {req.specifier}: run scripts/lock"
             )

@@ -28,6 +28,8 @@ case "$1 $2 $3" in
   "-m pip show") [ -n "${{AXON_FAKE_INSTALLED:-}}" ] && [ "$4" = "-q" ] && [ "$5" = "$AXON_FAKE_INSTALLED" ] ;;
   "-m pip "*) exit 0 ;;
   "-VV  ") exec {real} -VV ;;
+  "-m ruff "* | "-m mypy "* | "-m pytest "*)  # the checks and the suite: AXON_FAKE_FAIL names one that fails
+    case "$*" in *"${{AXON_FAKE_FAIL:-(none)}}"*) exit 3 ;; esac ;;
   *) exit 1 ;;  # e.g. the "is torch installed" check: it is not
 esac
 """
@@ -123,6 +125,39 @@ def test_serve_passes_its_arguments_to_the_service(project: dict) -> None:
     calls = project["log"].read_text().splitlines()
     assert done.returncode == 1  # the fake interpreter "fails" to serve
     assert calls[-1] == "-m service --port 9"
+
+
+def run_tests(project: dict, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run scripts/test in the copied project; returns the process and the checks and suite it started."""
+    project["log"].write_text("")
+    done = subprocess.run(
+        [str(project["root"] / "scripts/test"), *args],
+        env={**project["env"], **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    calls = project["log"].read_text().splitlines()
+    return done, [c for c in calls if c.startswith(("-m ruff", "-m mypy", "-m pytest"))]
+
+
+def test_test_script_lints_and_type_checks_before_the_suite(project: dict) -> None:
+    done, steps = run_tests(project, "-x", "tests/service")
+    assert done.returncode == 0, done.stderr
+    assert steps == ["-m ruff check .", "-m ruff format --check .", "-m mypy", "-m pytest -q -x tests/service"]
+
+
+@pytest.mark.parametrize("failing", ["-m ruff check", "-m ruff format", "-m mypy"])
+def test_a_failing_check_stops_the_test_script_before_the_suite(project: dict, failing: str) -> None:
+    done, steps = run_tests(project, AXON_FAKE_FAIL=failing)
+    assert done.returncode == 1
+    assert steps[-1].startswith(failing) and not any(s.startswith("-m pytest") for s in steps)
+    assert f"FAILED: {failing.removeprefix('-m ')}" in done.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    lines = (ROOT / ".ci/run").read_text().splitlines()
+    assert [line for line in lines if line and not line.startswith("#")][-1] == "exec ./scripts/test"
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):

@@ -167,7 +167,7 @@ async def test_failed_reload_of_a_changed_version_keeps_its_previous_files_servi
 async def test_broken_config_keeps_the_ready_version_serving(repo):
     async with serving(settings(repo)) as (app, client):
         (repo / "digits" / "config.json").write_text("{broken")
-        with pytest.raises(LoadFailed, match="config.json"):
+        with pytest.raises(LoadFailed, match=r"config\.json"):
             await app.state.axon.lifecycle.load("digits")
         answer = await client.post("/v2/models/digits/infer", json=V2_BODY)
         assert answer.status_code == 200 and answer.json()["model_version"] == "1"

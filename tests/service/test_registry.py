@@ -45,7 +45,10 @@ def test_a_name_the_repository_holds_but_the_table_lacks_is_not_ready_not_unknow
     add_model(tmp_path, "digits", "digits")
     (tmp_path / "no-config").mkdir()
     registry = ModelRegistry(Settings(model_repository=tmp_path))
-    how = "model 'digits' has a folder in the repository but is not loaded: load it with POST /v2/repository/models/digits/load"
+    how = (
+        "model 'digits' has a folder in the repository but is not loaded: "
+        "load it with POST /v2/repository/models/digits/load"
+    )
     with pytest.raises(ModelNotReady, match=how) as info:
         registry.get("digits")
     assert info.value.status_code == 503 and info.value.headers["Retry-After"].isdigit()

@@ -157,7 +157,7 @@ def test_scan_finds_external_data_in_subgraphs_like_onnx_does(folder: Path):
     assert sorted(external_data_locations(model.SerializeToString())) == expected
 
     onnx.save(model, folder / "model.onnx")
-    with pytest.raises(ValueError, match="escape_then|attribute"):
+    with pytest.raises(ValueError, match=r"escape_then|attribute"):
         check_external_data(folder / "model.onnx")
     result = validate_model(folder / "model.onnx")
     assert not result.ok and "points outside" in result.reason

@@ -2,8 +2,8 @@
 
 `default_repository` is the committed `models/` once all five defaults are in it; before that (the
 training run that builds them may not have landed) it is a tiny repository under the same names,
-tensor names and dtypes (`tiny_models`). Samples come from the real datasets (full, or the committed excerpts) and are turned
-into model tensors by the model's own codec, exactly as the task endpoints prepare them.
+tensor names and dtypes (`tiny_models`). Samples come from the real datasets (full, or the committed excerpts) and
+are turned into model tensors by the model's own codec, exactly as the task endpoints prepare them.
 """
 
 from __future__ import annotations

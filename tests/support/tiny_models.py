@@ -75,7 +75,9 @@ COLOUR_HEIGHT, COLOUR_WIDTH, COLOUR_CLASSES = 4, 6, 5
 
 
 def colour_model(path: Path, seed: int = 4) -> None:
-    """image FP32 [B,3,4,6] -> logits FP32 [B,5]: a dense layer over every pixel, so any layout mistake changes the answer.
+    """image FP32 [B,3,4,6] -> logits FP32 [B,5]: a dense layer over every pixel.
+
+    Any layout mistake changes the answer.
 
     Height differs from width on purpose: an (H, W) / (W, H) mix-up cannot hide behind a square.
     """
@@ -169,7 +171,7 @@ def series_model(path: Path, seed: int = 3) -> None:
     """window FP32 [B,W,1] -> reconstruction FP32 [B,W,1], score FP32 [B]."""
     w = SERIES_WINDOW
     nodes, inits = _autoencoder_nodes("flat", w, np.random.default_rng(seed))
-    nodes = [helper.make_node("Reshape", ["window", "flat_shape"], ["flat"])] + nodes
+    nodes = [helper.make_node("Reshape", ["window", "flat_shape"], ["flat"]), *nodes]
     nodes.append(helper.make_node("Reshape", ["rec", "out_shape"], ["reconstruction"]))
     inits += [_init("flat_shape", np.array([-1, w], np.int64)), _init("out_shape", np.array([-1, w, 1], np.int64))]
     graph = helper.make_graph(

@@ -82,7 +82,7 @@ def test_fetch_from_a_mirror_over_http_verifies_and_is_idempotent(mirror, tiny, 
 def test_fetch_keeps_nothing_whose_sha256_differs(mirror, tiny, tmp_path):
     url, served = mirror
     (served / "tiny" / "sub" / "texts.tsv").write_bytes(SMS.read_bytes()[:-1] + b"X")  # same size, other bytes
-    with pytest.raises(DatasetError, match="sha256 .* is not the catalogue's"):
+    with pytest.raises(DatasetError, match=r"sha256 .* is not the catalogue's"):
         catalog.fetch("tiny", tmp_path / "data", base_url=url)
     folder = tmp_path / "data" / "tiny"
     assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == ["rows.data"]  # no texts.tsv, no .part
@@ -101,7 +101,7 @@ def test_fetch_failures_are_one_clear_error(mirror, tiny, tmp_path):
     (served / "tiny" / "rows.data").unlink()
     with pytest.raises(DatasetError, match=r"could not fetch http://127\.0\.0\.1:\d+/tiny/rows\.data: HTTP 404"):
         catalog.fetch("tiny", tmp_path / "data", base_url=url)
-    with pytest.raises(DatasetError, match="not a public file: fetch it from a mirror .* --from URL"):
+    with pytest.raises(DatasetError, match=r"not a public file: fetch it from a mirror .* --from URL"):
         catalog.fetch("tiny", tmp_path / "data")  # no per-file URL and no mirror
 
 

@@ -93,7 +93,7 @@ def test_mnist_idx_raw_files_and_errors(tmp_path):
     with pytest.raises(ValueError, match="need 40"):
         load_mnist_idx(tmp_path / "short", labels)
     _write_idx(tmp_path / "three", 2049, [3], bytes(3))
-    with pytest.raises(ValueError, match="2 images but .* 3 labels"):
+    with pytest.raises(ValueError, match=r"2 images but .* 3 labels"):
         load_mnist_idx(images, tmp_path / "three")
 
 
@@ -129,7 +129,7 @@ def test_image_folder_grayscale_resized(tmp_path):
 
 def test_image_folder_rgb(tmp_path):
     _write_image_folder(tmp_path)
-    x, y, _ = load_image_folder(tmp_path, size=(4, 5), channels=3)
+    x, _, _ = load_image_folder(tmp_path, size=(4, 5), channels=3)
     assert x.shape == (3, 4, 5, 3)
     assert x[0, :, :, 2].min() == 255 and x[0, :, :, 0].max() == 0  # blue stays blue
 

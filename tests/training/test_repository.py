@@ -96,7 +96,7 @@ def test_top_level_config_keeps_the_operators_serving_knobs(tmp_path):
 
 def test_failed_export_leaves_no_version_and_no_staging(tmp_path):
     bad_cases = [(np.zeros((2, 5), dtype=np.float32),)]  # 5 features for a 3-feature model
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         write_version(tmp_path, _model(), _config(), bad_cases, card=_card())
     assert list((tmp_path / "tiny-ae").iterdir()) == []
 

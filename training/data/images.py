@@ -80,8 +80,8 @@ def load_mnist_pool(folder: str | os.PathLike[str], prefix: str = "train8k") -> 
 
 def _decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     """Decode one image the way the service does: convert, then bilinear resize to (h, w)."""
-    with Image.open(path) as img:
-        img = img.convert(mode)
+    with Image.open(path) as source:
+        img = source.convert(mode)
         if size is not None and img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)

@@ -104,14 +104,6 @@ def load_dataset(
     from training.data import images, tabular, text, timeseries
 
     path = resolve_data(kind, path)
-    if kind == "mnist":
-        x, y = images.load_mnist_pool(path)
-        files = sorted(p for p in path.iterdir() if "idx" in p.name)
-        return {"x": x, "y": y, "labels": [str(i) for i in range(10)], "dataset": describe_files(path.name, files)}
-    if kind == "image-folder":
-        x, y, labels = images.load_image_folder(path, size=tuple(size) if size else None, channels=channels)
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return {"x": x, "y": y, "labels": labels, "dataset": describe_files(path.name, files, path)}
     if kind == "digits":
         x, y = images.load_sklearn_digits()
         return {
@@ -120,6 +112,15 @@ def load_dataset(
             "labels": [str(i) for i in range(10)],
             "dataset": {"name": "sklearn digits", "files": {}, "sha256": None},
         }
+    assert path is not None  # every kind but digits reads files
+    if kind == "mnist":
+        x, y = images.load_mnist_pool(path)
+        files = sorted(p for p in path.iterdir() if "idx" in p.name)
+        return {"x": x, "y": y, "labels": [str(i) for i in range(10)], "dataset": describe_files(path.name, files)}
+    if kind == "image-folder":
+        x, y, labels = images.load_image_folder(path, size=(size[0], size[1]) if size else None, channels=channels)
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {"x": x, "y": y, "labels": labels, "dataset": describe_files(path.name, files, path)}
     if kind in ("sms", "sentiment", "delimited"):
         if kind == "sms":
             texts, names = text.load_sms_spam(path)

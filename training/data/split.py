@@ -14,7 +14,7 @@ POOL_SPLIT = (0.8, 0.1, 0.1)
 def _class_counts(n: int, fractions: np.ndarray) -> np.ndarray:
     """Split n items by fractions; the largest remainders get the leftover items, so counts sum to n."""
     exact = fractions * n
-    counts = np.floor(exact).astype(np.int64)
+    counts: np.ndarray = np.floor(exact).astype(np.int64)
     leftover = n - counts.sum()
     order = np.argsort(-(exact - counts), kind="stable")
     counts[order[:leftover]] += 1
@@ -22,7 +22,7 @@ def _class_counts(n: int, fractions: np.ndarray) -> np.ndarray:
 
 
 def stratified_split(
-    y: Sequence | np.ndarray, fractions: tuple[float, ...] = (0.7, 0.15, 0.15), seed: int = 0
+    y: Sequence[int] | np.ndarray, fractions: tuple[float, ...] = (0.7, 0.15, 0.15), seed: int = 0
 ) -> tuple[np.ndarray, ...]:
     """One sorted int64 index array per fraction, each holding about that fraction of every class."""
     y = np.asarray(y)

@@ -61,7 +61,7 @@ def load_numeric_csv(
     """Features float32 [N, F] in the file's column order, labels (or None) and feature names."""
     path = Path(path)
     rows = _read_rows(path, delimiter)
-    if header and rows:
+    if header and rows:  # noqa: SIM108 (the one-line form nests two conditional expressions)
         names = rows.pop(0)
     else:
         names = [f"column_{i}" for i in range(len(rows[0]))] if rows else []
@@ -99,7 +99,8 @@ def load_thyroid(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def is_anomaly(cls: np.ndarray) -> np.ndarray:
     """True where a thyroid row is the anomaly class (1, hyperfunction)."""
-    return np.asarray(cls) == ANOMALY_CLASS
+    flags: np.ndarray = np.asarray(cls) == ANOMALY_CLASS
+    return flags
 
 
 def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

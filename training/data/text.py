@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Literal
 
 SMS_LABELS = ("ham", "spam")
 SENTIMENT_LABELS = {"0": "negative", "1": "positive"}
@@ -35,7 +36,7 @@ def load_delimited(
     label_column: str | int,
     delimiter: str = "\t",
     header: bool,
-    quoting: int = csv.QUOTE_MINIMAL,
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL,  # csv.QUOTE_*
 ) -> tuple[list[str], list[str]]:
     """Texts and labels from a delimited file; columns are header names, or indices when there is no header."""
     path = Path(path)

@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def _read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return timestamps, values
 
 
-def _label_entry(json_path: Path | None, default: Path, key: str) -> list | None:
+def _label_entry(json_path: Path | None, default: Path, key: str) -> list[Any] | None:
     """The key's entry in a NAB label file; None when no file was given and the default is absent."""
     path = json_path if json_path is not None else default
     if json_path is None and not default.is_file():
@@ -57,10 +58,11 @@ def _label_entry(json_path: Path | None, default: Path, key: str) -> list | None
         if json_path is None:
             return None
         raise KeyError(f"{path} has no entry {key!r}")
-    return table[key]
+    entry: list[Any] = table[key]
+    return entry
 
 
-def _window_ranges(timestamps: np.ndarray, windows: list, key: str) -> list[tuple[int, int]]:
+def _window_ranges(timestamps: np.ndarray, windows: list[Any], key: str) -> list[tuple[int, int]]:
     ranges = []
     for start, end in windows:
         inside = np.flatnonzero((timestamps >= np.datetime64(start, "s")) & (timestamps <= np.datetime64(end, "s")))

@@ -30,12 +30,14 @@ class Family:
     @property
     def config_class(self) -> type:
         """The config dataclass (imports the family's module, and so PyTorch)."""
-        return getattr(importlib.import_module(self.module), self.config_name)
+        cls: type = getattr(importlib.import_module(self.module), self.config_name)
+        return cls
 
     @property
     def model_class(self) -> type[nn.Module]:
         """The `nn.Module` class, which satisfies `ExportableModel`."""
-        return getattr(importlib.import_module(self.module), self.model_name)
+        cls: type[nn.Module] = getattr(importlib.import_module(self.module), self.model_name)
+        return cls
 
 
 # family name -> Family; the names are what the CLI and checkpoints use.
@@ -78,6 +80,12 @@ def family_of(model: nn.Module) -> str:
     raise ValueError(f"{type(model).__name__} is not one of the model families")
 
 
+def config_dict(model: nn.Module) -> dict[str, Any]:
+    """The family config dataclass a model was built from, as plain values (checkpoints, model cards)."""
+    config: Any = model.config  # every family keeps its config here (ExportableModel.config)
+    return dataclasses.asdict(config)
+
+
 def save_checkpoint(model: nn.Module, name: str, path: str | Path) -> None:
     """Write the model's weights together with its family and config, so the file rebuilds it alone."""
     import torch
@@ -87,7 +95,7 @@ def save_checkpoint(model: nn.Module, name: str, path: str | Path) -> None:
         raise ValueError(f"a {type(model).__name__} is not a {name!r} model ({model_class.__name__})")
     payload = {
         "family": name,
-        "config": dataclasses.asdict(model.config),
+        "config": config_dict(model),
         "state_dict": model.state_dict(),
     }
     torch.save(payload, Path(path))

@@ -6,6 +6,7 @@ the definition of the anomaly score exists once, here, and the ONNX export carri
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +37,7 @@ class DenseAutoencoderConfig:
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     """Linear layers with GELU and dropout between them, none after the last."""
     layers: list[nn.Module] = []
-    for i, (cin, cout) in enumerate(zip(sizes, sizes[1:])):
+    for i, (cin, cout) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(cin, cout))
         if i < len(sizes) - 2:
             layers += [nn.GELU(), nn.Dropout(dropout)]

@@ -30,12 +30,13 @@ class CNNConfig:
 
     def __post_init__(self) -> None:
         self.widths = tuple(self.widths)
-        self.image_size = tuple(self.image_size)
+        height, width = self.image_size  # a list when read back from JSON
+        self.image_size = (height, width)
 
     @property
     def min_size(self) -> int:
         """Smallest height/width accepted: every max-pool halves the maps and none may reach zero."""
-        return 2 ** len(self.widths)
+        return int(2 ** len(self.widths))
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:

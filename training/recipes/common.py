@@ -121,7 +121,9 @@ def hyper_dict(family_cfg: dict[str, Any], hyper: Hyper, **extra: Any) -> dict[s
     return {"model": family_cfg, "fit": dataclasses.asdict(hyper), **extra}
 
 
-def fit_with(model: nn.Module, train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions, **kw: Any) -> History:
+def fit_with(
+    model: nn.Module, train: Dataset[Any], val: Dataset[Any], hyper: Hyper, opts: RunOptions, **kw: Any
+) -> History:
     """`train.fit` with a recipe's hyper-parameters and run options."""
     return fit(
         model,
@@ -186,7 +188,13 @@ def rows(idx: np.ndarray, *arrays: np.ndarray) -> TensorDataset:
 
 
 def fit_new(
-    family: str, model_cfg: dict[str, Any], train: Dataset, val: Dataset, hyper: Hyper, opts: RunOptions, **kw: Any
+    family: str,
+    model_cfg: dict[str, Any],
+    train: Dataset[Any],
+    val: Dataset[Any],
+    hyper: Hyper,
+    opts: RunOptions,
+    **kw: Any,
 ) -> tuple[nn.Module, History]:
     """A fresh seeded model of `family`, fitted with early stopping on the validation metric."""
     set_seed(opts.seed)
@@ -195,7 +203,11 @@ def fit_new(
 
 
 def class_metrics(
-    model: nn.Module, parts: dict[str, Dataset], y: dict[str, np.ndarray], labels: Sequence[str], collate: Any = None
+    model: nn.Module,
+    parts: dict[str, Dataset[Any]],
+    y: dict[str, np.ndarray],
+    labels: Sequence[str],
+    collate: Any = None,
 ) -> dict[str, Any]:
     """Classification metrics of a classifier on each named part."""
     return {

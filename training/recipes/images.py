@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -17,6 +16,7 @@ from torch.utils.data import Dataset
 from modelrepo.config import ImagePreprocessing
 from training import plots
 from training.data.images import image_batch
+from training.models import config_dict
 from training.recipes.common import (
     SPLIT,
     Fitted,
@@ -37,7 +37,7 @@ from training.repository import Artefact
 from training.train import History
 
 
-class RandomShift(Dataset):
+class RandomShift(Dataset[Any]):
     """Training images moved by up to `pixels` in x and y, a fresh shift each time an item is read.
 
     Digits in the wild are rarely centred the way MNIST's are, and with a few thousand training images
@@ -87,11 +87,12 @@ def train_image_classifier(
         "num_classes": len(labels),
         "image_size": (height, width),
     }
-    train = rows(train_idx, x, y)
+    train_rows = rows(train_idx, x, y)
+    train: Dataset[Any] = train_rows
     if shift:
         # What an empty pixel becomes after inverting and normalising: the padding must look like paper.
         background = torch.from_numpy(((1.0 if invert else 0.0) - mean) / std).float()
-        train = RandomShift(*train.tensors, shift, background)
+        train = RandomShift(train_rows.tensors[0], train_rows.tensors[1], shift, background)
     model, history = fit_new(
         "cnn", model_cfg, train, rows(val_idx, x, y), hyper, opts, loss=F.cross_entropy, metric=accuracy
     )
@@ -115,7 +116,7 @@ def train_image_classifier(
             serving_config(name, "vision", description, preprocessing, labels=list(labels)),
             cases=[(x[test_idx[:1]],), (x[test_idx[:64]],)],
             split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
-            hyper=hyper_dict(dataclasses.asdict(model.config), hyper, augment_shift_pixels=shift),
+            hyper=hyper_dict(config_dict(model), hyper, augment_shift_pixels=shift),
             summary={"split": "test", "n": test["n"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
             artefacts=partial(_plots, history, test["confusion_matrix"], labels),
         ),

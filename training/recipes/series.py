@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from functools import partial
 from pathlib import Path
@@ -17,6 +16,7 @@ from modelrepo.scoring import window_starts
 from training import metrics as ev
 from training import plots
 from training.data import timeseries
+from training.models import config_dict
 from training.recipes.common import (
     Fitted,
     Hyper,
@@ -37,7 +37,8 @@ def _clean_starts(labels: np.ndarray, lo: int, hi: int, window: int, stride: int
     """Start indices of windows inside [lo, hi) that hold no labelled point."""
     starts = np.arange(lo, hi - window + 1, stride)
     bad = np.concatenate([[0], np.cumsum(labels)])  # prefix sums: labelled points in [s, s + window)
-    return starts[(bad[starts + window] - bad[starts]) == 0]
+    clean: np.ndarray = starts[(bad[starts + window] - bad[starts]) == 0]
+    return clean
 
 
 def train_series_autoencoder(
@@ -116,7 +117,7 @@ def train_series_autoencoder(
                 "detection is reported over the whole series",
             },
             hyper=hyper_dict(
-                dataclasses.asdict(model.config),
+                config_dict(model),
                 hyper,
                 stride=stride,
                 threshold_quantile=threshold_quantile,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -15,6 +14,7 @@ from modelrepo.config import AnomalySpec, TabularPreprocessing
 from training import metrics as ev
 from training import plots
 from training.data import tabular
+from training.models import config_dict
 from training.recipes.common import (
     SPLIT,
     Fitted,
@@ -102,9 +102,7 @@ def train_tabular_autoencoder(
                 trained_on="normal rows of the training split",
                 normal_train=len(normal_train),
             ),
-            hyper=hyper_dict(
-                dataclasses.asdict(model.config), hyper, threshold_rule=threshold_rule, binary_scale=binary_scale
-            ),
+            hyper=hyper_dict(config_dict(model), hyper, threshold_rule=threshold_rule, binary_scale=binary_scale),
             summary={
                 "split": "test",
                 "n": test["n"],

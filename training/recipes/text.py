@@ -19,7 +19,7 @@ from modelrepo.config import TextPreprocessing
 from training import metrics as ev
 from training import plots
 from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_tokenizer
-from training.models import build_model
+from training.models import build_model, config_dict
 from training.models.bag import BagOfEmbeddings
 from training.recipes.common import (
     SPLIT,
@@ -39,7 +39,7 @@ from training.repository import Artefact
 from training.train import History, set_seed, trim_padding
 
 
-class TokenDropout(Dataset):
+class TokenDropout(Dataset[Any]):
     """Training texts with each real token replaced by [UNK] with probability `p`, afresh on every read.
 
     With a couple of thousand sentences a text model leans on a few memorised words; hiding random
@@ -145,7 +145,7 @@ def train_text_classifier(
             ),
             split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
             hyper=hyper_dict(
-                dataclasses.asdict(model.config),
+                config_dict(model),
                 hyper,
                 vocab_size=vocab_size,
                 lowercase=lowercase,
@@ -174,14 +174,14 @@ def _encoded(tokenizer: Any, texts: Sequence[str], y: np.ndarray, idx: np.ndarra
 
 def _macro_f1(logits: torch.Tensor, target: torch.Tensor, labels: Sequence[str]) -> float:
     """The validation metric text models stop on: macro-F1 (accuracy flatters the majority class)."""
-    return ev.classification_metrics(target.numpy(), logits.argmax(1).numpy(), labels)["macro_f1"]
+    return float(ev.classification_metrics(target.numpy(), logits.argmax(1).numpy(), labels)["macro_f1"])
 
 
 def _candidate(
     family: str,
     model_cfg: dict[str, Any],
-    train: Dataset,
-    val: Dataset,
+    train: Dataset[Any],
+    val: Dataset[Any],
     hyper: Hyper,
     opts: RunOptions,
     *,
@@ -234,7 +234,7 @@ def _text_cases(
     """Parity inputs from real held-out texts: batch 1 at length 1, batch 1, a batch of many, the longest."""
     by_length = sorted(texts, key=len)
     longest = by_length[-min(8, len(by_length)) :]
-    cases = [
+    cases: list[tuple[np.ndarray, ...]] = [
         encode_batch(tokenizer, texts[:1], 1),
         encode_batch(tokenizer, texts[:1], max_length),
         encode_batch(tokenizer, list(texts[:64]), max_length),

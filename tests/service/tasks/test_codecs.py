@@ -73,7 +73,7 @@ def test_bad_images_are_refused_with_their_reason(data, error, message):
 def test_image_limits_bytes_pixels_and_decompression_bombs():
     image = png(np.zeros((28, 28), np.uint8))
     spec = config("digits").preprocessing
-    with pytest.raises(PayloadTooLarge, match="has .* bytes; the limit is 10"):
+    with pytest.raises(PayloadTooLarge, match=r"has .* bytes; the limit is 10"):
         decode_image(image, spec, Limits(max_image_bytes=10))
     with pytest.raises(PayloadTooLarge, match="28x28 pixels; the limit is 100 pixels"):
         decode_image(image, spec, Limits(max_image_pixels=100))
@@ -135,7 +135,7 @@ def test_tabular_rows_are_standardised_and_checked():
     with pytest.raises(InvalidInput, match="sample 1 has 20 features; the model expects 21"):
         codec.encode([row, row[:20]])
     with pytest.raises(InvalidInput, match="non-finite value at \\[0, 3\\]"):
-        codec.encode([row[:3] + [float("nan")] + row[4:]])
+        codec.encode([[*row[:3], float("nan"), *row[4:]]])
     with pytest.raises(PayloadTooLarge, match="3 samples in one request; the limit is 2"):
         TabularCodec(config("thyroid"), NO_FILES, Limits(max_samples=2)).encode([row] * 3)
 
@@ -150,7 +150,7 @@ def test_series_is_normalised_and_cut_like_scoring():
     with pytest.raises(InvalidInput, match="the series has 7 points; the model needs at least 8"):
         codec.encode(series[:7])
     with pytest.raises(InvalidInput, match="non-finite"):
-        codec.encode(series[:10] + [float("inf")])
+        codec.encode([*series[:10], float("inf")])
     with pytest.raises(PayloadTooLarge, match="21 points; the limit is 20"):
         SeriesCodec(config("temperature"), NO_FILES, Limits(max_series_length=20)).encode(series)
 

@@ -89,7 +89,7 @@ def test_binary_data_size_must_be_a_non_negative_integer(size):
         },
     )
     with pytest.raises(ProtocolError, match="binary_data_size must be a non-negative integer"):
-        request.inputs[0].binary_data_size
+        _ = request.inputs[0].binary_data_size  # a property that validates on access
 
 
 def test_binary_flags_must_be_booleans():

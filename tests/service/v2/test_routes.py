@@ -190,7 +190,7 @@ async def test_binary_request_and_binary_response(repo):
 
 async def test_text_rows_of_different_lengths_are_padded_in_the_shared_batch(repo):
     short, long = [[2, 3]], [[2, 3, 4, 5, 14]]
-    async with serving(tiny_settings(repo, max_delay_ms=50)) as (app, client):
+    async with serving(tiny_settings(repo, max_delay_ms=50)) as (_, client):
         alone = [
             (await client.post("/v2/models/spam/infer", json={"inputs": text_inputs(ids)})).json()
             for ids in (short, long)
