@@ -56,7 +56,7 @@ class Answer:
 class Call:
     """One request on the lean path: its path parameters, headers, query and body, and the app state."""
 
-    __slots__ = ("scope", "receive", "state", "params", "_body")
+    __slots__ = ("_body", "params", "receive", "scope", "state")
 
     def __init__(self, scope: Scope, receive: Receive, state: Any, params: dict[str, str]) -> None:
         self.scope = scope
@@ -70,7 +70,7 @@ class Call:
         raw = name.encode("latin-1")
         for key, value in self.scope["headers"]:
             if key == raw:
-                return value.decode("latin-1")
+                return str(value.decode("latin-1"))
         return None
 
     def query(self) -> dict[str, str]:
@@ -112,6 +112,7 @@ class Call:
     def request(self) -> Request:
         """A Starlette request over the same scope and the body already read (multipart forms need its parser)."""
         request = Request(self.scope, self.receive)
+        assert self._body is not None, "request() is called after body()"
         request._body = self._body  # Starlette streams a cached body instead of calling receive again
         return request
 
@@ -183,8 +184,9 @@ class LeanApp(FastAPI):
 class LeanRoutes:
     """ASGI layer answering the inference routes itself and passing everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, state: Any, routes: list[LeanRoute], token: SecretStr | None,
-                 max_in_flight: int) -> None:
+    def __init__(
+        self, app: ASGIApp, state: Any, routes: list[LeanRoute], token: SecretStr | None, max_in_flight: int
+    ) -> None:
         self.app = app
         self.state = state
         self.routes = routes
@@ -216,9 +218,11 @@ class LeanRoutes:
         lean, params = matched
         scope["route"] = lean
         if self.in_flight >= self.max_in_flight:
-            answer = error_answer(Overloaded(
-                f"{self.in_flight} inference requests are in flight (limit {self.max_in_flight}); retry later"
-            ))
+            answer = error_answer(
+                Overloaded(
+                    f"{self.in_flight} inference requests are in flight (limit {self.max_in_flight}); retry later"
+                )
+            )
         else:
             self.in_flight += 1
             try:

@@ -38,7 +38,7 @@ class Metrics:
 
     def __init__(self) -> None:
         # `*_created` timestamps double the scrape size and no dashboard reads them (process-wide switch).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "axon_requests",

@@ -124,7 +124,7 @@ def _incoming_id(scope: Scope) -> str | None:
             # A client's id goes into logs and headers: keep it short, printable and ASCII (a latin-1 byte
             # would come back UTF-8 encoded, a different id).
             if 0 < len(text) <= MAX_REQUEST_ID and text.isascii() and text.isprintable():
-                return text
+                return str(text)
     return None
 
 

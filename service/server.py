@@ -387,7 +387,7 @@ class GracefulServer(uvicorn.Server):
         self._on_signal = on_signal
         self._delay_s = delay_s
         self._signalled = False
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.exit_code = 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -77,6 +77,8 @@ def evaluate_version(
     folder = model_dir / str(version if version is not None else found[-1])
     config = read_config(folder / "config.json")
     session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
+    if config.preprocessing is None:
+        raise SystemExit(f"error: model {name!r} has no task: evaluate scores task models only")
     kind = config.preprocessing.kind
     header = {"model": name, "version": int(folder.name), "split": split}
 

@@ -27,4 +27,5 @@ def lean_routes() -> list[LeanRoute]:
 def build_codec(config: ModelConfig, version_dir: Path, limits: Limits) -> Codec:
     """The codec a version's task and preprocessing kind call for."""
     task = next(t for t in TASKS if t.name == config.task)
+    assert config.preprocessing is not None  # the schema gives every task model its preprocessing
     return task.codecs[config.preprocessing.kind](config, version_dir, limits)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
 
 from service.errors import NonFiniteOutput, ProtocolError
-from service.v2.datamodels import InferenceRequest, parse_wire
+from service.v2.datamodels import InferenceRequest, RequestInput, parse_wire
 from service.v2.datatypes import MAX_ELEMENTS, element_count, from_json, itemsize, numpy_dtype, to_json, v2_datatype
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -70,7 +71,7 @@ def decode_request(
         else []
     )
     request = parse_wire(InferenceRequest, payload)
-    plan = []
+    plan: list[tuple[RequestInput, Any, int, int | None]] = []
     offset = header_length
     seen = set()
     for tensor, data in zip(request.inputs, datas):
@@ -112,7 +113,9 @@ def decode_request(
         _remember(
             head,
             max_elements,
-            _Known(request, [(t.name, t.datatype, tuple(t.shape), start, size) for t, _, start, size in plan], offset),
+            _Known(
+                request, [(t.name, t.datatype, tuple(t.shape), start, size or 0) for t, _, start, size in plan], offset
+            ),
         )
     # Every size agrees with the bytes received: only now is anything allocated.
     view = memoryview(body)
@@ -179,7 +182,7 @@ def _remember(head: bytes, max_elements: int, known: _Known) -> None:
     _headers[(head, max_elements)] = known
 
 
-def parse_json_object(raw: bytes) -> dict:
+def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Strict JSON (orjson: no NaN/Infinity, no lone surrogates, at most 1024 levels deep) holding an object."""
     try:
         payload = orjson.loads(raw)
@@ -231,7 +234,7 @@ def encode_response(
     model_name: str,
     model_version: str | None,
     outputs: Mapping[str, np.ndarray],
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """Encode the response body for `outputs` (already chosen and ordered); header length None means plain JSON."""
     binary = request.binary_outputs(list(outputs))
@@ -263,14 +266,14 @@ def _encode(
     model_version: str | None,
     outputs: Mapping[str, np.ndarray],
     binary: set[str],
-    parameters: dict | None,
+    parameters: dict[str, Any] | None,
     describe_only: bool = False,
 ) -> tuple[bytes, int | None]:
-    described: list[dict] = []
+    described: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, array in outputs.items():
         array = np.asarray(array)
-        entry: dict = {"name": name, "datatype": v2_datatype(array.dtype), "shape": list(array.shape)}
+        entry: dict[str, Any] = {"name": name, "datatype": v2_datatype(array.dtype), "shape": list(array.shape)}
         if name in binary:
             raw = encode_tensor(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
@@ -284,7 +287,7 @@ def _encode(
                 )
             entry["data"] = np.ascontiguousarray(array).reshape(-1)  # orjson writes numpy arrays natively
         described.append(entry)
-    header: dict = {"model_name": model_name}
+    header: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         header["model_version"] = model_version
     if request.id is not None:

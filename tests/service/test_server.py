@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from uvicorn.server import ServerState
@@ -228,7 +229,7 @@ def test_a_client_that_never_reads_its_answers_is_dropped(tmp_path):
 
 
 def rss_mb(pid: int) -> float:
-    status_text = open(f"/proc/{pid}/status").read()
+    status_text = Path(f"/proc/{pid}/status").read_text()
     return int(status_text.split("VmRSS:")[1].split()[0]) / 1024
 
 
@@ -272,7 +273,10 @@ def test_large_and_chunked_bodies_pass_whole(served):
     assert len(json.loads(answers[0][2])["predictions"]) == 64
     chunks = [body[i : i + 7000] for i in range(0, len(body), 7000)]
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
-    head = b"POST /v1/text/classify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /v1/text/classify HTTP/1.1\r\nHost: t\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     with served.connect() as s:
         s.sendall(head + chunked)
         code, _, answer = read_answers(s, 1)[0]
@@ -316,7 +320,8 @@ async def test_shutdown_answers_every_pipelined_request_before_closing():
 
 
 def open_file_limit(pid: int) -> tuple[int, int]:
-    line = next(line for line in open(f"/proc/{pid}/limits") if line.startswith("Max open files"))
+    lines = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    line = next(line for line in lines if line.startswith("Max open files"))
     soft, hard = line.split()[3:5]
     return int(soft), int(hard)
 

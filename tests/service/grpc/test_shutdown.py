@@ -42,7 +42,9 @@ def test_sigterm_drops_grpc_readiness_first_then_closes(tmp_path):
     }
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     try:
 
