@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     """Interface `python -m service` binds to (0.0.0.0 in containers)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port `python -m service` listens on."""
+    workers: int = Field(1, ge=1)
+    """Server processes sharing the port, each with its own sessions and batchers (README: Scaling out)."""
     model_repository: Path = Path("models")
     """Folder holding `<name>/config.json` and `<name>/<version>/model.onnx`."""
 

@@ -18,6 +18,7 @@ from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
 from service.settings import Settings
+from service.workers import Peers
 
 log = logging.getLogger("axon.state")
 
@@ -30,7 +31,7 @@ class AxonState:
         self.metrics = Metrics()
         self.arrivals = Arrivals()
         self.registry = ModelRegistry(settings)
-        self.metrics.models_loaded.set_function(self.registry.ready_count)
+        self.metrics.watch_models(self.registry.ready_count)
         self.dataplane = Dataplane(self.registry, settings, self.metrics)
         self.lifecycle = Lifecycle(self.registry, Loader(settings, self.metrics, self.arrivals), settings)
         self.loaded = False
@@ -39,6 +40,8 @@ class AxonState:
         self.load_task: asyncio.Task[None] | None = None
         # Set by `python -m service` so a start-up error (require_gpu without a GPU) ends the process.
         self.on_fatal: Callable[[str], None] | None = None
+        # Set by `python -m service` in a worker of `AXON_WORKERS=N`: readiness then covers every worker.
+        self.peers: Peers | None = None
 
     async def load_models(self) -> None:
         """Load the whole repository; runs in the background so liveness answers during start-up.
@@ -91,7 +94,18 @@ class AxonState:
         return out
 
     def readiness(self) -> tuple[bool, str]:
-        """Whether the server takes traffic, and why not."""
+        """Whether the server takes traffic, and why not (with workers: every worker)."""
+        own = self.own_readiness()
+        return own if self.peers is None else self.peers.readiness(own)
+
+    def tick(self) -> None:
+        """Publish what other workers read: this worker's metrics and readiness (every `server.TICK_S`)."""
+        if self.peers is not None:
+            self.metrics.flush()
+            self.peers.publish(*self.own_readiness())
+
+    def own_readiness(self) -> tuple[bool, str]:
+        """Whether this process takes traffic, and why not."""
         if self.draining:
             return False, "the server is shutting down"
         if self.fatal:
