@@ -12,7 +12,7 @@ from fastapi import Request
 from service.auth import local_management_allowed
 from service.batcher import Arrivals
 from service.dataplane import Dataplane
-from service.errors import AxonError, GpuUnavailable, RepositoryMissing
+from service.errors import AxonError, GpuUnavailable, ManyWorkers, RepositoryMissing
 from service.lifecycle import Lifecycle
 from service.loader import Loader
 from service.metrics import Metrics
@@ -97,6 +97,19 @@ class AxonState:
         """Whether the server takes traffic, and why not (with workers: every worker)."""
         own = self.own_readiness()
         return own if self.peers is None else self.peers.readiness(own)
+
+    def check_single_process(self) -> None:
+        """Refuse a repository load or unload under `AXON_WORKERS` > 1.
+
+        The request reaches one worker; the others would keep serving the old model. Polling reaches all:
+        each worker rescans the repository on its own and converges on what is on disk.
+        """
+        if self.peers is not None:
+            raise ManyWorkers(
+                f"loading and unloading through the API would reach 1 of {self.peers.count} worker processes;"
+                " with AXON_WORKERS > 1 change the repository on disk and set AXON_REPOSITORY_POLL_INTERVAL_S"
+                " (every worker rescans it)"
+            )
 
     def tick(self) -> None:
         """Publish what other workers read: this worker's metrics and readiness (every `server.TICK_S`)."""

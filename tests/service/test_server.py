@@ -18,10 +18,12 @@ from tests.support.server_harness import closed_within, get, post, read_answer, 
 TEXT = json.dumps({"texts": ["free cash now"]}).encode()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@pytest.fixture(scope="module", params=["1", "2"], ids=["1-worker", "2-workers"])
+def served(tmp_path_factory, request):
+    # With 2 workers each limit holds per worker process, whichever one accepts the connection.
     with running_server(
         tmp_path_factory.mktemp("limits"),
+        AXON_WORKERS=request.param,
         AXON_HTTP__HEADER_TIMEOUT_S="0.5",
         AXON_HTTP__BODY_TIMEOUT_S="0.5",
         AXON_HTTP__KEEP_ALIVE_S="0.5",
@@ -130,9 +132,14 @@ def test_connection_cap_refuses_at_once_and_drops_stalled_heads_for_new_clients(
             s.close()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("delay", ["0", "1"])
-def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
-    with running_server(tmp_path, AXON_SHUTDOWN_DELAY_S=delay, AXON_DRAIN_TIMEOUT_S="20") as served:
+def test_sigterm_answers_every_request_already_sent(tmp_path, delay, workers):
+    # With 2 workers they share one accept queue: the first to stop leaves it to the other, and the last
+    # adopts what waits in it before the socket closes (nothing reset).
+    with running_server(
+        tmp_path, AXON_SHUTDOWN_DELAY_S=delay, AXON_DRAIN_TIMEOUT_S="20", AXON_WORKERS=workers
+    ) as served:
         sockets = [served.connect(timeout=20) for _ in range(100)]
         for s in sockets:
             s.sendall(post("/v1/text/classify", TEXT))
