@@ -43,7 +43,7 @@ def requests_per_pid(folder: Path, endpoint: str) -> dict[int, float]:
     for path in folder.glob("counter_*.db"):
         pid = int(path.stem.split("_")[1])
         for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
-            name, sample, labels, *_ = json.loads(key)
+            _, sample, labels, *_ = json.loads(key)
             if sample == "axon_requests_total" and labels.get("endpoint") == endpoint:
                 out[pid] = out.get(pid, 0) + value
     return out
