@@ -405,3 +405,34 @@ def test_head_and_expect_100_continue_are_answered(served):
         assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue")  # before the body is sent
         s.sendall(body)
         assert status(read_answer(s)) == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_connection_made_during_shutdown_is_answered_or_refused_never_reset(tmp_path, workers):
+    # With workers, the supervisor's own copy of the socket must close first: otherwise the kernel keeps
+    # queueing connections after the last worker stopped accepting, and resets them when the supervisor exits.
+    with running_server(tmp_path, AXON_WORKERS=workers) as served:
+        served.proc.send_signal(signal.SIGTERM)
+        outcomes: list[str] = []
+        refused_since = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                s = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+            except ConnectionRefusedError:
+                outcomes.append("refused")
+                refused_since = refused_since or time.monotonic()
+                if served.proc.poll() is not None and time.monotonic() - refused_since > 0.5:
+                    break
+                time.sleep(0.02)
+                continue
+            refused_since = None
+            with s:
+                try:
+                    s.sendall(get("/v2/health/live"))
+                    outcomes.append("answered" if status(read_answer(s, timeout=10)) else "closed unanswered")
+                except (ConnectionResetError, BrokenPipeError, TimeoutError) as exc:
+                    outcomes.append(type(exc).__name__)
+        assert served.proc.wait(timeout=30) == 0
+        assert set(outcomes) <= {"answered", "refused"}, sorted(set(outcomes))
+        assert "refused" in outcomes
