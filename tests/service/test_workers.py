@@ -206,3 +206,15 @@ def test_a_shared_listener_keeps_its_queue_where_reuseport_resets_it():
     outcomes = queued_answers([first, second], first, port)
     second.close()
     assert "reset" in outcomes  # the kernel hashed some connections to the closed listener
+
+
+def test_errors_keep_their_shape_on_every_worker(group):
+    def answers(body: dict) -> set[tuple[int, str]]:
+        seen = set()
+        for _ in range(20):  # fresh connections: both workers answer some
+            r = httpx.post(f"{group.url}/v1/text/classify", json=body)
+            seen.add((r.status_code, r.json()["code"]))
+        return seen
+
+    assert answers({"texts": []}) == {(422, "invalid_input")}
+    assert answers({"texts": ["hi"], "model": "nope"}) == {(404, "model_not_found")}
