@@ -5,6 +5,9 @@ balancer to notice) the connections waiting in the listen backlog are accepted, 
 every request already received is answered (at most `drain_timeout_s`), and the app's lifespan drains
 every batcher before the process exits. Header and body deadlines, header limits and a connection cap
 (`AXON_HTTP__*`) hold on every connection.
+
+With `AXON_WORKERS=N` (N > 1) this process is a supervisor: it binds the port and runs N such servers
+on it (`service.workers`); SIGTERM drains each, and a worker that dies is replaced.
 """
 
 from __future__ import annotations
@@ -12,10 +15,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from service.app import create_app
 from service.logs import configure_logging
-from service.server import GracefulServer, ServerConfig, connection_cap, raise_fd_limit
 from service.settings import Settings, settings_table
+from service.workers import Peers, Supervisor
 
 log = logging.getLogger("axon")
 
@@ -34,8 +36,21 @@ def main(argv: list[str]) -> int:
         return 2
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    peers = Peers.from_env(settings.workers)
+    if settings.workers > 1 and peers is None:
+        # The supervisor imports no app code: prometheus-client must first see PROMETHEUS_MULTIPROC_DIR.
+        return Supervisor(settings).run()
+    return serve(settings, peers)
+
+
+def serve(settings: Settings, peers: Peers | None) -> int:
+    """Run one server process: the whole service, or one worker of a group."""
+    from service.app import create_app
+    from service.server import GracefulServer, ServerConfig, connection_cap, raise_fd_limit
+
     app = create_app(settings)
     state = app.state.axon
+    state.peers = peers
 
     def drop_readiness() -> None:
         state.draining = True
@@ -55,10 +70,13 @@ def main(argv: list[str]) -> int:
         timeout_graceful_shutdown=settings.drain_timeout_s,
         lifespan="on",
     )
-    server = GracefulServer(config, drop_readiness, settings.shutdown_delay_s)
+    server = GracefulServer(config, drop_readiness, settings.shutdown_delay_s, tick=state.tick if peers else None)
     state.on_fatal = server.fail
-    log.info("serving %s on http://%s:%d", settings.model_repository, settings.host, settings.port)
-    server.run()
+    if peers is None:
+        log.info("serving %s on http://%s:%d", settings.model_repository, settings.host, settings.port)
+        server.run()
+    else:
+        server.run(sockets=[peers.listener()])
     return server.exit_code
 
 

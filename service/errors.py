@@ -64,6 +64,13 @@ class Forbidden(AuthError):
     code = "forbidden"
 
 
+class ManyWorkers(AxonError):
+    """The repository API under `AXON_WORKERS` > 1: a load would reach one worker only (409)."""
+
+    status_code = 409
+    code = "many_workers"
+
+
 class InvalidInput(AxonError):
     """The body parses but its content is wrong: type, feature count, empty list, undecodable image..."""
 

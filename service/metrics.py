@@ -1,13 +1,23 @@
-"""Prometheus metrics of one app, in their own registry (tests build many apps in one process)."""
+"""Prometheus metrics of one app, in their own registry (tests build many apps in one process).
+
+Under `AXON_WORKERS=N` prometheus-client runs in multiprocess mode (the supervisor sets
+`PROMETHEUS_MULTIPROC_DIR` before any worker starts): every value lives in a per-process file, each
+worker flushes into those files on every tick (`AxonState.tick`) and on a scrape, and a scrape of any
+worker reads all of them (`MultiProcessCollector`). Gauges then hold numbers, not functions: they are
+set on flush. Queue depth is summed over live workers; models loaded is the minimum over live workers
+(the versions every worker serves), so neither counts a dead worker.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for the route)
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 PHASES = ("preprocess", "queue", "inference", "postprocess", "total")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -40,6 +50,7 @@ class Metrics:
         # `*_created` timestamps double the scrape size and no dashboard reads them (process-wide switch).
         disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.requests = Counter(
             "axon_requests",
             "Requests by model, endpoint and HTTP status.",
@@ -72,6 +83,7 @@ class Metrics:
             "Rows waiting in a model version's batch queue.",
             ["model", "version"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.http_requests = Counter(
             "axon_http_requests",
@@ -86,7 +98,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.models_loaded = Gauge("axon_models_loaded", "Model versions ready to serve.", registry=self.registry)
+        self.models_loaded = Gauge(
+            "axon_models_loaded", "Model versions ready to serve.", registry=self.registry, multiprocess_mode="livemin"
+        )
+        # Gauges read at scrape time (single process) or set on every flush (multiprocess mode).
+        self._gauges: dict[tuple[str, ...], Callable[[], float]] = {}
+        self._models_ready: Callable[[], float] | None = None
         # Per-request observations go into plain ints and floats, flushed into the Prometheus children when
         # scraped: prometheus-client takes a lock per value and walks the buckets per observation, 7 times a
         # request (~5% of the event loop at 2,000 req/s). Only the event loop thread observes and renders.
@@ -108,10 +125,24 @@ class Metrics:
 
     def watch_queue(self, model: str, version: int, depth: Callable[[], float]) -> None:
         """Read a batcher's queue depth at scrape time."""
-        self.queue_depth.labels(model, str(version)).set_function(depth)
+        if self.multiprocess_dir:
+            self._gauges[(model, str(version))] = depth
+        else:
+            self.queue_depth.labels(model, str(version)).set_function(depth)
+
+    def watch_models(self, ready: Callable[[], float]) -> None:
+        """Read the number of ready model versions at scrape time."""
+        if self.multiprocess_dir:
+            self._models_ready = ready
+        else:
+            self.models_loaded.set_function(ready)
 
     def forget_version(self, model: str, version: int) -> None:
         """Drop the queue gauge of an unloaded version (its histograms keep their history)."""
+        if self.multiprocess_dir:  # a worker's file cannot drop a series: it reads 0 from now on
+            if self._gauges.pop((model, str(version)), None) is not None:
+                self.queue_depth.labels(model, str(version)).set(0)
+            return
         try:
             self.queue_depth.remove(model, str(version))
         except KeyError:
@@ -170,8 +201,16 @@ class Metrics:
                     child._buckets[i].inc(n)
                     tally.counts[i] = 0
             tally.sum = 0.0
+        for labels, depth in self._gauges.items():
+            self.queue_depth.labels(*labels).set(depth())
+        if self._models_ready is not None:
+            self.models_loaded.set(self._models_ready())
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this app's registry."""
+        """The Prometheus text exposition of this app's registry, or of every worker's files."""
         self.flush()
-        return generate_latest(self.registry)
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(everyone)

@@ -38,6 +38,7 @@ FD_RESERVE = 128
 # connected has had no time to send its request yet.
 EVICT_MIN_AGE_S = 1.0
 SWEEP_INTERVAL_S = 0.1
+TICK_S = 0.5
 # Pipelined requests parsed ahead of the one running, and the slice a large chunk is parsed in: together
 # they bound what one connection can queue (under a thousand tiny requests); a Content-Length body is
 # parsed whole.
@@ -382,12 +383,20 @@ class GracefulServer(uvicorn.Server):
     bytes arrived is answered (for at most `timeout_graceful_shutdown`).
     """
 
-    def __init__(self, config: ServerConfig, on_signal: Callable[[], None], delay_s: float) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        on_signal: Callable[[], None],
+        delay_s: float,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._on_signal = on_signal
         self._delay_s = delay_s
+        self._tick = tick  # called on the event loop every TICK_S (a worker publishes its state)
         self._signalled = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self.exit_code = 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -416,6 +425,16 @@ class GracefulServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self._sweeper = asyncio.create_task(self._sweep(), name="connection-deadlines")
+        if self._tick is not None:
+            self._ticker = asyncio.create_task(self._ticks(self._tick), name="worker-tick")
+
+    async def _ticks(self, tick: Callable[[], None]) -> None:
+        while True:
+            try:
+                tick()
+            except Exception:  # a full disk must not stop the worker serving; the next tick retries
+                log.exception("worker state not published")
+            await asyncio.sleep(TICK_S)
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -434,6 +453,12 @@ class GracefulServer(uvicorn.Server):
         finally:
             if self._sweeper is not None:
                 self._sweeper.cancel()
+            if self._ticker is not None and self._tick is not None:
+                self._ticker.cancel()
+                try:
+                    self._tick()  # the last state: draining, every request counted
+                except Exception:
+                    log.exception("worker state not published")
 
     async def _adopt_backlog(self) -> None:
         """Accept every connection waiting in the listen backlog, then close the listeners in the same step.

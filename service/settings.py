@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     """TCP port `python -m service` listens on."""
     grpc_port: int | None = Field(None, ge=0, le=65535)
     """Port of the KServe V2 / Triton gRPC service on `host` (Triton uses 8001); None (default) opens no gRPC port."""
+    workers: int = Field(1, ge=1)
+    """Server processes sharing the port, each with its own sessions and batchers (README: Scaling out)."""
     model_repository: Path = Path("models")
     """Folder holding `<name>/config.json` and `<name>/<version>/model.onnx`."""
 

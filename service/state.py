@@ -12,13 +12,14 @@ from fastapi import Request
 from service.auth import local_management_allowed
 from service.batcher import Arrivals
 from service.dataplane import Dataplane
-from service.errors import AxonError, GpuUnavailable, RepositoryMissing
+from service.errors import AxonError, GpuUnavailable, ManyWorkers, RepositoryMissing
 from service.lifecycle import Lifecycle
 from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelRegistry, ModelState
 from service.settings import Settings
 from service.statistics import Statistics
+from service.workers import Peers
 
 log = logging.getLogger("axon.state")
 
@@ -31,7 +32,7 @@ class AxonState:
         self.metrics = Metrics()
         self.arrivals = Arrivals()
         self.registry = ModelRegistry(settings)
-        self.metrics.models_loaded.set_function(self.registry.ready_count)
+        self.metrics.watch_models(self.registry.ready_count)
         self.statistics = Statistics()
         self.dataplane = Dataplane(self.registry, settings, self.metrics, self.statistics)
         loader = Loader(settings, self.metrics, self.arrivals, self.statistics)
@@ -42,6 +43,8 @@ class AxonState:
         self.load_task: asyncio.Task[None] | None = None
         # Set by `python -m service` so a start-up error (require_gpu without a GPU) ends the process.
         self.on_fatal: Callable[[str], None] | None = None
+        # Set by `python -m service` in a worker of `AXON_WORKERS=N`: readiness then covers every worker.
+        self.peers: Peers | None = None
 
     async def load_models(self) -> None:
         """Load the whole repository; runs in the background so liveness answers during start-up.
@@ -94,7 +97,31 @@ class AxonState:
         return out
 
     def readiness(self) -> tuple[bool, str]:
-        """Whether the server takes traffic, and why not."""
+        """Whether the server takes traffic, and why not (with workers: every worker)."""
+        own = self.own_readiness()
+        return own if self.peers is None else self.peers.readiness(own)
+
+    def check_single_process(self) -> None:
+        """Refuse a repository load or unload under `AXON_WORKERS` > 1.
+
+        The request reaches one worker; the others would keep serving the old model. Polling reaches all:
+        each worker rescans the repository on its own and converges on what is on disk.
+        """
+        if self.peers is not None:
+            raise ManyWorkers(
+                f"loading and unloading through the API would reach 1 of {self.peers.count} worker processes;"
+                " with AXON_WORKERS > 1 change the repository on disk and set AXON_REPOSITORY_POLL_INTERVAL_S"
+                " (every worker rescans it)"
+            )
+
+    def tick(self) -> None:
+        """Publish what other workers read: this worker's metrics and readiness (every `server.TICK_S`)."""
+        if self.peers is not None:
+            self.metrics.flush()
+            self.peers.publish(*self.own_readiness())
+
+    def own_readiness(self) -> tuple[bool, str]:
+        """Whether this process takes traffic, and why not."""
         if self.draining:
             return False, "the server is shutting down"
         if self.fatal:

@@ -54,6 +54,7 @@ async def load_model(name: str, request: Request) -> JSONResponse:
     """(Re)load a model from the repository: new or changed versions are validated, warmed and swapped in."""
     validate_model_name(name)
     await _body(request, RepositoryModelRequest)
+    axon(request).check_single_process()
     entries = await _finish(axon(request).lifecycle.load(name))
     return JSONResponse({"name": name, "versions": [str(e.version) for e in entries]})
 
@@ -63,5 +64,6 @@ async def unload_model(name: str, request: Request) -> JSONResponse:
     """Take a model out of service once its queued requests have finished."""
     validate_model_name(name)
     await _body(request, RepositoryModelRequest)
+    axon(request).check_single_process()
     await _finish(axon(request).lifecycle.unload(name))
     return JSONResponse({"name": name})

@@ -19,10 +19,12 @@ from tests.support.server_harness import closed_within, get, post, read_answer, 
 TEXT = json.dumps({"texts": ["free cash now"]}).encode()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@pytest.fixture(scope="module", params=["1", "2"], ids=["1-worker", "2-workers"])
+def served(tmp_path_factory, request):
+    # With 2 workers each limit holds per worker process, whichever one accepts the connection.
     with running_server(
         tmp_path_factory.mktemp("limits"),
+        AXON_WORKERS=request.param,
         AXON_HTTP__HEADER_TIMEOUT_S="0.5",
         AXON_HTTP__BODY_TIMEOUT_S="0.5",
         AXON_HTTP__KEEP_ALIVE_S="0.5",
@@ -131,9 +133,14 @@ def test_connection_cap_refuses_at_once_and_drops_stalled_heads_for_new_clients(
             s.close()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("delay", ["0", "1"])
-def test_sigterm_answers_every_request_already_sent(tmp_path, delay):
-    with running_server(tmp_path, AXON_SHUTDOWN_DELAY_S=delay, AXON_DRAIN_TIMEOUT_S="20") as served:
+def test_sigterm_answers_every_request_already_sent(tmp_path, delay, workers):
+    # With 2 workers they share one accept queue: the first to stop leaves it to the other, and the last
+    # adopts what waits in it before the socket closes (nothing reset).
+    with running_server(
+        tmp_path, AXON_SHUTDOWN_DELAY_S=delay, AXON_DRAIN_TIMEOUT_S="20", AXON_WORKERS=workers
+    ) as served:
         sockets = [served.connect(timeout=20) for _ in range(100)]
         for s in sockets:
             s.sendall(post("/v1/text/classify", TEXT))
@@ -403,3 +410,34 @@ def test_head_and_expect_100_continue_are_answered(served):
         assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue")  # before the body is sent
         s.sendall(body)
         assert status(read_answer(s)) == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_connection_made_during_shutdown_is_answered_or_refused_never_reset(tmp_path, workers):
+    # With workers, the supervisor's own copy of the socket must close first: otherwise the kernel keeps
+    # queueing connections after the last worker stopped accepting, and resets them when the supervisor exits.
+    with running_server(tmp_path, AXON_WORKERS=workers) as served:
+        served.proc.send_signal(signal.SIGTERM)
+        outcomes: list[str] = []
+        refused_since = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                s = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+            except ConnectionRefusedError:
+                outcomes.append("refused")
+                refused_since = refused_since or time.monotonic()
+                if served.proc.poll() is not None and time.monotonic() - refused_since > 0.5:
+                    break
+                time.sleep(0.02)
+                continue
+            refused_since = None
+            with s:
+                try:
+                    s.sendall(get("/v2/health/live"))
+                    outcomes.append("answered" if status(read_answer(s, timeout=10)) else "closed unanswered")
+                except (ConnectionResetError, BrokenPipeError, TimeoutError) as exc:
+                    outcomes.append(type(exc).__name__)
+        assert served.proc.wait(timeout=30) == 0
+        assert set(outcomes) <= {"answered", "refused"}, sorted(set(outcomes))
+        assert "refused" in outcomes

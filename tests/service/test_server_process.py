@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.app_harness import metric
 from tests.support.tiny_models import build_repository
@@ -56,10 +57,25 @@ def long_series(per_point: float, seconds: float) -> list[float]:
     return [10.0 + (i % 50) / 10 for i in range(n)]
 
 
-async def test_real_server_serves_then_drains_on_sigterm(tmp_path):
+async def settled_metric(client: httpx.AsyncClient, name: str, timeout: float = 10, **labels: str) -> float:
+    """A metric once two scrapes a second apart agree (with workers, each flushes every half second)."""
+    deadline = time.monotonic() + timeout
+    last = metric((await client.get("/metrics")).text, name, **labels)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        now = metric((await client.get("/metrics")).text, name, **labels)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"{name} never settled")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_real_server_serves_then_drains_on_sigterm(tmp_path, workers):
     repo = build_repository(tmp_path / "models")
     port = free_port()
     env = os.environ | {
+        "AXON_WORKERS": workers,
         "AXON_PORT": str(port),
         "AXON_MODEL_REPOSITORY": str(repo),
         "AXON_PROVIDERS": "CPUExecutionProvider",
@@ -91,13 +107,8 @@ async def test_real_server_serves_then_drains_on_sigterm(tmp_path):
                 raise AssertionError("the long request should outlast the client's timeout")
             except httpx.ReadTimeout:
                 pass
-            await asyncio.sleep(0.3)
-            first = metric(
-                (await client.get("/metrics")).text, "axon_batch_size_count", model="temperature", version="1"
-            )
-            await asyncio.sleep(0.3)
+            first = await settled_metric(client, "axon_batch_size_count", model="temperature", version="1")
             text = (await client.get("/metrics")).text
-            assert metric(text, "axon_batch_size_count", model="temperature", version="1") == first
             assert first - PROBE_WINDOWS < windows  # the abandoned request stopped part-way
             assert metric(text, "axon_requests_total", model="temperature", endpoint="anomaly", status="499") == 1
 

@@ -142,7 +142,11 @@ def running_server(tmp: Path, nofile: tuple[int, int] | None = None, **env: str)
         yield served
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # a supervisor of AXON_WORKERS cleans up its workers and files on SIGTERM
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.wait()
 
 

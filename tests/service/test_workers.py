@@ -1,0 +1,220 @@
+"""`AXON_WORKERS=2`: metrics summed over workers, readiness across workers, a killed worker replaced."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.mmap_dict import MmapedDict
+
+from service.workers import STALE_S, Peers, status_path
+from tests.support.app_harness import metric
+from tests.support.server_harness import ROOT, free_port, running_server
+
+TEXT = {"texts": ["free cash now"]}
+
+
+def workers_of(supervisor: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()]
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def requests_per_pid(folder: Path, endpoint: str) -> dict[int, float]:
+    """axon_requests_total of one endpoint as each process wrote it to its multiprocess file."""
+    out: dict[int, float] = {}
+    for path in folder.glob("counter_*.db"):
+        pid = int(path.stem.split("_")[1])
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            _, sample, labels, *_ = json.loads(key)
+            if sample == "axon_requests_total" and labels.get("endpoint") == endpoint:
+                out[pid] = out.get(pid, 0) + value
+    return out
+
+
+def classify_on_fresh_connections(url: str, count: int) -> list[int]:
+    def one(_: int) -> int:
+        with httpx.Client(base_url=url, timeout=30) as client:  # a new connection each: any worker may take it
+            return client.post("/v1/text/classify", json=TEXT).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, range(count)))
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("workers")
+    (tmp / "metrics").mkdir()
+    with running_server(tmp, AXON_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics")) as served:
+        served.metrics_dir = tmp / "metrics"
+        served.url = f"http://127.0.0.1:{served.port}"
+        yield served
+
+
+def test_metrics_count_the_requests_of_every_worker(group):
+    before = metric(httpx.get(f"{group.url}/metrics").text, "axon_requests_total", model="spam", status="200")
+    assert classify_on_fresh_connections(group.url, 200) == [200] * 200
+
+    def counted() -> bool:
+        text = httpx.get(f"{group.url}/metrics").text
+        return metric(text, "axon_requests_total", model="spam", status="200") - before == 200
+
+    wait_for(counted, what="/metrics did not count all 200 requests")
+    per_pid = requests_per_pid(group.metrics_dir, "text")
+    workers = workers_of(group.proc.pid)
+    assert sorted(per_pid) == sorted(workers), "requests counted by a process that is not a worker"
+    assert all(per_pid[pid] > 0 for pid in workers), f"one worker served nothing: {per_pid}"
+    text = httpx.get(f"{group.url}/metrics").text
+    assert metric(text, "axon_models_loaded") == 4  # the tiny repository's 4 versions, in each worker: not 8
+    assert metric(text, "axon_worker_restarts_total") == 0
+
+
+def test_the_load_api_is_refused_with_a_reason(group):
+    for action in ("load", "unload"):
+        r = httpx.post(f"{group.url}/v2/repository/models/spam/{action}")
+        assert r.status_code == 409
+        assert r.json()["code"] == "many_workers"
+        assert "1 of 2 worker processes" in r.json()["error"]
+    assert httpx.post(f"{group.url}/v1/text/classify", json=TEXT).status_code == 200  # still served
+
+
+def test_a_hung_worker_makes_the_group_not_ready(group):
+    hung = workers_of(group.proc.pid)[0]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+
+        def not_ready() -> dict | None:
+            r = httpx.get(f"{group.url}/v2/health/ready", timeout=5)
+            return r.json() if r.status_code == 503 else None
+
+        answer = wait_for(not_ready, timeout=STALE_S + 10, what="readiness stayed 200 with a worker stopped")
+        assert time.monotonic() - started >= STALE_S - 1
+        assert "has not reported for" in answer["error"]
+    finally:
+        os.kill(hung, signal.SIGCONT)
+    wait_for(lambda: httpx.get(f"{group.url}/v2/health/ready").status_code == 200, what="never ready again")
+
+
+def test_a_killed_worker_is_replaced_and_reported(tmp_path):
+    with running_server(tmp_path, AXON_WORKERS="2") as served:
+        url = f"http://127.0.0.1:{served.port}"
+        victim, survivor = workers_of(served.proc.pid)
+        os.kill(victim, signal.SIGKILL)
+        # The survivor takes every connection from the shared queue while the replacement loads.
+        assert classify_on_fresh_connections(url, 40) == [200] * 40
+
+        def replaced() -> list[int] | None:
+            now = workers_of(served.proc.pid)
+            return now if len(now) == 2 and victim not in now else None
+
+        workers = wait_for(replaced, what="no replacement worker")
+        assert survivor in workers
+        wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, what="never ready again")
+        text = httpx.get(f"{url}/metrics").text
+        assert metric(text, "axon_worker_restarts_total") == 1
+        assert classify_on_fresh_connections(url, 20) == [200] * 20
+        log = served.log.read_text()
+        assert f"(pid {victim}) exited with signal 9; starting a replacement (1 restarts so far)" in log
+
+
+def test_a_worker_that_cannot_start_stops_the_group(tmp_path):
+    env = os.environ | {
+        "AXON_WORKERS": "2",
+        "AXON_PORT": str(free_port()),
+        "AXON_MODEL_REPOSITORY": str(tmp_path / "missing"),
+        "AXON_PROVIDERS": "CPUExecutionProvider",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "before it was ready: stopping" in proc.stderr
+
+
+def test_readiness_waits_for_every_worker(tmp_path):
+    first, second = Peers(0, 2, tmp_path), Peers(1, 2, tmp_path)
+    assert first.readiness((False, "models are still loading (2 versions to go)")) == (
+        False,
+        "models are still loading (2 versions to go)",
+    )
+    assert first.readiness((True, "ready")) == (False, "worker 1 of 2 has not reported yet")
+    second.publish(False, "scanning the model repository")
+    assert first.readiness((True, "ready")) == (False, "worker 1 of 2: scanning the model repository")
+    second.publish(True, "ready")
+    assert first.readiness((True, "ready")) == (True, "ready")
+    old = time.time() - STALE_S - 1
+    os.utime(status_path(tmp_path, 1), (old, old))
+    assert first.readiness((True, "ready"))[1].startswith("worker 1 of 2 has not reported for")
+
+
+def test_a_shared_listener_keeps_its_queue_where_reuseport_resets_it():
+    """Why the workers share one socket: closing one SO_REUSEPORT listener resets the connections queued on it."""
+
+    def queued_answers(listeners: list[socket.socket], close: socket.socket, port: int) -> list[str]:
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        for c in clients:
+            c.sendall(b"ping")
+        close.close()
+        outcomes = []
+        for listener in listeners:
+            if listener is close:
+                continue
+            listener.setblocking(False)
+            try:
+                while True:
+                    conn, _ = listener.accept()
+                    conn.sendall(b"pong")
+                    conn.close()
+            except BlockingIOError:
+                pass
+        for c in clients:
+            c.settimeout(2)
+            try:
+                outcomes.append("answered" if c.recv(4) == b"pong" else "closed")
+            except ConnectionResetError:
+                outcomes.append("reset")
+            c.close()
+        return outcomes
+
+    shared = socket.create_server(("127.0.0.1", 0), backlog=64)
+    port = shared.getsockname()[1]
+    copy = socket.socket(fileno=os.dup(shared.fileno()))  # what each worker holds
+    assert queued_answers([shared, copy], copy, port) == ["answered"] * 16
+    shared.close()
+
+    first = socket.create_server(("127.0.0.1", 0), backlog=64, reuse_port=True)
+    port = first.getsockname()[1]
+    second = socket.create_server(("127.0.0.1", port), backlog=64, reuse_port=True)
+    outcomes = queued_answers([first, second], first, port)
+    second.close()
+    assert "reset" in outcomes  # the kernel hashed some connections to the closed listener
+
+
+def test_errors_keep_their_shape_on_every_worker(group):
+    def answers(body: dict) -> set[tuple[int, str]]:
+        seen = set()
+        for _ in range(20):  # fresh connections: both workers answer some
+            r = httpx.post(f"{group.url}/v1/text/classify", json=body)
+            seen.add((r.status_code, r.json()["code"]))
+        return seen
+
+    assert answers({"texts": []}) == {(422, "invalid_input")}
+    assert answers({"texts": ["hi"], "model": "nope"}) == {(404, "model_not_found")}
