@@ -79,6 +79,9 @@ class Peers:
         """Ready only when this worker and every other one are; else the first reason found."""
         if not own[0]:
             return own
+        if draining_path(self.folder).exists():
+            # The supervisor got SIGTERM: the group stops taking traffic now, before its workers hear of it.
+            return False, "the server is shutting down"
         now = time.time()
         for index in range(self.count):
             if index == self.index:
@@ -94,6 +97,11 @@ class Peers:
             if not status["ready"]:
                 return False, f"worker {index} of {self.count}: {status['reason']}"
         return True, "ready"
+
+
+def draining_path(folder: Path) -> Path:
+    """Written by the supervisor the moment it is signalled; every worker's readiness reads it."""
+    return folder / "draining"
 
 
 def status_path(folder: Path, index: int) -> Path:
@@ -172,6 +180,9 @@ class Supervisor:
             for worker in self.workers:
                 if worker.proc.poll() is None:
                     worker.proc.send_signal(signal.SIGTERM)
+        else:
+            # Readiness turns 503 across the group at once; the workers get their SIGTERM from _stop().
+            draining_path(self.folder).touch()
         self.stopping = True
 
     def _start(self, index: int) -> _Worker:

@@ -169,6 +169,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> pb.RepositoryModelLoadResponse:
+        self.state.check_single_process()  # a load reaches one worker only: refused under AXON_WORKERS>1
         name = self._model_request(request)
         await _finish(self.state.lifecycle.load(name))
         return pb.RepositoryModelLoadResponse()
@@ -177,6 +178,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Any
     ) -> pb.RepositoryModelUnloadResponse:
+        self.state.check_single_process()  # a load reaches one worker only: refused under AXON_WORKERS>1
         name = self._model_request(request)
         await _finish(self.state.lifecycle.unload(name))
         return pb.RepositoryModelUnloadResponse()
