@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from service.repository import discover_model
+from tests.service.test_autoconf import matmul, scaler
 from tests.support.default_repo import default_repository, real_inputs
 from tests.support.live_server import free_port, live_server
 
@@ -30,7 +31,10 @@ MANAGER = {"authorization": f"Bearer {MANAGEMENT}"}
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    return default_repository(tmp_path_factory.mktemp("models"))
+    root = default_repository(tmp_path_factory.mktemp("models"))
+    scaler(root)  # bare `scaler/1/model.onnx`, no config.json: configured from its graph (issue 10)
+    matmul(root)  # bare too, with fixed shapes: served without batching
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +124,33 @@ def test_inference_matches_onnx_runtime(client, repository, name, raw):
         got = result.as_numpy(output_name)
         assert got is not None and got.shape[0] == 3
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
+def test_models_nobody_configured_answer_over_grpc(client, raw):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    a = np.arange(6, dtype=np.float64).reshape(2, 3)
+    b = np.linspace(-1, 1, 12).reshape(3, 4)
+    for name, feed, output, expected in (
+        ("scaler", {"x": x}, "y", x * 2),  # y = 2x, worked out by hand
+        ("matmul", {"a": a, "b": b}, "c", a @ b),
+    ):
+        inputs = []
+        for input_name, array in feed.items():
+            datatype = "FP32" if array.dtype == np.float32 else "FP64"
+            tensor = grpcclient.InferInput(input_name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array)
+            if not raw:
+                contents = tensor._get_tensor().contents
+                field = contents.fp32_contents if array.dtype == np.float32 else contents.fp64_contents
+                field.extend(array.reshape(-1).tolist())
+                tensor._raw_content = None
+            inputs.append(tensor)
+        metadata = client.get_model_metadata(name, headers=AUTH, as_json=True)
+        assert [t["name"] for t in metadata["inputs"]] == list(feed)
+        got = client.infer(name, inputs, headers=AUTH).as_numpy(output)
+        assert got is not None
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 def test_requested_outputs_only(client, repository):
