@@ -19,6 +19,7 @@ import numpy as np
 from service.errors import DeadlineExceeded
 from service.runtime import Tensors
 from service.settings import ExplainSettings
+from service.tasks.base import Request
 
 if TYPE_CHECKING:
     from service.lean import LeanRoute
@@ -56,24 +57,8 @@ class Runner:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-class ExplainJob(Protocol):
+class ExplainJob(Request, Protocol):
     """One explanation request, parsed and checked, as the data plane runs it."""
-
-    @property
-    def task(self) -> str:
-        """The config task the model must have."""
-
-    @property
-    def default_model(self) -> str:
-        """The field of `settings.default_models` naming the model used when the request names none."""
-
-    @property
-    def model(self) -> str | None:
-        """The model the request names, if any."""
-
-    @property
-    def version(self) -> int | None:
-        """The version the request names, if any."""
 
     async def explain(self, entry: ModelVersion, run: Runner) -> Mapping[str, Any]:
         """The answer's task part (the data plane adds `model` and `version`)."""

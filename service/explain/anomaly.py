@@ -19,8 +19,8 @@ from modelrepo.config import ModelConfig
 from service.errors import InvalidInput
 from service.explain import Runner
 from service.lean import Answer, Call, encode_json, route
-from service.tasks.anomaly import AnomalyRequest, Score, SeriesCodec, TabularCodec, Timestamp
-from service.tasks.request import Counts, pick, query_int, read_request
+from service.tasks.anomaly import AnomalyRequest, Score, SeriesCodec, TabularCodec, Timestamp, request_counts
+from service.tasks.request import pick, query_int, read_request
 
 if TYPE_CHECKING:
     from service.registry import ModelVersion
@@ -186,13 +186,8 @@ class AnomalyExplainResponse(TypedDict, total=False):
 async def explain_call(call: Call, model: str | None = None, version: int | None = None) -> Answer:
     """Lean handler: the score body (`samples` or `series`)."""
     settings = call.state.settings
-    limits = settings.limits
-    counts: Counts = {
-        # One pass per row, as scoring costs: rows are bounded like /v1/anomaly/score's, not by max_items.
-        "samples": (limits.max_samples, "{n} samples in one request; the limit is {limit}"),
-        "series": (limits.max_series_length, "the series has {n} points; the limit is {limit}"),
-        "timestamps": (limits.max_series_length, "'timestamps' has {n} entries; the limit is {limit}"),
-    }
+    # One pass per row, as scoring costs: rows are bounded like /v1/anomaly/score's, not by max_items.
+    counts = request_counts(settings.limits)
     body = await call.body()
     req = await call.offload(read_request, AnomalyRequest, body, counts, size=len(body))
     query = call.query()

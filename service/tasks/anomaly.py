@@ -251,14 +251,18 @@ class ScoreSeries:
         return {"threshold": threshold, "results": results, "segments": found}
 
 
-async def score_call(call: Call) -> Answer:
-    """The lean handler: strict JSON, list lengths checked before any value is looked at."""
-    limits = call.state.settings.limits
-    counts: Counts = {
+def request_counts(limits: Limits) -> Counts:
+    """The list lengths of a score (or explain) body, checked before any value is looked at."""
+    return {
         "samples": (limits.max_samples, "{n} samples in one request; the limit is {limit}"),
         "series": (limits.max_series_length, "the series has {n} points; the limit is {limit}"),
         "timestamps": (limits.max_series_length, "'timestamps' has {n} entries; the limit is {limit}"),
     }
+
+
+async def score_call(call: Call) -> Answer:
+    """The lean handler: strict JSON, list lengths checked before any value is looked at."""
+    counts = request_counts(call.state.settings.limits)
     body = await call.body()
     req = await call.offload(read_request, AnomalyRequest, body, counts, size=len(body))
     query = call.query()

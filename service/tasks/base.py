@@ -41,8 +41,8 @@ class Codec:
 CodecFactory = Callable[[ModelConfig, Path, Limits], Codec]
 
 
-class Job(Protocol):
-    """One task request, parsed and checked, as the data plane runs it (find, encode, batch, answer)."""
+class Request(Protocol):
+    """What every task request names: the task its model must have, and which model and version."""
 
     @property
     def task(self) -> str:
@@ -59,6 +59,10 @@ class Job(Protocol):
     @property
     def version(self) -> int | None:
         """The version the request names, if any."""
+
+
+class Job(Request, Protocol):
+    """One task request, parsed and checked, as the data plane runs it (find, encode, batch, answer)."""
 
     @property
     def size(self) -> int:
