@@ -20,6 +20,7 @@ from service.errors import InvalidInput
 from service.explain import Runner
 from service.lean import Answer, Call, encode_json, route
 from service.tasks.anomaly import AnomalyRequest, Score, SeriesCodec, TabularCodec, Timestamp, request_counts
+from service.tasks.base import shown
 from service.tasks.request import pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class ExplainSamples:
         threshold = config.anomaly.threshold
         answers: list[SampleExplanation] = [
             {
-                "score": float(score),
+                "score": shown(float(score)),
                 "is_anomaly": bool(score > threshold),
                 "features": [
                     {"name": n, "value": float(v), "contribution": float(c)}
@@ -164,7 +165,7 @@ class ExplainSeries:
                 "window": {"start": int(starts[w]), "end": int(starts[w]) + spec.window - 1},
                 "points": [{"index": int(starts[w] + i), "contribution": float(share[i])} for i in top],
             })  # fmt: skip
-        results: list[Score] = [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in points]
+        results: list[Score] = [{"score": shown(float(s)), "is_anomaly": bool(s > threshold)} for s in points]
         if self.timestamps is not None:
             for row, ts in zip(results, self.timestamps):
                 row["timestamp"] = ts

@@ -20,7 +20,7 @@ from service.errors import InvalidInput, PayloadTooLarge
 from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
-from service.tasks.base import Codec, TaskSpec
+from service.tasks.base import Codec, TaskSpec, shown
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class AnomalyResponse(TypedDict):
 
 def sample_scores(scores: np.ndarray, threshold: float) -> list[Score]:
     """Tabular answers: each row's reconstruction error and whether it is above the threshold."""
-    results: list[Score] = [{"score": float(s), "is_anomaly": bool(s > threshold)} for s in scores]
+    results: list[Score] = [{"score": shown(float(s)), "is_anomaly": bool(s > threshold)} for s in scores]
     return results
 
 
@@ -148,7 +148,7 @@ def series_scores(
     """Series answers: per-point scores (mean over covering windows) and the anomalous segments."""
     points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride)
     found: list[Segment] = [
-        {"start": s.start, "end": s.end, "max_score": s.max_score} for s in scoring.segments(points, threshold)
+        {"start": s.start, "end": s.end, "max_score": shown(s.max_score)} for s in scoring.segments(points, threshold)
     ]
     return sample_scores(points, threshold), found
 

@@ -87,3 +87,14 @@ class TaskSpec:
 def label_of(labels: list[str], index: int) -> str:
     """The name of class `index`, or its number when the config lists fewer labels."""
     return labels[index] if index < len(labels) else str(index)
+
+
+SCORE_DIGITS = 6
+
+
+def shown(score: float) -> float:
+    """A score as answers carry it: 6 significant digits (the rest of a float64 is noise past float32 logits).
+
+    Verdicts (`is_anomaly`, the best label) are decided on the unrounded value before this is applied.
+    """
+    return float(f"{score:.{SCORE_DIGITS}g}")

@@ -17,7 +17,7 @@ from service.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
-from service.tasks.base import Codec, TaskSpec, label_of
+from service.tasks.base import Codec, TaskSpec, label_of, shown
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ class TextCodec(Codec):
         for i, enc in enumerate(encodings):
             if all(t in self.special_ids for t in enc.ids):
                 raise InvalidInput(
-                    f"text {i} has no token the model knows after tokenization (empty or only whitespace)"
+                    f"text {i} has no token the model knows after tokenization (it is empty, only whitespace,"
+                    " or only characters the tokenizer does not know)"
                 )
         width = max(len(enc.ids) for enc in encodings)
         ids = np.full((len(texts), width), self.spec.pad_id, dtype=np.int64)
@@ -128,8 +129,8 @@ def text_classifications(logits: np.ndarray, labels: list[str]) -> list[TextPred
     answers: list[TextPrediction] = []
     for row in probs:
         best = int(np.argmax(row))
-        scores = {label_of(labels, i): float(p) for i, p in enumerate(row)}
-        answers.append({"label": label_of(labels, best), "score": float(row[best]), "scores": scores})
+        scores = {label_of(labels, i): shown(float(p)) for i, p in enumerate(row)}
+        answers.append({"label": label_of(labels, best), "score": shown(float(row[best])), "scores": scores})
     return answers
 
 

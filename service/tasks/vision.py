@@ -27,7 +27,7 @@ from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.lean import Answer, Call, encode_json, route
 from service.runtime import Tensors
 from service.settings import Limits
-from service.tasks.base import Codec, TaskSpec, label_of
+from service.tasks.base import Codec, TaskSpec, label_of, shown
 from service.tasks.request import Counts, int_field, pick, query_int, read_request
 
 if TYPE_CHECKING:
@@ -128,8 +128,8 @@ def classifications(logits: np.ndarray, labels: list[str], top_k: int) -> list[V
     answers: list[VisionPrediction] = [
         {
             "label": label_of(labels, best[0][0]),
-            "score": best[0][1],
-            "top_k": [{"label": label_of(labels, i), "score": p} for i, p in best],
+            "score": shown(best[0][1]),
+            "top_k": [{"label": label_of(labels, i), "score": shown(p)} for i, p in best],
         }
         for best in scoring.top_k(probs, top_k)
     ]

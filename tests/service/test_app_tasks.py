@@ -73,7 +73,7 @@ async def test_anomaly_samples_and_series(repo):
     assert tab.status_code == 200 and ser.status_code == 200
     body = tab.json()
     assert (body["model"], body["threshold"]) == ("thyroid", 0.5)
-    assert [r["score"] for r in body["results"]] == pytest.approx(scores.tolist(), abs=1e-6)
+    assert [r["score"] for r in body["results"]] == pytest.approx(scores.tolist(), rel=1e-5)  # 6 digits shown
     assert [r["is_anomaly"] for r in body["results"]] == [bool(s > 0.5) for s in scores]
     body = ser.json()
     assert body["model"] == "temperature" and len(body["results"]) == 25
@@ -202,7 +202,7 @@ async def test_a_score_exactly_at_the_threshold_is_not_an_anomaly(repo):
         at = await client.post("/v1/anomaly/score", json={"samples": rows[:1].tolist(), "model": "at"})
         below = await client.post("/v1/anomaly/score", json={"samples": rows[:1].tolist(), "model": "below"})
     assert at.status_code == 200 and below.status_code == 200
-    assert at.json()["results"][0]["score"] == float(scores[0])
+    assert at.json()["results"][0]["score"] == pytest.approx(float(scores[0]), rel=1e-5)  # 6 digits shown
     assert at.json()["results"][0]["is_anomaly"] is False
     assert below.json()["results"][0]["is_anomaly"] is True
 
@@ -219,7 +219,7 @@ async def test_a_series_point_exactly_at_the_threshold_is_not_an_anomaly(repo):
     async with serving(tiny_settings(repo)) as (_, client):
         at = (await client.post("/v1/anomaly/score", json={"series": series.tolist(), "model": "at"})).json()
         below = (await client.post("/v1/anomaly/score", json={"series": series.tolist(), "model": "below"})).json()
-    assert [r["score"] for r in at["results"][:2]] == pytest.approx([edge, edge], abs=0)
+    assert [r["score"] for r in at["results"][:2]] == pytest.approx([edge, edge], rel=1e-5)  # 6 digits shown
     assert [r["is_anomaly"] for r in at["results"][:2]] == [False, False]
     assert all(s["start"] > 1 for s in at["segments"])
     assert [r["is_anomaly"] for r in below["results"][:2]] == [True, True]

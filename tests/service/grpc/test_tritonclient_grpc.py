@@ -6,6 +6,7 @@ An inference token is configured, so every call also proves the bearer token tra
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,9 @@ MANAGER = {"authorization": f"Bearer {MANAGEMENT}"}
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    root = default_repository(tmp_path_factory.mktemp("models"))
+    # default_repository may be the committed models/ itself: the bare models go into a copy, never into it.
+    root = tmp_path_factory.mktemp("repo") / "models"
+    shutil.copytree(default_repository(tmp_path_factory.mktemp("models")), root)
     scaler(root)  # bare `scaler/1/model.onnx`, no config.json: configured from its graph (issue 10)
     matmul(root)  # bare too, with fixed shapes: served without batching
     return root
