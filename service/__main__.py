@@ -12,8 +12,12 @@ on it (`service.workers`); SIGTERM drains each, and a worker that dies is replac
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
+
+from pydantic import BaseModel
 
 from service.logs import configure_logging
 from service.settings import Settings, settings_table
@@ -24,16 +28,12 @@ log = logging.getLogger("axon")
 
 def main(argv: list[str]) -> int:
     """Read settings from the environment, configure logs, and serve until a signal."""
-    if argv:
-        if argv[0] in ("-h", "--help"):
-            print(f"usage: python -m service\n\n{__doc__.strip()}\n")
-            print(f"Every setting is an environment variable:\n\n{settings_table()}")
-            return 0
-        print(
-            f"python -m service takes no arguments (got {' '.join(argv)}); it reads AXON_* variables, see --help",
-            file=sys.stderr,
-        )
-        return 2
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: python -m service [--SETTING VALUE ...]\n\n{__doc__.strip()}\n")
+        print("Every top-level setting is also a flag (`--port 9000` sets AXON_PORT); nested groups are variables.\n")
+        print(f"Every setting is an environment variable:\n\n{settings_table()}")
+        return 0
+    apply_flags(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     peers = Peers.from_env(settings.workers)
@@ -41,6 +41,18 @@ def main(argv: list[str]) -> int:
         # The supervisor imports no app code: prometheus-client must first see PROMETHEUS_MULTIPROC_DIR.
         return Supervisor(settings).run()
     return serve(settings, peers)
+
+
+def apply_flags(argv: list[str]) -> None:
+    """`--port 9000`-style flags for the top-level settings: each sets its AXON_* variable (so workers see it)."""
+    parser = argparse.ArgumentParser(prog="python -m service", add_help=False)
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            continue  # nested groups (limits, auth, http...) stay environment variables: AXON_LIMITS__MAX_TEXTS
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=name.upper())
+    for name, value in vars(parser.parse_args(argv)).items():  # an unknown flag exits 2 with the usage line
+        if value is not None:
+            os.environ[f"AXON_{name.upper()}"] = value
 
 
 def serve(settings: Settings, peers: Peers | None) -> int:

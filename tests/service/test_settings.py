@@ -57,3 +57,17 @@ def test_every_setting_is_documented_in_the_table():
     assert "| `AXON_BATCHING_ENABLED` | `True` |" in table
     for field in list(Settings.model_fields.values()) + list(Limits.model_fields.values()):
         assert field.description, field
+
+
+def test_python_m_service_takes_top_level_settings_as_flags(monkeypatch):
+    from service.__main__ import apply_flags
+
+    # setenv first, so the variables the flags write are undone after the test
+    monkeypatch.setenv("AXON_PORT", "1")
+    monkeypatch.setenv("AXON_MODEL_REPOSITORY", "models")
+    apply_flags(["--port", "9123", "--model-repository", "elsewhere"])
+    settings = Settings()
+    assert (settings.port, str(settings.model_repository)) == (9123, "elsewhere")
+    with pytest.raises(SystemExit) as exit_info:
+        apply_flags(["--limits", "1"])  # nested groups stay environment variables
+    assert exit_info.value.code == 2
