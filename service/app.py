@@ -16,7 +16,7 @@ from service.compression import CompressionMiddleware
 from service.explain import routes as explain_routes
 from service.grpc.server import GrpcServer
 from service.handlers import install_error_handlers
-from service.lean import LeanApp, LeanRoutes
+from service.lean import Lane, LeanApp, LeanRoutes
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
@@ -87,21 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     local = local_management_allowed(auth.local_management, settings.host)
     app.include_router(repository.router, dependencies=[Depends(management_dependency(auth.management_token, local))])
     # Innermost: the inference routes are answered here, ahead of FastAPI's router (service/lean.py).
-    app.add_middleware(
-        LeanRoutes,
-        state=state,
-        routes=[*v2.LEAN_ROUTES, *lean_routes()],
-        token=auth.inference_token,
-        max_in_flight=settings.max_requests_in_flight,
-    )
     # Explanations cost many passes each: their own lane and bound, so they cannot take plain inference's slots.
-    app.add_middleware(
-        LeanRoutes,
-        state=state,
-        routes=explain_routes(),
-        token=auth.inference_token,
-        max_in_flight=settings.explain.max_in_flight,
-    )
+    lanes = [
+        Lane("inference", [*v2.LEAN_ROUTES, *lean_routes()], settings.max_requests_in_flight),
+        Lane("explanation", explain_routes(), settings.explain.max_in_flight),
+    ]
+    app.add_middleware(LeanRoutes, state=state, lanes=lanes, token=auth.inference_token)
     # Inside the body limit: gzip/deflate bodies are inflated within the same limit (service/compression.py).
     app.add_middleware(CompressionMiddleware, limit=settings.limits.max_body_bytes)
     # Last added runs first: the request id exists before the body limit can refuse anything.

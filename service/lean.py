@@ -181,30 +181,41 @@ class LeanApp(FastAPI):
         await self.middleware_stack(scope, receive, send)
 
 
-class LeanRoutes:
-    """ASGI layer answering the inference routes itself and passing everything else to `app`."""
+@dataclass
+class Lane:
+    """An admission lane: its routes share one bound on requests in flight (explanations get their own)."""
 
-    def __init__(
-        self, app: ASGIApp, state: Any, routes: list[LeanRoute], token: SecretStr | None, max_in_flight: int
-    ) -> None:
+    name: str
+    routes: list[LeanRoute]
+    max_in_flight: int
+    in_flight: int = 0
+
+
+class LeanRoutes:
+    """ASGI layer answering the inference routes itself and passing everything else to `app`.
+
+    One match per request finds the route and its lane; each lane bounds its own requests in flight, so a
+    costly kind of request (explanations) cannot take the slots of plain inference.
+    """
+
+    def __init__(self, app: ASGIApp, state: Any, lanes: list[Lane], token: SecretStr | None) -> None:
         self.app = app
         self.state = state
-        self.routes = routes
+        self.lanes = lanes
         self.token = token
-        self.max_in_flight = max_in_flight
-        self.in_flight = 0
-        self._paths = {r.path: r for r in routes if "{" not in r.path}
-        self._patterns = [r for r in routes if "{" in r.path]
+        pairs = [(r, lane) for lane in lanes for r in lane.routes]
+        self._paths = {r.path: (r, lane) for r, lane in pairs if "{" not in r.path}
+        self._patterns = [(r, lane) for r, lane in pairs if "{" in r.path]
 
-    def match(self, path: str) -> tuple[LeanRoute, dict[str, str]] | None:
-        """The route serving `path` and its parameters, or None."""
+    def match(self, path: str) -> tuple[LeanRoute, Lane, dict[str, str]] | None:
+        """The route serving `path`, its lane and its parameters, or None."""
         found = self._paths.get(path)
         if found is not None:
-            return found, {}
-        for r in self._patterns:
+            return found[0], found[1], {}
+        for r, lane in self._patterns:
             m = r.pattern.match(path)
             if m is not None:
-                return r, m.groupdict()
+                return r, lane, m.groupdict()
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,20 +226,20 @@ class LeanRoutes:
         if matched is None:
             await self.app(scope, receive, send)
             return
-        lean, params = matched
+        lean, lane, params = matched
         scope["route"] = lean
-        if self.in_flight >= self.max_in_flight:
+        if lane.in_flight >= lane.max_in_flight:
             answer = error_answer(
                 Overloaded(
-                    f"{self.in_flight} inference requests are in flight (limit {self.max_in_flight}); retry later"
+                    f"{lane.in_flight} {lane.name} requests are in flight (limit {lane.max_in_flight}); retry later"
                 )
             )
         else:
-            self.in_flight += 1
+            lane.in_flight += 1
             try:
                 answer = await run(Call(scope, receive, self.state, params), lean.handler, self.token)
             finally:
-                self.in_flight -= 1
+                lane.in_flight -= 1
         await send_answer(send, answer)
 
 
