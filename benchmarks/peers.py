@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -336,6 +337,7 @@ def profile(a: argparse.Namespace) -> int:
         lua = Path(a.bench) / "results" / f"post-{a.system}.lua"
         lua.write_text(_wrk_script(body, headers))
         url = base + spec["url"].format(model=a.model)
+        cpu_before = _cpu_seconds(server.pid)
         load = subprocess.Popen(
             ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url],
             stdout=subprocess.PIPE,
@@ -343,34 +345,54 @@ def profile(a: argparse.Namespace) -> int:
         )
         time.sleep(2)
         raw = Path(a.bench) / "results" / f"pyspy-{a.system}-{a.tag}.txt"
-        subprocess.run(
-            [
-                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--threads",
-                "--format",
-                "raw",
-                "--rate",
-                "250",
-                "--duration",
-                str(a.duration),
-                "--pid",
-                str(server.pid),
-                "--output",
-                str(raw),
-            ],
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        print(load.communicate()[0])
-        subprocess.run(
-            [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
-        )
+        if a.no_spy:
+            load.wait()
+        else:
+            _record(a, server.pid, raw)
+        report = load.communicate()[0]
+        cpu = _cpu_seconds(server.pid) - cpu_before
+        print(report)
+        requests = re.search(r"(\d+) requests in", report)
+        if requests:
+            n = int(requests.group(1))
+            print(f"server CPU: {cpu:.2f} s for {n} requests = {cpu / max(1, n) * 1e6:.0f} us/request", flush=True)
+        if not a.no_spy:
+            subprocess.run(
+                [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (py-spy's pauses stop it, so they add none)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _record(a: argparse.Namespace, pid: int, raw: Path) -> None:
+    subprocess.run(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--threads",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--duration",
+            str(a.duration),
+            "--pid",
+            str(pid),
+            "--output",
+            str(raw),
+        ],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wrk_script(body_path: str, headers: list[str]) -> str:
@@ -412,6 +434,7 @@ def main() -> int:
     pr.add_argument("--concurrency", type=int, default=64)
     pr.add_argument("--duration", type=int, default=10)
     pr.add_argument("--tag", default="now", help="name of this capture (before/after)")
+    pr.add_argument("--no-spy", action="store_true", help="only the load and the server CPU per request, no py-spy")
     pr.add_argument("--root", default=str(ROOT), help="the checkout whose service runs (e.g. an export of main)")
     c = sub.add_parser("ceilings", help="in-process ceilings of the task endpoints (run by `table`)")
     c.add_argument("--duration", type=int, default=10)
