@@ -19,6 +19,7 @@ and returns once everything queued or running has finished.
 A request may also queue raw `Rows` (texts) instead of tensors (`service/rows.py`): its batch is then
 encoded in one call of the codec (one tokenizer call for every text of the batch), grouped per row by
 length, run, and answered per row in one call too. A row the codec refuses fails only its own request.
+Such a request's inference time includes its batch's encoding.
 
 A version with several instances (Triton's `instance_group`) has one worker per instance, each with
 its own run function (session) and thread, all taking from the same queue. One worker at a time
@@ -361,19 +362,21 @@ class Batcher:
         self._running += 1
         self._idle.clear()
         start = time.monotonic()
-        work = functools.partial(self._alone_rows, worker.run, inputs) if isinstance(inputs, Rows) else None
+        answers: list[Any] = []
         try:
             async with asyncio.timeout(timeout_s):
                 loop = asyncio.get_running_loop()
-                if work is not None:
-                    answers = await loop.run_in_executor(worker.executor, work)
-                    return BatchResult({}, 0.0, time.monotonic() - start, answers)
-                assert not isinstance(inputs, Rows)
-                outputs = await loop.run_in_executor(worker.executor, worker.run, inputs)
+                if isinstance(inputs, Rows):
+                    outputs: Tensors = {}
+                    answers = await loop.run_in_executor(worker.executor, self._alone_rows, worker.run, inputs)
+                else:
+                    outputs = await loop.run_in_executor(worker.executor, worker.run, inputs)
         except TimeoutError:
             raise DeadlineExceeded(f"{self.name} gave no answer within {timeout_s:g} s") from None
-        except AxonError:
-            raise
+        except AxonError as exc:
+            if isinstance(inputs, Rows):
+                raise  # a refused row or a non-finite answer (`_alone_rows` wraps the model's own failures)
+            raise InferenceFailed(f"{self.name} failed on a request of {rows} rows: {exc}") from exc
         except Exception as exc:
             raise InferenceFailed(f"{self.name} failed on a request of {rows} rows: {exc}") from exc
         finally:
@@ -384,14 +387,18 @@ class Batcher:
         elapsed = time.monotonic() - start
         if self._on_batch:
             self._on_batch(rows, elapsed)
-        return BatchResult(outputs, 0.0, elapsed)
+        return BatchResult(outputs, 0.0, elapsed, answers)
 
     def _alone_rows(self, run: RunFn, rows: Rows) -> list[Any]:
         """One request's raw rows, unbatched: encode, run, answer (in the worker thread)."""
         encoded = rows.codec.encode_rows(rows.values)
         for row, error in sorted(encoded.refused.items()):
             raise error(row)
-        answers = rows.codec.answer_rows(run(encoded.tensors(np.arange(len(rows.values)))), self.name)
+        try:
+            outputs = run(encoded.tensors(np.arange(len(rows.values))))
+        except AxonError as exc:  # the model's own failure: wrapped, as for tensors
+            raise InferenceFailed(f"{self.name} failed on a request of {len(rows.values)} rows: {exc}") from exc
+        answers = rows.codec.answer_rows(outputs, self.name)
         for answer in answers:
             if isinstance(answer, AxonError):
                 raise answer
@@ -556,6 +563,7 @@ class Batcher:
             size += raw.size
             codec: RowCodec = raw.codec
         encode = functools.partial(codec.encode_rows, values)
+        start = time.monotonic()
         try:
             if size <= INLINE_ENCODE_SIZE:
                 encoded = encode()
@@ -565,6 +573,7 @@ class Batcher:
             log.warning("%s: encoding a batch of %d rows failed: %s", self.name, len(values), exc)
             self._fail(segments, InferenceFailed(f"{self.name} failed to encode a batch of {len(values)} rows: {exc}"))
             return
+        encode_s = time.monotonic() - start
         live, starts, rows = self._refuse(segments, encoded)
         if not live:
             return
@@ -594,10 +603,10 @@ class Batcher:
             log.warning("%s: answering a batch of %d rows failed: %s", self.name, len(rows), exc)
             self._fail(live, InferenceFailed(f"{self.name} failed to answer a batch of {len(rows)} rows: {exc}"))
             return
-        elapsed = sum(e for _, e in results)
-        for seg, start in zip(live, starts):
+        elapsed = encode_s + sum(e for _, e in results)  # a request's inference phase includes its batch's encoding
+        for seg, first in zip(live, starts):
             count = seg.stop - seg.start
-            self._deliver(seg.pending, answers[start : start + count], count, elapsed)
+            self._deliver(seg.pending, answers[first : first + count], count, elapsed)
         if inline:
             await asyncio.sleep(0)
 
