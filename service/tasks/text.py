@@ -15,7 +15,6 @@ from typing_extensions import TypedDict
 
 from modelrepo import scoring
 from modelrepo.config import ModelConfig, TextPreprocessing
-from service.batcher import BatchResult
 from service.errors import AxonError, BadRequest, InvalidInput, NonFiniteOutput, PayloadTooLarge
 from service.lean import Answer, Call, encode_json, route
 from service.rows import RowError, Rows
@@ -25,6 +24,7 @@ from service.tasks.base import Codec, TaskSpec, label_of, shown
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
+    from service.batcher import BatchResult
     from service.registry import ModelVersion
 
 PATH = "/v1/text/classify"
