@@ -6,8 +6,10 @@ Reproduces issue 14's table and checks each of its goals, with the in-process ce
 - the vision task endpoint (`mnist-cnn`, one PNG per multipart request), PNG decoding included;
 - c=1 p50 of V2 binary against a bare `session.run` of batch 1 (the harness's in-process run);
 - resnet_mid over V2 binary (and PyTriton) against the in-process batch-64 ceiling;
-- the SMS text endpoint (one text per request) against an in-process, length-grouped ceiling
-  (`encode_batch` of 64 texts, one run per length group), measured by `peers.py ceilings`.
+- the SMS text endpoint (one text per request, the model named in the body: `sms-spam-transformer`) against
+  an in-process, length-grouped ceiling (`encode_batch` of 64 texts, one run per length group), measured by
+  `peers.py ceilings`; and the same for `sms-spam-minilm` (`axon-text-minilm`) when the default repository
+  has that model (a printed line says when it is skipped).
 
 Rounds are interleaved (every system once per round) and the goal table uses the median of the rounds.
 One-time setup (a few minutes; the harness must live in a writable folder):
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -48,23 +51,45 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CNN = "axon-v2-binary,pytriton,axon-v2-json,fastapi-batch-nowait,axon-vision-multipart,axon-text"
+CNN = "axon-v2-binary,pytriton,axon-v2-json,fastapi-batch-nowait,axon-vision-multipart,axon-text,axon-text-minilm"
 HEAVY = "axon-v2-binary,pytriton"  # resnet_mid: compute-bound, the ceiling is ORT's batched speed
 SMS = "Congratulations! You have won a 1000 pound prize. Call 09061701461 now to claim, T&C apply"
 
 
-def _axon_systems(run_axon: Any) -> dict[str, dict[str, Any]]:
-    """Systems the harness does not define: the SMS text endpoint on the default repository."""
-    return {"axon-text": run_axon.axon(8462, "axon_sms_text.json", url="/v1/text/classify", repo="default")}
+DEFAULT_REPO = ROOT / "models"
+# Text systems on the default repository: system -> (port, model). Each body names its model, so the figures
+# stay the same model's whichever the default text model is.
+TEXT_SYSTEMS = {"axon-text": (8462, "sms-spam-transformer"), "axon-text-minilm": (8463, "sms-spam-minilm")}
+
+
+def _text_models(repo: Path = DEFAULT_REPO) -> dict[str, str]:
+    """The text systems whose model the repository has (system -> model); a line for each one skipped."""
+    present = {}
+    for system, (_, model) in TEXT_SYSTEMS.items():
+        if (repo / model / "config.json").is_file():
+            present[system] = model
+        else:
+            print(f"{system}: skipped, the repository {repo} has no model '{model}'", flush=True)
+    return present
+
+
+def _axon_systems(run_axon: Any, bench: Path) -> dict[str, dict[str, Any]]:
+    """Systems the harness does not define: the SMS text endpoint per text model on the default repository."""
+    systems = {}
+    for system, model in _text_models().items():
+        body = f"axon_text_{model}.json"
+        (bench / "bodies" / body).write_text(json.dumps({"texts": [SMS], "model": model}))
+        port = TEXT_SYSTEMS[system][0]
+        systems[system] = run_axon.axon(port, body, url="/v1/text/classify", repo="default")
+    return systems
 
 
 def _load_run_axon(a: argparse.Namespace) -> Any:
-    os.environ.update(AXON_PY=a.python, AXON_REPO=a.repo, AXON_CWD=str(ROOT), AXON_DEFAULT_REPO=str(ROOT / "models"))
+    os.environ.update(AXON_PY=a.python, AXON_REPO=a.repo, AXON_CWD=str(ROOT), AXON_DEFAULT_REPO=str(DEFAULT_REPO))
     sys.path.insert(0, os.path.join(a.bench, "peers", "axon"))
     import run_axon
 
-    run_axon.SYSTEMS.update(_axon_systems(run_axon))
-    (Path(a.bench) / "bodies" / "axon_sms_text.json").write_text(json.dumps({"texts": [SMS]}))
+    run_axon.SYSTEMS.update(_axon_systems(run_axon, Path(a.bench)))
     return run_axon
 
 
@@ -73,7 +98,7 @@ def table(a: argparse.Namespace) -> int:
     run_axon = _load_run_axon(a)
     out = Path(a.bench) / "results" / f"axon-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True)
-    plan = [(system, "cnn_small") for system in a.systems.split(",") if system]
+    plan = [(system, "cnn_small") for system in a.systems.split(",") if system in run_axon.SYSTEMS]
     plan += [(system, "resnet_mid") for system in a.heavy.split(",") if system]
     for r in range(1, a.rounds + 1):
         for system, model in plan:
@@ -181,6 +206,7 @@ def _goals(runs: list[dict[str, Any]], ceilings_path: Path) -> str:
     c1_p50 = _median(c1, "p50_ms") if c1 else 0.0
     text64 = rows.get(("axon-text", 64))
     text_rps = _median(text64, "req_s") if text64 else 0.0
+    minilm64 = rows.get(("axon-text-minilm", 64))
 
     def ratio(x: float, y: float) -> str:
         return f"{x / y:.2f}x" if y else "-"
@@ -227,6 +253,18 @@ def _goals(runs: list[dict[str, Any]], ceilings_path: Path) -> str:
             f"{ceilings.get('sms_grouped_b64', 0):,.0f}/s (encode_batch + length groups, 64)",
         ),
     ]
+    if minilm64:
+        minilm = ceilings.get("sms-spam-minilm_grouped_b64", 0)
+        goals.append(
+            (
+                "SMS text endpoint, sms-spam-minilm, c=64",
+                _median(minilm64, "req_s"),
+                f"in-process {minilm:,.0f}",
+                ratio(_median(minilm64, "req_s"), minilm),
+                "-",
+                f"{minilm:,.0f}/s (encode_batch + length groups, 64)",
+            )
+        )
     lines = ["| goal | Axon req/s | reference | ratio | target | in-process ceiling |", "|---|---:|---:|---:|---:|---|"]
     lines += [f"| {g} | {v:,.0f} | {ref} | {r} | {t} | {c} |" for g, v, ref, r, t, c in goals]
     lines.append(
@@ -287,21 +325,31 @@ def ceilings(a: argparse.Namespace) -> int:
         x = ((np.stack(images) / 255.0 - 0.1325) / 0.3104).astype(np.float32)[:, None]
         vision.run(None, {"image": x})
 
-    text = session(models / "sms-spam-transformer" / "1" / "model.onnx")
-    tokenizer = Tokenizer.from_file(str(models / "sms-spam-transformer" / "1" / "tokenizer.json"))
-    tokenizer.enable_truncation(96)
-    texts = [SMS] * 64
+    def text_step(model: str) -> Any:
+        config = json.loads((models / model / "config.json").read_text())
+        version = max((d for d in (models / model).iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
+        text = session(version / "model.onnx")
+        tokenizer = Tokenizer.from_file(str(version / config["preprocessing"]["tokenizer"]))
+        tokenizer.enable_truncation(config["preprocessing"]["max_length"])
+        texts = [SMS.lower() if config["preprocessing"].get("lowercase") else SMS] * 64
+        names = [t["name"] for t in config["inputs"]]
 
-    def text_step() -> None:
-        encodings = tokenizer.encode_batch(texts)
-        by_length: dict[int, list[list[int]]] = {}
-        for e in encodings:
-            by_length.setdefault(len(e.ids), []).append(e.ids)
-        for ids in by_length.values():
-            array = np.asarray(ids, dtype=np.int64)
-            text.run(None, {"input_ids": array, "attention_mask": np.ones_like(array)})
+        def step() -> None:
+            encodings = tokenizer.encode_batch(texts)
+            by_length: dict[int, list[list[int]]] = {}
+            for e in encodings:
+                by_length.setdefault(len(e.ids), []).append(e.ids)
+            for ids in by_length.values():
+                array = np.asarray(ids, dtype=np.int64)
+                fill = {"attention_mask": np.ones_like(array), "token_type_ids": np.zeros_like(array)}
+                text.run(None, {n: fill.get(n, array) for n in names})
 
-    result = {"mnist_png_b64": rate(vision_step, 64), "sms_grouped_b64": rate(text_step, 64)}
+        return step
+
+    result = {"mnist_png_b64": rate(vision_step, 64)}
+    for model in _text_models(models).values():
+        result[f"{model}_grouped_b64"] = rate(text_step(model), 64)
+    result["sms_grouped_b64"] = result.get("sms-spam-transformer_grouped_b64", 0.0)  # the goal row's key
     Path(a.out).write_text(json.dumps(result))
     print(json.dumps(result))
     return 0
@@ -310,6 +358,9 @@ def ceilings(a: argparse.Namespace) -> int:
 def profile(a: argparse.Namespace) -> int:
     """Start the system's server on core 1, load it at c=64 with wrk on core 0, record py-spy, summarise."""
     run_axon = _load_run_axon(a)
+    if a.system not in run_axon.SYSTEMS:
+        print(f"no system {a.system!r} to profile (known: {', '.join(run_axon.SYSTEMS)})")
+        return 2
     spec = run_axon.SYSTEMS[a.system]
     port = spec["port"]
     repo = str(ROOT / "models") if spec.get("repo") == "default" else a.repo
@@ -336,6 +387,7 @@ def profile(a: argparse.Namespace) -> int:
         lua = Path(a.bench) / "results" / f"post-{a.system}.lua"
         lua.write_text(_wrk_script(body, headers))
         url = base + spec["url"].format(model=a.model)
+        cpu_before = _cpu_seconds(server.pid)
         load = subprocess.Popen(
             ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url],
             stdout=subprocess.PIPE,
@@ -343,34 +395,54 @@ def profile(a: argparse.Namespace) -> int:
         )
         time.sleep(2)
         raw = Path(a.bench) / "results" / f"pyspy-{a.system}-{a.tag}.txt"
-        subprocess.run(
-            [
-                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--threads",
-                "--format",
-                "raw",
-                "--rate",
-                "250",
-                "--duration",
-                str(a.duration),
-                "--pid",
-                str(server.pid),
-                "--output",
-                str(raw),
-            ],
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        print(load.communicate()[0])
-        subprocess.run(
-            [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
-        )
+        if a.no_spy:
+            load.wait()
+        else:
+            _record(a, server.pid, raw)
+        report = load.communicate()[0]
+        cpu = _cpu_seconds(server.pid) - cpu_before
+        print(report)
+        requests = re.search(r"(\d+) requests in", report)
+        if requests:
+            n = int(requests.group(1))
+            print(f"server CPU: {cpu:.2f} s for {n} requests = {cpu / max(1, n) * 1e6:.0f} us/request", flush=True)
+        if not a.no_spy:
+            subprocess.run(
+                [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (py-spy's pauses stop it, so they add none)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _record(a: argparse.Namespace, pid: int, raw: Path) -> None:
+    subprocess.run(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--threads",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--duration",
+            str(a.duration),
+            "--pid",
+            str(pid),
+            "--output",
+            str(raw),
+        ],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wrk_script(body_path: str, headers: list[str]) -> str:
@@ -412,6 +484,7 @@ def main() -> int:
     pr.add_argument("--concurrency", type=int, default=64)
     pr.add_argument("--duration", type=int, default=10)
     pr.add_argument("--tag", default="now", help="name of this capture (before/after)")
+    pr.add_argument("--no-spy", action="store_true", help="only the load and the server CPU per request, no py-spy")
     pr.add_argument("--root", default=str(ROOT), help="the checkout whose service runs (e.g. an export of main)")
     c = sub.add_parser("ceilings", help="in-process ceilings of the task endpoints (run by `table`)")
     c.add_argument("--duration", type=int, default=10)

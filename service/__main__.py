@@ -58,7 +58,7 @@ def apply_flags(argv: list[str]) -> None:
 def serve(settings: Settings, peers: Peers | None) -> int:
     """Run one server process: the whole service, or one worker of a group."""
     from service.app import create_app
-    from service.server import GracefulServer, ServerConfig, connection_cap, raise_fd_limit
+    from service.server import GracefulServer, ServerConfig, connection_cap, raise_fd_limit, tune_collector
 
     app = create_app(settings)
     state = app.state.axon
@@ -67,6 +67,7 @@ def serve(settings: Settings, peers: Peers | None) -> int:
     def drop_readiness() -> None:
         state.draining = True
 
+    tune_collector()  # the app is built: modules, schemas and routes are made once, never garbage
     fd_limit = raise_fd_limit()
     max_connections = connection_cap(settings.http.max_connections, fd_limit)
     if max_connections < settings.http.max_connections:

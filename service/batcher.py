@@ -16,6 +16,11 @@ whose future is already done (client gone, deadline passed, earlier part failed)
 failing batch fails exactly the requests in it, and the worker goes on. `stop()` refuses new work
 and returns once everything queued or running has finished.
 
+A request may also queue raw `Rows` (texts) instead of tensors (`service/rows.py`): its batch is then
+encoded in one call of the codec (one tokenizer call for every text of the batch), grouped per row by
+length, run, and answered per row in one call too. A row the codec refuses fails only its own request.
+Such a request's inference time includes its batch's encoding.
+
 A version with several instances (Triton's `instance_group`) has one worker per instance, each with
 its own run function (session) and thread, all taking from the same queue. One worker at a time
 forms a batch (so two idle workers do not split what would have been one batch); as soon as it
@@ -26,7 +31,10 @@ instance holds back only its own requests.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
+import functools
+import itertools
 import logging
 import time
 from collections import deque
@@ -34,10 +42,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from service.errors import AxonError, DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
+from service.rows import EncodedRows, RowCodec, Rows
 from service.runtime import RunFn, Tensors
 
 log = logging.getLogger("axon.batcher")
@@ -56,6 +66,13 @@ dropped when a batch is formed (one attribute read), with no watcher task per re
 INLINE_RUN_S = 0.001
 """A batch expected to run at most this long (the last batch's seconds per input element x its elements) runs
 on the event loop thread; anything longer goes to the worker thread so the loop never stalls."""
+
+INLINE_ENCODE_SIZE = 64 * 1024
+"""Raw rows of a batch up to this size (bytes or characters, `Rows.size`) are encoded on the event loop thread,
+larger ones on the worker thread: the data plane's `OFFLOAD_BYTES` rule, applied to a batch."""
+
+Inputs = Tensors | Rows
+"""What a request queues: tensors ready to stack, or raw rows its codec encodes with the rest of the batch."""
 
 
 def _expire(future: asyncio.Future[BatchResult], name: str, timeout_s: float) -> None:
@@ -132,21 +149,22 @@ class BatchPolicy:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """A request's outputs (its rows only, in order) and where its time went."""
+    """A request's outputs (its rows only, in order), or its rows' answers for `Rows`, and where its time went."""
 
     outputs: Tensors
     queue_s: float
     inference_s: float
+    answers: list[Any] = field(default_factory=list)
 
 
 @dataclass(eq=False, slots=True)
 class _Pending:
-    inputs: Tensors
+    inputs: Inputs
     rows: int
     future: asyncio.Future[BatchResult]
     enqueued_at: float
     taken: int = 0
-    parts: list[Tensors] = field(default_factory=list)
+    parts: list[Any] = field(default_factory=list)  # Tensors, or lists of answers for Rows
     done_rows: int = 0
     started_at: float | None = None
     inference_s: float = 0.0
@@ -190,8 +208,10 @@ class _Segment:
     stop: int
 
 
-def rows_of(inputs: Tensors) -> int:
-    """Number of rows (leading axis) shared by every input."""
+def rows_of(inputs: Inputs) -> int:
+    """Number of rows (leading axis) shared by every input, or of raw rows."""
+    if isinstance(inputs, Rows):
+        return len(inputs.values)
     counts = {a.shape[0] if a.ndim else 0 for a in inputs.values()}
     if len(counts) != 1:
         raise ValueError(f"inputs disagree on their number of rows: {sorted(counts)}")
@@ -305,7 +325,7 @@ class Batcher:
         for executor in {w.executor for w in self._workers}:
             executor.shutdown(wait=False)
 
-    async def submit(self, inputs: Tensors, timeout_s: float) -> BatchResult:
+    async def submit(self, inputs: Inputs, timeout_s: float) -> BatchResult:
         """Queue one request's rows and wait for its outputs (429 if the queue is full, 504 past the deadline)."""
         if self._stopping:
             raise ShuttingDown(f"{self.name} is shutting down")
@@ -331,7 +351,7 @@ class Batcher:
         finally:
             timer.cancel()
 
-    async def _run_alone(self, inputs: Tensors, rows: int, timeout_s: float) -> BatchResult:
+    async def _run_alone(self, inputs: Inputs, rows: int, timeout_s: float) -> BatchResult:
         if self._running >= self.policy.max_queue_size:
             limit = self.policy.max_queue_size
             raise Overloaded(f"{self.name} has {self._running} requests running (limit {limit}); retry later")
@@ -342,11 +362,21 @@ class Batcher:
         self._running += 1
         self._idle.clear()
         start = time.monotonic()
+        answers: list[Any] = []
         try:
             async with asyncio.timeout(timeout_s):
-                outputs = await asyncio.get_running_loop().run_in_executor(worker.executor, worker.run, inputs)
+                loop = asyncio.get_running_loop()
+                if isinstance(inputs, Rows):
+                    outputs: Tensors = {}
+                    answers = await loop.run_in_executor(worker.executor, self._alone_rows, worker.run, inputs)
+                else:
+                    outputs = await loop.run_in_executor(worker.executor, worker.run, inputs)
         except TimeoutError:
             raise DeadlineExceeded(f"{self.name} gave no answer within {timeout_s:g} s") from None
+        except AxonError as exc:
+            if isinstance(inputs, Rows):
+                raise  # a refused row or a non-finite answer (`_alone_rows` wraps the model's own failures)
+            raise InferenceFailed(f"{self.name} failed on a request of {rows} rows: {exc}") from exc
         except Exception as exc:
             raise InferenceFailed(f"{self.name} failed on a request of {rows} rows: {exc}") from exc
         finally:
@@ -357,7 +387,22 @@ class Batcher:
         elapsed = time.monotonic() - start
         if self._on_batch:
             self._on_batch(rows, elapsed)
-        return BatchResult(outputs, 0.0, elapsed)
+        return BatchResult(outputs, 0.0, elapsed, answers)
+
+    def _alone_rows(self, run: RunFn, rows: Rows) -> list[Any]:
+        """One request's raw rows, unbatched: encode, run, answer (in the worker thread)."""
+        encoded = rows.codec.encode_rows(rows.values)
+        for row, error in sorted(encoded.refused.items()):
+            raise error(row)
+        try:
+            outputs = run(encoded.tensors(np.arange(len(rows.values))))
+        except AxonError as exc:  # the model's own failure: wrapped, as for tensors
+            raise InferenceFailed(f"{self.name} failed on a request of {len(rows.values)} rows: {exc}") from exc
+        answers = rows.codec.answer_rows(outputs, self.name)
+        for answer in answers:
+            if isinstance(answer, AxonError):
+                raise answer
+        return answers
 
     async def _work(self, worker: _Worker) -> None:
         while True:
@@ -417,7 +462,13 @@ class Batcher:
         return segments
 
     def _fits(self, first: _Pending, other: _Pending) -> bool:
-        """Rows can share a batch if their non-batch shapes agree or the input can be padded."""
+        """Rows can share a batch if their non-batch shapes agree or the input can be padded (raw rows: one codec)."""
+        if isinstance(first.inputs, Rows) or isinstance(other.inputs, Rows):
+            return (
+                isinstance(first.inputs, Rows)
+                and isinstance(other.inputs, Rows)
+                and first.inputs.codec is other.inputs.codec
+            )
         for name, array in first.inputs.items():
             theirs = other.inputs.get(name)
             if theirs is None or theirs.dtype != array.dtype:
@@ -428,10 +479,11 @@ class Batcher:
 
     def _groups(self, segments: list[_Segment]) -> list[list[_Segment]]:
         """The batch's segments in runs of similar padded length (one run when nothing is padded)."""
+        assert not isinstance(segments[0].pending.inputs, Rows)
         padded = [name for name in segments[0].pending.inputs if name in self._pad]
         if not padded or len(segments) == 1:
             return [segments]
-        lengths = [max(s.pending.inputs[n].shape[1] for n in padded) for s in segments]
+        lengths = [max(s.pending.inputs[n].shape[1] for n in padded) for s in segments]  # type: ignore[index]
         return [[segments[i] for i in group] for group in length_groups(lengths, self.policy.max_pad_ratio)]
 
     @staticmethod
@@ -443,12 +495,10 @@ class Batcher:
             results.append((run(batch), time.monotonic() - start))
         return results
 
-    async def _run_batch(self, worker: _Worker, segments: list[_Segment]) -> None:
-        groups = self._groups(segments)
-        batches = [
-            collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)
-            for g in groups
-        ]
+    async def _execute(
+        self, worker: _Worker, segments: list[_Segment], batches: list[Tensors]
+    ) -> tuple[list[tuple[Tensors, float]], bool] | None:
+        """Run a batch's groups inline or on the worker thread; on failure fail `segments` and return None."""
         rows = sum(s.stop - s.start for s in segments)
         elements = sum(array.size for batch in batches for array in batch.values())
         inline = False
@@ -467,10 +517,25 @@ class Batcher:
         except Exception as exc:
             log.warning("%s: batch of %d rows failed: %s", self.name, rows, exc)
             self._fail(segments, InferenceFailed(f"{self.name} failed on a batch of {rows} rows: {exc}"))
-            return
+            return None
         finally:
             worker.running -= 1
         worker.element_s = sum(elapsed for _, elapsed in results) / max(1, elements)
+        return results, inline
+
+    async def _run_batch(self, worker: _Worker, segments: list[_Segment]) -> None:
+        if isinstance(segments[0].pending.inputs, Rows):
+            await self._run_rows(worker, segments)
+            return
+        groups = self._groups(segments)
+        batches = [
+            collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)  # type: ignore[union-attr]
+            for g in groups
+        ]
+        executed = await self._execute(worker, segments, batches)
+        if executed is None:
+            return
+        results, inline = executed
         for group, (outputs, elapsed) in zip(groups, results):
             group_rows = sum(s.stop - s.start for s in group)
             if self._on_batch:
@@ -487,15 +552,100 @@ class Batcher:
         if inline:
             await asyncio.sleep(0)  # a full queue must not keep the loop to itself batch after batch
 
-    def _deliver(self, pending: _Pending, part: Tensors, count: int, elapsed: float) -> None:
+    async def _run_rows(self, worker: _Worker, segments: list[_Segment]) -> None:
+        """Raw rows: one encoding call for the whole batch, per-row length groups, one answering call."""
+        values: list[Any] = []
+        size = 0
+        for seg in segments:
+            raw = seg.pending.inputs
+            assert isinstance(raw, Rows)  # `_fits` batches rows only with rows of the same codec
+            values += raw.values[seg.start : seg.stop]
+            size += raw.size
+            codec: RowCodec = raw.codec
+        encode = functools.partial(codec.encode_rows, values)
+        start = time.monotonic()
+        try:
+            if size <= INLINE_ENCODE_SIZE:
+                encoded = encode()
+            else:
+                encoded = await asyncio.get_running_loop().run_in_executor(worker.executor, encode)
+        except Exception as exc:
+            log.warning("%s: encoding a batch of %d rows failed: %s", self.name, len(values), exc)
+            self._fail(segments, InferenceFailed(f"{self.name} failed to encode a batch of {len(values)} rows: {exc}"))
+            return
+        encode_s = time.monotonic() - start
+        live, starts, rows = self._refuse(segments, encoded)
+        if not live:
+            return
+        lengths = [encoded.lengths[r] for r in rows]
+        groups = [np.asarray(g) for g in length_groups(lengths, self.policy.max_pad_ratio)]
+        batches = [encoded.tensors(rows[g]) for g in groups]
+        executed = await self._execute(worker, live, batches)
+        if executed is None:
+            return
+        results, inline = executed
+        for group, (outputs, elapsed) in zip(groups, results):
+            if self._on_batch:
+                self._on_batch(len(group), elapsed)
+            bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != len(group)]
+            if bad:
+                self._fail(live, InferenceFailed(f"{self.name} returned outputs {bad} without one row per input row"))
+                return
+        order = np.concatenate(groups)  # the live rows' positions, in the order the runs produced them
+        batch_outputs = {}
+        for name in results[0][0]:
+            stacked = np.concatenate([outputs[name] for outputs, _ in results])
+            batch_outputs[name] = np.empty_like(stacked)
+            batch_outputs[name][order] = stacked  # back to the order of the rows in the batch
+        try:
+            answers = codec.answer_rows(batch_outputs, self.name)
+        except Exception as exc:
+            log.warning("%s: answering a batch of %d rows failed: %s", self.name, len(rows), exc)
+            self._fail(live, InferenceFailed(f"{self.name} failed to answer a batch of {len(rows)} rows: {exc}"))
+            return
+        elapsed = encode_s + sum(e for _, e in results)  # a request's inference phase includes its batch's encoding
+        for seg, first in zip(live, starts):
+            count = seg.stop - seg.start
+            self._deliver(seg.pending, answers[first : first + count], count, elapsed)
+        if inline:
+            await asyncio.sleep(0)
+
+    def _refuse(self, segments: list[_Segment], encoded: EncodedRows) -> tuple[list[_Segment], list[int], np.ndarray]:
+        """Fail each request with a refused row (its own error); the others' segments, answer offsets and batch rows."""
+        offsets = list(itertools.accumulate((s.stop - s.start for s in segments), initial=0))
+        failed: set[int] = set()
+        for row in sorted(encoded.refused):
+            i = bisect.bisect_right(offsets, row) - 1
+            if i not in failed:
+                failed.add(i)
+                seg = segments[i]
+                if not seg.pending.future.done():
+                    seg.pending.future.set_exception(encoded.refused[row](seg.start + row - offsets[i]))
+        live = [s for i, s in enumerate(segments) if i not in failed]
+        if not failed:
+            return live, offsets[:-1], np.arange(offsets[-1])
+        kept = [i for i in range(len(segments)) if i not in failed]
+        rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in kept]) if kept else np.arange(0)
+        starts = list(itertools.accumulate((segments[i].stop - segments[i].start for i in kept), initial=0))[:-1]
+        return live, starts, rows
+
+    def _deliver(self, pending: _Pending, part: Tensors | list[Any], count: int, elapsed: float) -> None:
         pending.parts.append(part)
         pending.done_rows += count
         pending.inference_s += elapsed
         if pending.future.done() or pending.done_rows < pending.rows:
             return
         parts = pending.parts
-        outputs = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         queued = (pending.started_at or pending.enqueued_at) - pending.enqueued_at
+        if isinstance(pending.inputs, Rows):
+            answers = [a for p in parts for a in p]
+            error = next((a for a in answers if isinstance(a, AxonError)), None)
+            if error is not None:
+                pending.future.set_exception(error)
+            else:
+                pending.future.set_result(BatchResult({}, queued, pending.inference_s, answers))
+            return
+        outputs = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         pending.future.set_result(BatchResult(outputs, queued, pending.inference_s))
 
     @staticmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service import __version__
-from service.batcher import BatchResult
+from service.batcher import BatchResult, rows_of
 from service.errors import AxonError, BadRequest, ModelNotReady, NonFiniteOutput, VersionNotFound, WrongTask
 from service.metrics import Metrics
 from service.naming import validate_model_name, validate_version
@@ -116,9 +116,9 @@ class Dataplane:
                 result: BatchResult = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
                 t_done = time.perf_counter()
                 check_finite(entry, result.outputs)
-                body = {"model": entry.name, "version": entry.version, **job.answer(entry, result.outputs)}
+                body = {"model": entry.name, "version": entry.version, **job.answer(entry, result)}
             end = time.perf_counter()
-            rows = len(next(iter(inputs.values()))) if inputs else 0
+            rows = rows_of(inputs) if inputs else 0
             timing = Timing(end - t_pre, result.queue_s, t_queued - t_pre, result.inference_s, end - t_done)
             self.statistics.success(entry.name, entry.version, rows, timing)
             self.metrics.observe_phases(entry.name, {

@@ -14,6 +14,7 @@ resets every connection still in the backlog) and closes connections whose reque
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -38,6 +39,10 @@ FD_RESERVE = 128
 # connected has had no time to send its request yet.
 EVICT_MIN_AGE_S = 1.0
 SWEEP_INTERVAL_S = 0.1
+# Objects a generation-0 collection waits for. At CPython's 700, 64 requests in flight hold enough live objects
+# to cross it again and again: 134 gen-0 and 12 gen-1 collections per 8,800 V2 requests, each walking objects
+# that are alive anyway (refcounting frees a request's objects), ~15 us of CPU per request; at 10,000, none.
+GC_GEN0_THRESHOLD = 10_000
 TICK_S = 0.5
 # Pipelined requests parsed ahead of the one running, and the slice a large chunk is parsed in: together
 # they bound what one connection can queue (under a thousand tiny requests); a Content-Length body is
@@ -499,6 +504,13 @@ class GracefulServer(uvicorn.Server):
                 listener.close()
         if adopted:
             log.info("accepted %d connections from the backlog before closing the listener", adopted)
+
+
+def tune_collector() -> None:
+    """Collect once, freeze what start-up made (full collections skip it) and raise the gen-0 threshold."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def raise_fd_limit() -> int:

@@ -24,6 +24,7 @@ from service.tasks.base import Codec, TaskSpec, shown
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
+    from service.batcher import BatchResult
     from service.registry import ModelVersion
 
 PATH = "/v1/anomaly/score"
@@ -201,10 +202,10 @@ class ScoreSamples:
             raise InvalidInput(f"model '{entry.name}' scores series; send 'series', not 'samples'")
         return entry.codec.encode(self.samples)
 
-    def answer(self, entry: ModelVersion, outputs: Tensors) -> SampleScores:
+    def answer(self, entry: ModelVersion, result: BatchResult) -> SampleScores:
         """Each row's score against the model's threshold."""
         threshold, output = _threshold(entry)
-        return {"threshold": threshold, "results": sample_scores(outputs[output], threshold)}
+        return {"threshold": threshold, "results": sample_scores(result.outputs[output], threshold)}
 
 
 @dataclass(frozen=True)
@@ -235,11 +236,11 @@ class ScoreSeries:
             raise InvalidInput(f"model '{entry.name}' scores tabular samples; send 'samples', not 'series'")
         return entry.codec.encode(self.series)
 
-    def answer(self, entry: ModelVersion, outputs: Tensors) -> SeriesScores:
+    def answer(self, entry: ModelVersion, result: BatchResult) -> SeriesScores:
         """Per-point scores, the anomalous segments, and the timestamps the request gave."""
         threshold, output = _threshold(entry)
         assert entry.config is not None and isinstance(entry.config.preprocessing, SeriesPreprocessing)
-        results, found = series_scores(outputs[output], len(self.series), entry.config.preprocessing, threshold)
+        results, found = series_scores(result.outputs[output], len(self.series), entry.config.preprocessing, threshold)
         if self.timestamps is not None:
             for row, ts in zip(results, self.timestamps):
                 row["timestamp"] = ts

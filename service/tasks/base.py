@@ -13,16 +13,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelrepo.config import ModelConfig
+from service.rows import Rows
 from service.runtime import Tensors
 from service.settings import Limits
 
 if TYPE_CHECKING:
+    from service.batcher import BatchResult
     from service.lean import LeanRoute
     from service.registry import ModelVersion
 
 
 class Codec:
-    """A version's pre-processing, built once when the version loads; subclasses add `encode(values) -> Tensors`."""
+    """A version's pre-processing, built once when the version loads; subclasses add `encode(values) -> Tensors`.
+
+    A codec whose per-request cost is mostly per-call overhead also implements `service.rows.RowCodec`, and its
+    jobs queue `Rows`: the batcher then encodes and answers a whole batch at once (the text codec does).
+    """
 
     def __init__(self, config: ModelConfig, version_dir: Path, limits: Limits) -> None:
         self.config = config
@@ -68,11 +74,11 @@ class Job(Request, Protocol):
     def size(self) -> int:
         """Payload bytes: above `dataplane.OFFLOAD_BYTES` the encoding runs in a worker thread."""
 
-    def encode(self, entry: ModelVersion) -> Tensors:
-        """The model inputs for this request, made with the version's own codec."""
+    def encode(self, entry: ModelVersion) -> Tensors | Rows:
+        """The model inputs for this request made with the version's own codec, or raw rows it encodes per batch."""
 
-    def answer(self, entry: ModelVersion, outputs: Tensors) -> Mapping[str, Any]:
-        """The answer's task part (the data plane adds `model` and `version`)."""
+    def answer(self, entry: ModelVersion, result: BatchResult) -> Mapping[str, Any]:
+        """The answer's task part from the request's outputs or row answers (the data plane adds `model`, `version`)."""
 
 
 @dataclass(frozen=True)

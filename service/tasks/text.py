@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictStr, with_config
@@ -13,14 +15,16 @@ from typing_extensions import TypedDict
 
 from modelrepo import scoring
 from modelrepo.config import ModelConfig, TextPreprocessing
-from service.errors import BadRequest, InvalidInput, PayloadTooLarge
+from service.errors import AxonError, BadRequest, InvalidInput, NonFiniteOutput, PayloadTooLarge
 from service.lean import Answer, Call, encode_json, route
+from service.rows import RowError, Rows
 from service.runtime import Tensors
 from service.settings import Limits
 from service.tasks.base import Codec, TaskSpec, label_of, shown
 from service.tasks.request import Counts, pick, query_int, read_request
 
 if TYPE_CHECKING:
+    from service.batcher import BatchResult
     from service.registry import ModelVersion
 
 PATH = "/v1/text/classify"
@@ -30,8 +34,39 @@ MASK_INPUT = "attention_mask"
 # --- codec ----------------------------------------------------------------------------------------
 
 
+def _no_known_token(index: int) -> AxonError:
+    return InvalidInput(
+        f"text {index} has no token the model knows after tokenization (it is empty, only whitespace,"
+        " or only characters the tokenizer does not know)"
+    )
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """Texts tokenized in one call (`EncodedRows`): ids padded to the longest text, rows without a real token."""
+
+    ids: np.ndarray  # (N, T) int64, pad_id past each row's length
+    real: np.ndarray  # (N, T) bool, True on each row's tokens
+    lengths: np.ndarray  # (N,) tokens per row
+    refused: dict[int, RowError]
+    ids_input: str
+    mask_input: str | None
+
+    def tensors(self, rows: np.ndarray) -> Tensors:
+        """The model inputs of these rows, cut to the longest of them."""
+        width = int(self.lengths[rows].max()) if len(rows) else 0
+        tensors = {self.ids_input: self.ids[rows, :width]}
+        if self.mask_input:
+            tensors[self.mask_input] = self.real[rows, :width].astype(np.int64)
+        return tensors
+
+
 class TextCodec(Codec):
-    """Texts -> `input_ids` and `attention_mask` (int64), truncated to max_length, padded to this request's longest."""
+    """Texts -> `input_ids` and `attention_mask` (int64), truncated to max_length, padded to the batch's longest.
+
+    Task requests queue their texts raw (`prepare`): the batcher tokenizes a whole batch in one `encode_batch`
+    call (`encode_rows`) and builds every answer in one vectorised pass (`answer_rows`).
+    """
 
     def __init__(self, config: ModelConfig, version_dir: Path, limits: Limits) -> None:
         super().__init__(config, version_dir, limits)
@@ -45,6 +80,9 @@ class TextCodec(Codec):
         self.tokenizer.no_padding()
         # [PAD], [UNK], [CLS]...: a row made only of these carries nothing the model learnt from.
         self.special_ids = {i for i, tok in self.tokenizer.get_added_tokens_decoder().items() if tok.special}
+        self._specials = np.array(sorted(self.special_ids), dtype=np.int64)
+        self.output = config.outputs[0].name
+        self.labels = config.labels
 
     @property
     def pad_values(self) -> dict[str, float]:
@@ -54,8 +92,20 @@ class TextCodec(Codec):
             pads[self.mask_input] = 0
         return pads
 
+    def prepare(self, texts: list[str]) -> Rows:
+        """One request's texts checked against the limits (before any tokenizing), to be tokenized with their batch."""
+        self._check_limits(texts)
+        return Rows(texts, self, size=sum(map(len, texts)))
+
     def encode(self, texts: list[str]) -> Tensors:
-        """Tokenize; a text with no real (non-special) token is refused."""
+        """Tokenize one request's texts now (explanations); a text with no real (non-special) token is refused."""
+        self._check_limits(texts)
+        tokens = self.encode_rows(texts)
+        for row, error in sorted(tokens.refused.items()):
+            raise error(row)
+        return tokens.tensors(np.arange(len(texts)))
+
+    def _check_limits(self, texts: list[str]) -> None:
         if not texts:
             raise InvalidInput("'texts' must hold at least one text")
         if len(texts) > self.limits.max_texts:
@@ -63,25 +113,25 @@ class TextCodec(Codec):
         for i, text in enumerate(texts):
             if len(text) > self.limits.max_text_chars:
                 raise PayloadTooLarge(f"text {i} has {len(text)} characters; the limit is {self.limits.max_text_chars}")
-        if self.spec.lowercase:
-            texts = [t.lower() for t in texts]
+
+    def encode_rows(self, values: Sequence[Any]) -> TokenRows:
+        """Every text of a batch in one tokenizer call; ids and mask filled by numpy, not per-token Python."""
+        texts = [t.lower() for t in values] if self.spec.lowercase else list(values)
         encodings = self.tokenizer.encode_batch(texts)
-        for i, enc in enumerate(encodings):
-            if all(t in self.special_ids for t in enc.ids):
-                raise InvalidInput(
-                    f"text {i} has no token the model knows after tokenization (it is empty, only whitespace,"
-                    " or only characters the tokenizer does not know)"
-                )
-        width = max(len(enc.ids) for enc in encodings)
+        token_lists = [enc.ids for enc in encodings]
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        width = int(lengths.max()) if len(lengths) else 0
+        real = np.arange(width) < lengths[:, None]  # (N, T)
         ids = np.full((len(texts), width), self.spec.pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        for i, enc in enumerate(encodings):
-            ids[i, : len(enc.ids)] = enc.ids
-            mask[i, : len(enc.ids)] = 1
-        tensors = {self.ids_input: ids}
-        if self.mask_input:
-            tensors[self.mask_input] = mask
-        return tensors
+        ids[real] = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=np.int64, count=int(lengths.sum()))
+        # [PAD], [UNK], [CLS]...: a row made only of these carries nothing the model learnt from.
+        known = real & ~np.isin(ids, self._specials)
+        refused: dict[int, RowError] = {int(i): _no_known_token for i in np.flatnonzero(~known.any(axis=1))}
+        return TokenRows(ids, real, lengths, refused, self.ids_input, self.mask_input)
+
+    def answer_rows(self, outputs: Tensors, label: str) -> list[Any]:
+        """Every row's prediction from one softmax over the batch; a row with a non-finite output gets the 422."""
+        return text_classifications(outputs[self.output], self.labels, outputs, label)
 
     def check(self, inputs: Tensors, label: str) -> None:
         """Raw token tensors: no longer than max_length, ids inside the vocabulary.
@@ -123,14 +173,29 @@ class TextResponse(TypedDict):
     predictions: list[TextPrediction]
 
 
-def text_classifications(logits: np.ndarray, labels: list[str]) -> list[TextPrediction]:
-    """Text answers: best label, its probability, and every label's probability."""
+def text_classifications(
+    logits: np.ndarray, labels: list[str], outputs: Tensors | None = None, label: str = "the model"
+) -> list[TextPrediction | AxonError]:
+    """Text answers: best label, its probability, and every label's probability; one pass over the whole batch.
+
+    A row where one of the float `outputs` (default: the logits) is not finite gets the error its request fails
+    with instead (the non-finite rule), and only that row.
+    """
     probs = scoring.softmax(logits.astype(np.float64))
-    answers: list[TextPrediction] = []
-    for row in probs:
-        best = int(np.argmax(row))
-        scores = {label_of(labels, i): shown(float(p)) for i, p in enumerate(row)}
-        answers.append({"label": label_of(labels, best), "score": shown(float(row[best])), "scores": scores})
+    best = probs.argmax(axis=1).tolist()
+    names = [label_of(labels, i) for i in range(probs.shape[1])]
+    floats = {n: a.reshape(len(a), -1) for n, a in (outputs or {"logits": logits}).items() if a.dtype.kind == "f"}
+    broken = {n: np.flatnonzero(~np.isfinite(a).all(axis=1)).tolist() for n, a in floats.items()}
+    answers: list[TextPrediction | AxonError] = []
+    for row, b in zip(probs.tolist(), best):
+        scores = [shown(p) for p in row]
+        answers.append({"label": names[b], "score": scores[b], "scores": dict(zip(names, scores))})
+    for name, rows in broken.items():
+        for i in rows:
+            answers[i] = NonFiniteOutput(
+                f"{label} produced a non-finite value in '{name}' for this input "
+                "(values far outside the range it was trained on)"
+            )
     return answers
 
 
@@ -161,16 +226,14 @@ class ClassifyTexts:
         """Characters of text."""
         return sum(map(len, self.texts))
 
-    def encode(self, entry: ModelVersion) -> Tensors:
-        """Tokenize with the version's own tokenizer."""
+    def encode(self, entry: ModelVersion) -> Rows:
+        """The texts, checked against the limits; the batcher tokenizes them with the rest of their batch."""
         assert isinstance(entry.codec, TextCodec)
-        return entry.codec.encode(self.texts)
+        return entry.codec.prepare(self.texts)
 
-    def answer(self, entry: ModelVersion, outputs: Tensors) -> dict[str, list[TextPrediction]]:
-        """Softmax over the first output, every label's probability per text."""
-        assert entry.config is not None
-        logits = outputs[entry.config.outputs[0].name]
-        return {"predictions": text_classifications(logits, entry.config.labels)}
+    def answer(self, entry: ModelVersion, result: BatchResult) -> dict[str, list[TextPrediction]]:
+        """The predictions the batcher built for this request's texts, in their order."""
+        return {"predictions": result.answers}
 
 
 async def classify_call(call: Call) -> Answer:

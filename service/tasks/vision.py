@@ -31,6 +31,7 @@ from service.tasks.base import Codec, TaskSpec, label_of, shown
 from service.tasks.request import Counts, int_field, pick, query_int, read_request
 
 if TYPE_CHECKING:
+    from service.batcher import BatchResult
     from service.registry import ModelVersion
 
 PATH = "/v1/vision/classify"
@@ -170,10 +171,10 @@ class ClassifyImages:
         assert isinstance(entry.codec, ImageCodec)
         return entry.codec.encode(self.images)
 
-    def answer(self, entry: ModelVersion, outputs: Tensors) -> dict[str, list[VisionPrediction]]:
+    def answer(self, entry: ModelVersion, result: BatchResult) -> dict[str, list[VisionPrediction]]:
         """Softmax over the first output, best label and the top k per image."""
         assert entry.config is not None
-        logits = outputs[entry.config.outputs[0].name]
+        logits = result.outputs[entry.config.outputs[0].name]
         return {"predictions": classifications(logits, entry.config.labels, self.top_k)}
 
 

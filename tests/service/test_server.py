@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from uvicorn.server import ServerState
 
-from service.server import GuardedProtocol, ServerConfig
+from service.server import GC_GEN0_THRESHOLD, GuardedProtocol, ServerConfig, tune_collector
 from service.settings import HttpSettings
 from tests.support.server_harness import closed_within, get, post, read_answer, read_answers, running_server, status
 
@@ -448,3 +449,14 @@ def test_connections_made_during_shutdown_are_served_then_refused_and_the_group_
         # connections opened *before* SIGTERM are never lost (test_sigterm_answers_every_request_already_sent).
         assert "answered" in outcomes and outcomes[-1] == "refused", sorted(set(outcomes))
         assert outcomes.count("answered") > outcomes.count("ConnectionResetError"), outcomes
+
+
+def test_the_server_process_freezes_start_up_objects_and_collects_generation_0_less_often():
+    before = gc.get_threshold()
+    try:
+        tune_collector()
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, *before[1:]) and GC_GEN0_THRESHOLD >= 10_000
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

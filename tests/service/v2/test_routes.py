@@ -220,8 +220,9 @@ async def test_v2_and_task_requests_share_one_batcher_and_agree(repo):
     logits = np.array(v2_r.json()["outputs"][0]["data"], np.float32).reshape(3, 2)
     probs = [p["scores"]["spam"] for p in task_r.json()["predictions"]]
     np.testing.assert_allclose(softmax(logits)[:, 1], probs, rtol=1e-5)
-    # 6 rows in one batch: the V2 request and the task request were served together
-    assert metric(scrape, "axon_batch_size_count", model="spam", version="1") == 1
+    # One queue, two runs: the task's raw texts are tokenized with their batch, so they batch with raw texts only
+    assert metric(scrape, "axon_batch_size_count", model="spam", version="1") == 2
+    assert metric(scrape, "axon_batch_size_sum", model="spam", version="1") == 6
     assert metric(scrape, "axon_requests_total", model="spam", endpoint="v2", status="200") == 1
 
 

@@ -1,0 +1,41 @@
+"""benchmarks/peers.py's choice of text systems: each names its model, and a missing model is skipped out loud."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[2] / "benchmarks/peers.py")
+assert spec and spec.loader
+peers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peers)
+
+
+class FakeRunAxon:
+    @staticmethod
+    def axon(port, body, **kw):
+        return {"port": port, "body": body, **kw}
+
+
+def test_a_text_model_the_repository_lacks_is_skipped_with_a_line_saying_so(tmp_path, capsys):
+    (tmp_path / "sms-spam-transformer").mkdir()
+    (tmp_path / "sms-spam-transformer" / "config.json").write_text("{}")
+    assert peers._text_models(tmp_path) == {"axon-text": "sms-spam-transformer"}
+    assert (
+        f"axon-text-minilm: skipped, the repository {tmp_path} has no model 'sms-spam-minilm'"
+        in capsys.readouterr().out
+    )
+    (tmp_path / "sms-spam-minilm").mkdir()
+    (tmp_path / "sms-spam-minilm" / "config.json").write_text("{}")
+    assert peers._text_models(tmp_path) == {"axon-text": "sms-spam-transformer", "axon-text-minilm": "sms-spam-minilm"}
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_each_text_body_names_its_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "_text_models", lambda: {"axon-text": "sms-spam-transformer"})
+    (tmp_path / "bodies").mkdir()
+    systems = peers._axon_systems(FakeRunAxon, tmp_path)
+    body = json.loads((tmp_path / "bodies" / systems["axon-text"]["body"]).read_text())
+    assert body == {"texts": [peers.SMS], "model": "sms-spam-transformer"}
+    assert systems["axon-text"]["url"] == "/v1/text/classify" and systems["axon-text"]["repo"] == "default"
