@@ -10,7 +10,7 @@ import pytest
 
 from modelrepo.config import read_config
 from tests.support.data_roots import EXCERPTS, root
-from tests.support.tiny_bert import fake_weights_package
+from tests.support.tiny_bert import fake_weights_package, tiny_bert
 from training.cli import build_parser, parse_settings
 from training.data.paths import file_sha256
 from training.data.split import stratified_split
@@ -170,6 +170,71 @@ def test_train_dry_run_twice_makes_version_2_and_keeps_1(tmp_path):
     assert [line.split()[:2] for line in listing] == [["thy", "1"], ["thy", "2"], ["thy", "3"]]
     assert "roc_auc" in listing[1]
     assert "exported from" in listing[2] and "thy.pt, not evaluated (parity max |diff|" in listing[2]
+
+
+def test_train_pretrained_quantizes_and_its_card_matches_evaluate_and_its_checkpoint_exports(tmp_path):
+    encoder = tiny_bert(tmp_path / "bert")
+    sms = EXCERPTS / "sms_spam" / "SMSSpamCollection.tsv"
+    common = ("--repository", str(tmp_path / "r"), "--dataset", "sms", "--data", str(sms))
+    run_cli(
+        "train",
+        "spam",
+        "--family",
+        "pretrained",
+        "--encoder",
+        str(encoder),
+        "--max-length",
+        "32",
+        "--pooling",
+        "cls",
+        "--freeze-layers",
+        "1",
+        "--quantize",
+        "int8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--checkpoint",
+        str(tmp_path / "spam.pt"),
+        *common,
+    )
+    card = json.loads((tmp_path / "r" / "spam" / "1" / "card.json").read_text())
+    assert card["hyperparameters"]["model"]["pooling"] == "cls" and card["hyperparameters"]["freeze_layers"] == 1
+    assert card["weights"] == {"folder": str(encoder)} and "accepted" in card["quantization"]
+    result = run_cli("evaluate", "spam", *common, "--split", "test", "--json")
+    # The card's test figures come from the served (possibly int8) file, batched as `evaluate` batches.
+    assert json.loads(result.stdout)["accuracy"] == card["metrics"]["test"]["accuracy"]
+    run_cli(
+        "export",
+        "--checkpoint",
+        str(tmp_path / "spam.pt"),
+        "--like",
+        str(tmp_path / "r" / "spam" / "1"),
+        "--repository",
+        str(tmp_path / "r"),
+    )
+    assert versions(tmp_path / "r" / "spam") == [1, 2] and validate_repository(tmp_path / "r") == []
+
+
+def test_quantize_is_refused_outside_the_pretrained_family(tmp_path):
+    result = run_cli(
+        "train",
+        "thy",
+        "--family",
+        "dense-ae",
+        "--dataset",
+        "thyroid",
+        "--data",
+        str(THYROID),
+        "--quantize",
+        "int8",
+        "--repository",
+        str(tmp_path),
+        ok=False,
+    )
+    assert result.returncode != 0 and "--quantize is an option of --family pretrained only" in result.stderr
 
 
 def test_train_refuses_a_family_that_does_not_fit_the_dataset(tmp_path):
