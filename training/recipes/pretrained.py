@@ -178,7 +178,9 @@ def train_pretrained_text_classifier(
                 TextPreprocessing(max_length=max_length, pad_id=pad_id, lowercase=False),
                 labels=list(labels),
             ),
-            cases=_text_cases(tokenizer, test_texts, max_length, model.config.example_length, pad_id, shortest=3),
+            cases=_text_cases(
+                tokenizer, test_texts, max_length, config_dict(model)["example_length"], pad_id, shortest=3
+            ),
             split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
             hyper=hyper_dict(
                 config_dict(model),
