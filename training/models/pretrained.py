@@ -55,7 +55,9 @@ class PretrainedConfig:
 def load_encoder(folder: str | Path) -> Any:
     """The encoder saved in `folder` (Hugging Face layout), from local files only."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a bar per load clutters `rebuild --quiet`; the fit has its own bars
     folder = Path(folder)
     weights = [folder / "model.safetensors", folder / "pytorch_model.bin"]
     if not (folder / "config.json").is_file() or not any(p.is_file() for p in weights):
