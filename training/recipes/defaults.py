@@ -141,10 +141,12 @@ def sms_spam_minilm(datasets: Path, opts: RunOptions) -> Outcome:
         dataset=describe_files("sms_spam", [path], datasets),
         encoder=folder,
         weights=weights_source(folder, MINILM_DISTRIBUTION, MINILM_ID),
-        # Placeholders until chosen on the validation split (issue 11).
-        hyper=Hyper(epochs=4, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2),
+        # Chosen on the validation split by the lead (provisional in HYPER.md when written). max_length 64:
+        # the p99 of training-split token lengths.
+        hyper=Hyper(epochs=3, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2),
         max_length=64,
         pooling="mean",
+        dropout=0.1,
         freeze_layers=0,
         quantize="int8",
         interval_f1=["spam"],
@@ -169,10 +171,12 @@ def sentiment_minilm(datasets: Path, opts: RunOptions) -> Outcome:
         dataset=describe_files("sentiment_labelled_sentences", files, datasets),
         encoder=folder,
         weights=weights_source(folder, MINILM_DISTRIBUTION, MINILM_ID),
-        # Placeholders until chosen on the validation split (issue 11).
+        # Chosen on the validation split (240 sentences, macro-F1): CLS pooling at lr 5e-5 0.929 (best epoch 4),
+        # mean pooling at 3e-5 0.925, at 5e-5 0.921. max_length 64 truncates 0.16% of the training sentences.
         hyper=Hyper(epochs=4, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2),
         max_length=64,
-        pooling="mean",
+        pooling="cls",
+        dropout=0.1,
         freeze_layers=0,
         quantize="int8",
         description="Review sentence sentiment (fine-tuned MiniLM, the accurate one): negative or positive.",
