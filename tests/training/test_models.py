@@ -30,12 +30,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def test_families_are_the_five_named_ones() -> None:
-    assert set(FAMILIES) == {"cnn", "rnn", "transformer", "dense-ae", "seq-ae"}
+def test_families_are_the_six_named_ones() -> None:
+    assert set(FAMILIES) == {"cnn", "rnn", "transformer", "pretrained", "dense-ae", "seq-ae"}
     assert {name: f.task for name, f in FAMILIES.items()} == {
         "cnn": "image",
         "rnn": "text",
         "transformer": "text",
+        "pretrained": "text",  # tested on a tiny BERT in test_pretrained.py
         "dense-ae": "tabular",
         "seq-ae": "series",
     }

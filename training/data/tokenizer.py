@@ -80,14 +80,16 @@ def _truncated(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
             tokenizer.enable_padding(**padding)
 
 
-def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """input_ids and attention_mask, int64 [B, T], truncated to max_length and padded to the longest row."""
+def encode_batch(
+    tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: int = PAD_ID
+) -> tuple[np.ndarray, np.ndarray]:
+    """input_ids and attention_mask, int64 [B, T], truncated to max_length and padded (`pad_id`) to the longest row."""
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
     with _truncated(tokenizer, max_length) as tok:
         rows = [encoding.ids for encoding in tok.encode_batch(list(texts))]
     width = max((len(row) for row in rows), default=0)
-    input_ids = np.full((len(rows), width), PAD_ID, dtype=np.int64)
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = row

@@ -45,6 +45,7 @@ FAMILIES: dict[str, Family] = {
     "cnn": Family("image", "training.models.cnn", "CNNConfig", "CNNClassifier"),
     "rnn": Family("text", "training.models.recurrent", "RecurrentConfig", "RecurrentClassifier"),
     "transformer": Family("text", "training.models.transformer", "TransformerConfig", "TransformerClassifier"),
+    "pretrained": Family("text", "training.models.pretrained", "PretrainedConfig", "PretrainedClassifier"),
     "dense-ae": Family("tabular", "training.models.autoencoder", "DenseAutoencoderConfig", "DenseAutoencoder"),
     "seq-ae": Family("series", "training.models.autoencoder", "SequenceAutoencoderConfig", "SequenceAutoencoder"),
 }
@@ -121,6 +122,8 @@ __all__ = [
     "DenseAutoencoderConfig",
     "ExportableModel",
     "Family",
+    "PretrainedClassifier",
+    "PretrainedConfig",
     "RecurrentClassifier",
     "RecurrentConfig",
     "SequenceAutoencoder",

@@ -18,6 +18,8 @@ DEFAULT_NAMES = (
     "mnist-cnn",
     "sms-spam-transformer",
     "sentiment-gru",
+    "sms-spam-minilm",
+    "sentiment-minilm",
     "thyroid-autoencoder",
     "machine-temperature-autoencoder",
 )
@@ -31,6 +33,7 @@ _EXPORTS = {
     "DEFAULTS": "defaults",
     "Recipe": "defaults",
     "train_image_classifier": "images",
+    "train_pretrained_text_classifier": "pretrained",
     "train_series_autoencoder": "series",
     "train_tabular_autoencoder": "tabular",
     "train_text_classifier": "text",

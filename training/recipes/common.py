@@ -26,7 +26,7 @@ from training import metrics as ev
 from training.data.kinds import describe_files  # noqa: F401 - re-exported: recipes describe their data
 from training.data.split import POOL_SPLIT, stratified_split
 from training.models import build_model
-from training.repository import Artefact, WrittenVersion, card_writer, write_version
+from training.repository import AfterExport, Artefact, WrittenVersion, card_writer, write_version
 from training.train import History, fit, predict, set_seed
 
 SPLIT = POOL_SPLIT
@@ -101,6 +101,7 @@ def publish(
     metrics: dict[str, Any],
     history: History,
     artefacts: dict[str, Path | str | bytes],
+    after_export: AfterExport | None = None,
 ) -> WrittenVersion:
     """Write the trained model as a new repository version with its card, artefacts and configs."""
     card = card_writer(
@@ -113,7 +114,9 @@ def publish(
         metrics=metrics,
         training={**history.to_dict(), "dry_run": opts.dry_run, "torch_threads": torch.get_num_threads()},
     )
-    return write_version(opts.repository, model, config, cases, artefacts=artefacts, card=card)
+    return write_version(
+        opts.repository, model, config, cases, artefacts=artefacts, card=card, after_export=after_export
+    )
 
 
 def hyper_dict(family_cfg: dict[str, Any], hyper: Hyper, **extra: Any) -> dict[str, Any]:
@@ -160,6 +163,8 @@ class Fitted:
     hyper: dict[str, Any]  # the card's hyper-parameters
     summary: dict[str, Any]  # headline figures for the CLI table
     artefacts: Callable[[Path], dict[str, Artefact]]  # writes plots and files into a scratch folder
+    # Runs on the verified model.onnx (may quantize it, score it) and returns card sections; see write_version.
+    after_export: AfterExport | None = None
 
 
 def serving_config(name: str, task: str, description: str, preprocessing: Any, **fields: Any) -> ModelConfig:
@@ -232,6 +237,7 @@ def conclude(
             metrics=fitted.metrics,
             history=fitted.history,
             artefacts=fitted.artefacts(Path(tmp)),
+            after_export=fitted.after_export,
         )
     return Outcome(
         name, written.version, written.path, fitted.metrics, time.perf_counter() - started, fitted.summary, fitted.model

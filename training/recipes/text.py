@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, TensorDataset
 from modelrepo.config import TextPreprocessing
 from training import metrics as ev
 from training import plots
-from training.data.tokenizer import UNK_ID, encode_batch, save_tokenizer, train_tokenizer
+from training.data.tokenizer import PAD_ID, UNK_ID, encode_batch, save_tokenizer, train_tokenizer
 from training.models import build_model, config_dict
 from training.models.bag import BagOfEmbeddings
 from training.recipes.common import (
@@ -229,16 +229,24 @@ def _artefacts(
 
 
 def _text_cases(
-    tokenizer: Any, texts: Sequence[str], max_length: int, example_length: int
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    example_length: int,
+    pad_id: int = PAD_ID,
+    shortest: int = 1,
 ) -> list[tuple[np.ndarray, ...]]:
-    """Parity inputs from real held-out texts: batch 1 at length 1, batch 1, a batch of many, the longest."""
+    """Parity inputs from real held-out texts: batch 1 at its shortest, batch 1, a batch of many, the longest.
+
+    `shortest` is the fewest tokens a row can have: 1 ([CLS]) here, 3 for BERT's `[CLS] word [SEP]`.
+    """
     by_length = sorted(texts, key=len)
     longest = by_length[-min(8, len(by_length)) :]
     cases: list[tuple[np.ndarray, ...]] = [
-        encode_batch(tokenizer, texts[:1], 1),
-        encode_batch(tokenizer, texts[:1], max_length),
-        encode_batch(tokenizer, list(texts[:64]), max_length),
-        encode_batch(tokenizer, longest, max_length),
+        encode_batch(tokenizer, texts[:1], shortest, pad_id),
+        encode_batch(tokenizer, texts[:1], max_length, pad_id),
+        encode_batch(tokenizer, list(texts[:64]), max_length, pad_id),
+        encode_batch(tokenizer, longest, max_length, pad_id),
     ]
     if cases[-1][0].shape[1] <= example_length:
         raise ValueError(f"no held-out text is longer than the export example ({example_length} tokens)")
