@@ -68,3 +68,28 @@ def segments(scores: np.ndarray, threshold: float) -> list[Segment]:
     above = np.concatenate([[False], scores > threshold, [False]])
     edges = np.flatnonzero(np.diff(above.astype(np.int8)))
     return [Segment(int(s), int(e - 1), float(scores[s:e].max())) for s, e in zip(edges[::2], edges[1::2])]
+
+
+def alarms(scores: np.ndarray, threshold: float, merge_gap: int = 0, min_points: int = 1) -> list[Segment]:
+    """The alarm segments of a series: runs above the threshold, then joined, then filtered.
+
+    Runs separated by at most `merge_gap` points at or below the threshold become one alarm (a score
+    that dips for a moment inside one incident does not raise a second alarm); an alarm then needs at
+    least `min_points` points, gap included, or it is dropped (a blip shorter than that is noise, not an
+    incident). With the defaults (0, 1) the alarms are exactly `segments`.
+    """
+    joined: list[Segment] = []
+    for seg in segments(scores, threshold):
+        if joined and seg.start - joined[-1].end - 1 <= merge_gap:
+            last = joined.pop()
+            seg = Segment(last.start, seg.end, max(last.max_score, seg.max_score))
+        joined.append(seg)
+    return [s for s in joined if s.end - s.start + 1 >= min_points]
+
+
+def alarm_mask(n_points: int, found: list[Segment]) -> np.ndarray:
+    """Boolean [n_points]: inside one of the alarm segments `found` (both ends included)."""
+    mask = np.zeros(n_points, dtype=bool)
+    for seg in found:
+        mask[seg.start : seg.end + 1] = True
+    return mask

@@ -114,6 +114,6 @@ def evaluate_version(
     return {
         **header,
         "split": "whole series",
-        **window_detection(points, threshold, series.windows),
+        **window_detection(points, threshold, series.windows, config.anomaly.merge_gap, config.anomaly.min_points),
         "point_roc_auc": anomaly_metrics(series.labels, points, threshold)["roc_auc"],
     }
