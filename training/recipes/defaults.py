@@ -116,6 +116,14 @@ def thyroid_autoencoder(datasets: Path, opts: RunOptions) -> Outcome:
     )
 
 
+# The series autoencoder, shared with `training.recipes.series_selection` (which picks the window and the
+# alarm rule on the other realKnownCause series): a 1-D conv funnel to 8 numbers, stride 4 to keep the
+# number of windows (and time) down.
+SERIES_MODEL = {"kind": "conv", "hidden": 32, "latent": 8}
+SERIES_HYPER = Hyper(epochs=30, lr=1e-3, weight_decay=1e-4, batch_size=128, patience=5)
+SERIES_STRIDE = 4
+
+
 def machine_temperature_autoencoder(datasets: Path, opts: RunOptions) -> Outcome:
     """`machine-temperature-autoencoder`: the sequence autoencoder on NAB's machine temperature series."""
     root = datasets / "nab_realKnownCause"
@@ -130,13 +138,13 @@ def machine_temperature_autoencoder(datasets: Path, opts: RunOptions) -> Outcome
         # 256 points (21 hours at 5 minutes): long enough that a slow slide or a noisy low stretch is a
         # shape the bottleneck cannot reproduce; stride 4 keeps the number of windows (and time) down.
         window=256,
-        stride=4,
+        stride=SERIES_STRIDE,
         # The threshold sits 1% above the highest point score of the normal validation stretch: exactly
         # at it, float differences between PyTorch and ONNX Runtime flip that very point into an alarm.
         threshold_quantile=1.0,
         threshold_margin=1.01,
-        model_cfg={"kind": "conv", "hidden": 32, "latent": 8},
-        hyper=Hyper(epochs=30, lr=1e-3, weight_decay=1e-4, batch_size=128, patience=5),
+        model_cfg=SERIES_MODEL,
+        hyper=SERIES_HYPER,
         description="Industrial machine temperature anomaly detector (NAB realKnownCause).",
     )
 
