@@ -239,6 +239,8 @@ class AnomalySpec(_Strict):
     """Runs above the threshold separated by at most this many points are one alarm (0: never joined)."""
     min_points: int = Field(1, ge=1, le=MAX_SERIES_WINDOW)
     """An alarm shorter than this many points (after joining) is dropped, its points not anomalous."""
+    point_score: Literal["mean", "max"] = "mean"
+    """A series point's score from the windows covering it: their mean (the default) or their maximum."""
 
 
 class ModelConfig(_Strict):
@@ -279,9 +281,11 @@ class ModelConfig(_Strict):
         if (
             kind == "tabular"
             and self.anomaly is not None
-            and (self.anomaly.merge_gap, self.anomaly.min_points) != (0, 1)
+            and (self.anomaly.merge_gap, self.anomaly.min_points, self.anomaly.point_score) != (0, 1, "mean")
         ):
-            raise ValueError("merge_gap and min_points turn a series' points into alarms; a tabular model has rows")
+            raise ValueError(
+                "merge_gap, min_points and point_score turn a series' windows into alarms; a tabular model has rows"
+            )
         if self.task in LABELLED_TASKS and not self.labels:
             raise ValueError(f"a {self.task} model needs its labels")
         return self

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from modelrepo.scoring import alarm_mask, alarms, point_scores
+from modelrepo.scoring import PointScore, alarm_mask, alarms, point_scores
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
@@ -74,9 +74,11 @@ def in_windows(n_points: int, windows: Sequence[tuple[int, int]]) -> np.ndarray:
     return mask
 
 
-def series_point_scores(window_scores: np.ndarray, n_points: int, window: int, stride: int) -> np.ndarray:
-    """Per-point scores exactly as the service computes them."""
-    return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride)
+def series_point_scores(
+    window_scores: np.ndarray, n_points: int, window: int, stride: int, how: PointScore = "mean"
+) -> np.ndarray:
+    """Per-point scores exactly as the service computes them (`how`: the config's `anomaly.point_score`)."""
+    return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride, how)
 
 
 def window_detection(

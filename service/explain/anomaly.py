@@ -151,7 +151,9 @@ class ExplainSeries:
         flat = windows.reshape(len(windows), -1)
         err = (flat.astype(np.float64) - outputs[reconstruction_output(config)].reshape(flat.shape)) ** 2
         starts = scoring.window_starts(len(self.series), spec.window, spec.stride)
-        points = scoring.point_scores(window_scores, len(self.series), spec.window, spec.stride)
+        points = scoring.point_scores(
+            window_scores, len(self.series), spec.window, spec.stride, config.anomaly.point_score
+        )
         found: list[SegmentExplanation] = []
         alarms = scoring.alarms(points, threshold, config.anomaly.merge_gap, config.anomaly.min_points)
         for seg in alarms:  # the task's own alarm rule, so explained segments are the scored ones

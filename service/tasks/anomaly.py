@@ -149,13 +149,15 @@ def series_scores(
     threshold: float,
     merge_gap: int = 0,
     min_points: int = 1,
+    point_score: scoring.PointScore = "mean",
 ) -> tuple[list[Score], list[Segment]]:
-    """Series answers: per-point scores (mean over covering windows) and the alarm segments.
+    """Series answers: per-point scores (`point_score` over covering windows) and the alarm segments.
 
-    The segments are `scoring.alarms` with the model's `merge_gap` and `min_points`, the rule its card's
-    figures were counted with; a point is anomalous when it lies in one of them.
+    The points and segments are `scoring.point_scores` and `scoring.alarms` with the model's `point_score`,
+    `merge_gap` and `min_points`, the rule its card's figures were counted with; a point is anomalous when it
+    lies in one of them.
     """
-    points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride)
+    points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride, point_score)
     alarms = scoring.alarms(points, threshold, merge_gap, min_points)
     flagged = scoring.alarm_mask(n_points, alarms)
     found: list[Segment] = [{"start": s.start, "end": s.end, "max_score": shown(s.max_score)} for s in alarms]
@@ -253,7 +255,13 @@ class ScoreSeries:
         assert isinstance(config.preprocessing, SeriesPreprocessing)
         rule = config.anomaly
         results, found = series_scores(
-            outputs[output], len(self.series), config.preprocessing, threshold, rule.merge_gap, rule.min_points
+            outputs[output],
+            len(self.series),
+            config.preprocessing,
+            threshold,
+            rule.merge_gap,
+            rule.min_points,
+            rule.point_score,
         )
         if self.timestamps is not None:
             for row, ts in zip(results, self.timestamps):

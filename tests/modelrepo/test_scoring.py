@@ -48,6 +48,21 @@ def test_point_scores_average_every_window_that_covers_the_point():
     assert scores.tolist() == [1.0, 1.0, 1.5, 2.0, 3.0, 4.0, 4.0]
 
 
+def test_point_scores_max_takes_the_worst_window_covering_the_point():
+    # the same windows: [0..2]=1, [2..4]=2, [4..6]=4
+    assert scoring.point_scores(np.array([1.0, 2.0, 4.0]), 7, 3, 2, "max").tolist() == [1, 1, 2, 2, 4, 4, 4]
+    # 11 points, window 4, stride 3: starts 0, 3, 6 and the appended 7 (off the stride)
+    scores = scoring.point_scores(np.array([1.0, 0.0, 5.0, 2.0]), 11, 4, 3, "max")
+    assert scores.tolist() == [1, 1, 1, 1, 0, 0, 5, 5, 5, 5, 2]
+
+
+def test_point_scores_max_over_many_covering_windows():
+    # window 5, stride 1, 12 points: 8 windows; window 3 (points 3-7) scores 9, window 7 (points 8-11's only
+    # other neighbours score 0) scores 1; up to 5 windows cover a point.
+    window_scores = np.array([0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 1.0])
+    assert scoring.point_scores(window_scores, 12, 5, 1, "max").tolist() == [0, 0, 0, 9, 9, 9, 9, 9, 1, 1, 1, 1]
+
+
 def test_top_k_is_best_first_and_ties_keep_label_order():
     probs = np.array([[0.1, 0.4, 0.4, 0.1]])
     assert scoring.top_k(probs, 3) == [[(1, 0.4), (2, 0.4), (0, 0.1)]]

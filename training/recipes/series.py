@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from modelrepo.config import AnomalySpec, SeriesPreprocessing
-from modelrepo.scoring import window_starts
+from modelrepo.scoring import PointScore, window_starts
 from training import metrics as ev
 from training import plots
 from training.data import timeseries
@@ -49,15 +49,21 @@ class SeriesFit:
 
     model: nn.Module
     history: History
-    points: np.ndarray  # float64 [N]: each point's score, as the service computes it
+    window_scores: np.ndarray  # float64 [n_windows]: each window's reconstruction error
     val_normal: np.ndarray  # int64: the validation stretch's normal points (the threshold's calibration set)
     preprocessing: SeriesPreprocessing
     split: dict[str, Any]
     all_windows: np.ndarray  # float32 [n_windows, window, 1]: the whole series as the service cuts it
+    n_points: int
 
-    def threshold(self, quantile: float, margin: float) -> float:
+    def points(self, how: PointScore = "mean") -> np.ndarray:
+        """Each point's score as the service computes it with `anomaly.point_score` = `how`."""
+        prep = self.preprocessing
+        return ev.series_point_scores(self.window_scores, self.n_points, prep.window, prep.stride, how)
+
+    def threshold(self, quantile: float, margin: float, how: PointScore = "mean") -> float:
         """`margin` times the `quantile` of the normal validation points' scores."""
-        return ev.quantile_threshold(self.points[self.val_normal], quantile) * margin
+        return ev.quantile_threshold(self.points(how)[self.val_normal], quantile) * margin
 
 
 def fit_series_autoencoder(
@@ -92,7 +98,6 @@ def fit_series_autoencoder(
     )
     all_windows = timeseries.sliding_windows(z, window, stride)[:, :, None]
     window_scores = predict(model, TensorDataset(torch.from_numpy(all_windows), torch.zeros(len(all_windows))))[1]
-    points = ev.series_point_scores(window_scores.numpy(), n, window, stride)
     split = {
         "seed": opts.seed,
         "method": "chronological",
@@ -106,11 +111,12 @@ def fit_series_autoencoder(
     return SeriesFit(
         model,
         history,
-        points,
+        window_scores.numpy().astype(np.float64),
         np.arange(cut_train, cut_val)[labels[cut_train:cut_val] == 0],
         SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std),
         split,
         all_windows,
+        n,
     )
 
 
@@ -130,6 +136,7 @@ def train_series_autoencoder(
     threshold_margin: float = 1.0,
     merge_gap: int = 0,
     min_points: int = 1,
+    point_score: PointScore = "mean",
     protocol: dict[str, Any] | None = None,
     description: str = "",
 ) -> Outcome:
@@ -137,8 +144,9 @@ def train_series_autoencoder(
 
     The first `train_fraction` of the series (its points outside every label window) trains, the next
     `val_fraction` stops training early and calibrates the threshold on its normal points; no point
-    inside a label window is ever trained on. Alarms join runs `merge_gap` apart and need `min_points`
-    (both written into the served config). Detection is then reported over the whole series;
+    inside a label window is ever trained on. A point's score is the `point_score` (mean or max) of the
+    windows covering it; alarms join runs `merge_gap` apart and need `min_points` (all three written into
+    the served config). Detection is then reported over the whole series;
     `protocol` (how these settings were chosen, on which data) goes into the card's split section.
     """
     started, hyper = time.perf_counter(), hyper or Hyper()
@@ -152,9 +160,9 @@ def train_series_autoencoder(
         train_fraction=train_fraction,
         val_fraction=val_fraction,
     )
-    n, points = len(series), fit.points
+    n, points = len(series), fit.points(point_score)
     cut_train, cut_val = fit.split["train_points"][1], fit.split["validation_points"][1]
-    threshold = fit.threshold(threshold_quantile, threshold_margin)
+    threshold = fit.threshold(threshold_quantile, threshold_margin, point_score)
     rule = {"merge_gap": merge_gap, "min_points": min_points}
     detection = ev.window_detection(points, threshold, series.windows, **rule)
     unseen = [(s - cut_train, e - cut_train) for s, e in series.windows if s >= cut_train]
@@ -165,7 +173,7 @@ def train_series_autoencoder(
         "point_auc": ev.anomaly_metrics(series.labels, points, threshold),
     }
     test_windows = fit.all_windows[window_starts(n, window, stride) >= cut_val]  # never trained or validated on
-    anomaly = AnomalySpec(threshold=threshold, **rule)
+    anomaly = AnomalySpec(threshold=threshold, point_score=point_score, **rule)
     return conclude(
         name,
         "seq-ae",
@@ -182,6 +190,7 @@ def train_series_autoencoder(
                 stride=stride,
                 threshold_quantile=threshold_quantile,
                 threshold_margin=threshold_margin,
+                point_score=point_score,
                 **rule,
             ),
             summary={

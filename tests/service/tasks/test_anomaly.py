@@ -19,12 +19,12 @@ WINDOW_SCORES[[1, 3, 8, 9, 14]] = [3.0, 5.0, 1.5, 2.0, 4.0]
 # Points above 1.0: 2-3 (3), 6-7 (5), 16-19 (1.5, 2) and 28-29 (4).
 
 
-def version(**anomaly: float) -> ModelVersion:
+def version(window: int = 2, **anomaly: float | str) -> ModelVersion:
     config = ModelConfig.model_validate(
         {
             **CONFIGS["temperature"],
             "name": "temperature",
-            "preprocessing": {"kind": "series", "window": 2, "stride": 2, "mean": 0.0, "std": 1.0},
+            "preprocessing": {"kind": "series", "window": window, "stride": 2, "mean": 0.0, "std": 1.0},
             "anomaly": {"threshold": 1.0, **anomaly},
         }
     )
@@ -63,12 +63,25 @@ def test_series_scores_applies_the_rule_it_is_given():
     assert [r["score"] for r in results[4:8]] == [0.0, 0.0, 5.0, 5.0]
 
 
-@pytest.mark.parametrize("field, value", [("merge_gap", -1), ("min_points", 0)])
+def test_the_configs_point_score_decides_how_windows_become_point_scores():
+    # Window 3, stride 2 over 7 points: windows [0..2]=1, [2..4]=2, [4..6]=4, threshold 1.5.
+    # mean: 1, 1, 1.5, 2, 3, 4, 4 -> alarm 3-6; max: 1, 1, 2, 2, 4, 4, 4 -> alarm 2-6.
+    def served(entry: ModelVersion) -> tuple[list[tuple[int, int]], list[float]]:
+        job = ScoreSeries([0.0] * 7, None, None, None)
+        body = job.answer(entry, {"score": np.array([1.0, 2.0, 4.0], np.float32)})
+        return [(s["start"], s["end"]) for s in body["segments"]], [r["score"] for r in body["results"]]
+
+    assert served(version(window=3, threshold=1.5)) == ([(3, 6)], [1, 1, 1.5, 2, 3, 4, 4])
+    assert served(version(window=3, threshold=1.5, point_score="max")) == ([(2, 6)], [1, 1, 2, 2, 4, 4, 4])
+
+
+@pytest.mark.parametrize("field, value", [("merge_gap", -1), ("min_points", 0), ("point_score", "median")])
 def test_a_rule_out_of_range_is_refused(field, value):
     with pytest.raises(ValidationError, match=field):
         version(**{field: value})
 
 
-def test_a_tabular_model_takes_no_series_rule():
-    with pytest.raises(ValidationError, match="merge_gap and min_points"):
-        ModelConfig.model_validate({**CONFIGS["thyroid"], "name": "t", "anomaly": {"threshold": 0.5, "merge_gap": 3}})
+@pytest.mark.parametrize("rule", [{"merge_gap": 3}, {"point_score": "max"}])
+def test_a_tabular_model_takes_no_series_rule(rule):
+    with pytest.raises(ValidationError, match="merge_gap, min_points and point_score"):
+        ModelConfig.model_validate({**CONFIGS["thyroid"], "name": "t", "anomaly": {"threshold": 0.5, **rule}})
