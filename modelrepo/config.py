@@ -234,6 +234,13 @@ class AnomalySpec(_Strict):
 
     threshold: Finite
     score_output: Name = "score"
+    # Series only (`modelrepo.scoring.alarms`): how point scores above the threshold become alarms.
+    merge_gap: int = Field(0, ge=0, le=MAX_SERIES_WINDOW)
+    """Runs above the threshold separated by at most this many points are one alarm (0: never joined)."""
+    min_points: int = Field(1, ge=1, le=MAX_SERIES_WINDOW)
+    """An alarm shorter than this many points (after joining) is dropped, its points not anomalous."""
+    point_score: Literal["mean", "max"] = "mean"
+    """A series point's score from the windows covering it: their mean (the default) or their maximum."""
 
 
 class ModelConfig(_Strict):
@@ -271,6 +278,14 @@ class ModelConfig(_Strict):
             raise ValueError(f"task {self.task!r} cannot use {kind!r} preprocessing")
         if self.task == "anomaly" and self.anomaly is None:
             raise ValueError("an anomaly model needs an 'anomaly' section with its threshold")
+        if (
+            kind == "tabular"
+            and self.anomaly is not None
+            and (self.anomaly.merge_gap, self.anomaly.min_points, self.anomaly.point_score) != (0, 1, "mean")
+        ):
+            raise ValueError(
+                "merge_gap, min_points and point_score turn a series' windows into alarms; a tabular model has rows"
+            )
         if self.task in LABELLED_TASKS and not self.labels:
             raise ValueError(f"a {self.task} model needs its labels")
         return self

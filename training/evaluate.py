@@ -110,10 +110,11 @@ def evaluate_version(
     assert isinstance(prep, SeriesPreprocessing)
     z = ((series.values - prep.mean) / prep.std).astype(np.float32)
     windows = cut_windows(z, prep.window, prep.stride)[:, :, None]
-    points = series_point_scores(_batched(session, {"window": windows}, "score"), len(z), prep.window, prep.stride)
+    window_scores = _batched(session, {"window": windows}, "score")
+    points = series_point_scores(window_scores, len(z), prep.window, prep.stride, config.anomaly.point_score)
     return {
         **header,
         "split": "whole series",
-        **window_detection(points, threshold, series.windows),
+        **window_detection(points, threshold, series.windows, config.anomaly.merge_gap, config.anomaly.min_points),
         "point_roc_auc": anomaly_metrics(series.labels, points, threshold)["roc_auc"],
     }

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from modelrepo.scoring import point_scores, segments
+from modelrepo.scoring import PointScore, alarm_mask, alarms, point_scores
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
@@ -110,23 +110,40 @@ def in_windows(n_points: int, windows: Sequence[tuple[int, int]]) -> np.ndarray:
     return mask
 
 
-def series_point_scores(window_scores: np.ndarray, n_points: int, window: int, stride: int) -> np.ndarray:
-    """Per-point scores exactly as the service computes them."""
-    return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride)
+def series_point_scores(
+    window_scores: np.ndarray, n_points: int, window: int, stride: int, how: PointScore = "mean"
+) -> np.ndarray:
+    """Per-point scores exactly as the service computes them (`how`: the config's `anomaly.point_score`)."""
+    return point_scores(np.asarray(window_scores, dtype=np.float64), n_points, window, stride, how)
 
 
-def window_detection(scores: np.ndarray, threshold: float, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    """Which label windows hold at least one point above threshold, and the segments outside every window."""
-    found = segments(np.asarray(scores), threshold)
+def window_detection(
+    scores: np.ndarray,
+    threshold: float,
+    windows: Sequence[tuple[int, int]],
+    merge_gap: int = 0,
+    min_points: int = 1,
+) -> dict[str, Any]:
+    """Which label windows an alarm overlaps, and the alarms outside every window (false alarms).
+
+    The alarms are the service's (`modelrepo.scoring.alarms` with the model's `merge_gap` and
+    `min_points`), so a window counts as found only when the service would have raised an alarm in it.
+    """
+    found = alarms(np.asarray(scores), threshold, merge_gap, min_points)
     labelled = in_windows(len(scores), windows)
-    hit = [bool((scores[start : end + 1] > threshold).any()) for start, end in windows]
+    alarmed = alarm_mask(len(scores), found)
+    hit = [bool(alarmed[start : end + 1].any()) for start, end in windows]
     false_alarms = [s for s in found if not labelled[s.start : s.end + 1].any()]
     return {
         "threshold": float(threshold),
+        "merge_gap": merge_gap,
+        "min_points": min_points,
         "windows_total": len(windows),
         "windows_hit": int(sum(hit)),
         "hit": hit,
         "segments": len(found),
         "false_alarms": len(false_alarms),
         "false_alarm_points": int(sum(s.end - s.start + 1 for s in false_alarms)),
+        # Joined alarms can run past a window's ends: every alarmed point outside the windows, overhangs included.
+        "alarm_points_outside_windows": int((alarmed & ~labelled).sum()),
     }

@@ -151,9 +151,12 @@ class ExplainSeries:
         flat = windows.reshape(len(windows), -1)
         err = (flat.astype(np.float64) - outputs[reconstruction_output(config)].reshape(flat.shape)) ** 2
         starts = scoring.window_starts(len(self.series), spec.window, spec.stride)
-        points = scoring.point_scores(window_scores, len(self.series), spec.window, spec.stride)
+        points = scoring.point_scores(
+            window_scores, len(self.series), spec.window, spec.stride, config.anomaly.point_score
+        )
         found: list[SegmentExplanation] = []
-        for seg in scoring.segments(points, threshold):
+        alarms = scoring.alarms(points, threshold, config.anomaly.merge_gap, config.anomaly.min_points)
+        for seg in alarms:  # the task's own alarm rule, so explained segments are the scored ones
             covering = np.flatnonzero((starts <= seg.end) & (starts + spec.window > seg.start))
             w = int(covering[np.argmax(window_scores[covering])])
             share = err[w] / err[w].sum() if err[w].sum() > 0 else np.zeros_like(err[w])
@@ -165,7 +168,8 @@ class ExplainSeries:
                 "window": {"start": int(starts[w]), "end": int(starts[w]) + spec.window - 1},
                 "points": [{"index": int(starts[w] + i), "contribution": float(share[i])} for i in top],
             })  # fmt: skip
-        results: list[Score] = [{"score": shown(float(s)), "is_anomaly": bool(s > threshold)} for s in points]
+        flagged = scoring.alarm_mask(len(points), alarms)
+        results: list[Score] = [{"score": shown(float(s)), "is_anomaly": bool(f)} for s, f in zip(points, flagged)]
         if self.timestamps is not None:
             for row, ts in zip(results, self.timestamps):
                 row["timestamp"] = ts

@@ -144,14 +144,26 @@ def sample_scores(scores: np.ndarray, threshold: float) -> list[Score]:
 
 
 def series_scores(
-    window_scores: np.ndarray, n_points: int, spec: SeriesPreprocessing, threshold: float
+    window_scores: np.ndarray,
+    n_points: int,
+    spec: SeriesPreprocessing,
+    threshold: float,
+    merge_gap: int = 0,
+    min_points: int = 1,
+    point_score: scoring.PointScore = "mean",
 ) -> tuple[list[Score], list[Segment]]:
-    """Series answers: per-point scores (mean over covering windows) and the anomalous segments."""
-    points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride)
-    found: list[Segment] = [
-        {"start": s.start, "end": s.end, "max_score": shown(s.max_score)} for s in scoring.segments(points, threshold)
-    ]
-    return sample_scores(points, threshold), found
+    """Series answers: per-point scores (`point_score` over covering windows) and the alarm segments.
+
+    The points and segments are `scoring.point_scores` and `scoring.alarms` with the model's `point_score`,
+    `merge_gap` and `min_points`, the rule its card's figures were counted with; a point is anomalous when it
+    lies in one of them.
+    """
+    points = scoring.point_scores(window_scores.astype(np.float64), n_points, spec.window, spec.stride, point_score)
+    alarms = scoring.alarms(points, threshold, merge_gap, min_points)
+    flagged = scoring.alarm_mask(n_points, alarms)
+    found: list[Segment] = [{"start": s.start, "end": s.end, "max_score": shown(s.max_score)} for s in alarms]
+    results: list[Score] = [{"score": shown(float(s)), "is_anomaly": bool(f)} for s, f in zip(points, flagged)]
+    return results, found
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -239,8 +251,19 @@ class ScoreSeries:
     def answer(self, entry: ModelVersion, result: BatchResult) -> SeriesScores:
         """Per-point scores, the anomalous segments, and the timestamps the request gave."""
         threshold, output = _threshold(entry)
-        assert entry.config is not None and isinstance(entry.config.preprocessing, SeriesPreprocessing)
-        results, found = series_scores(result.outputs[output], len(self.series), entry.config.preprocessing, threshold)
+        config = entry.config
+        assert config is not None and config.anomaly is not None
+        assert isinstance(config.preprocessing, SeriesPreprocessing)
+        rule = config.anomaly
+        results, found = series_scores(
+            result.outputs[output],
+            len(self.series),
+            config.preprocessing,
+            threshold,
+            rule.merge_gap,
+            rule.min_points,
+            rule.point_score,
+        )
         if self.timestamps is not None:
             for row, ts in zip(results, self.timestamps):
                 row["timestamp"] = ts

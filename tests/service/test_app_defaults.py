@@ -163,12 +163,28 @@ async def test_machine_temperature_series(client):
     window_scores = reference("machine-temperature-autoencoder", {"window": windows[..., None].astype(np.float32)})[
         "score"
     ]
-    points = scoring.point_scores(window_scores.astype(np.float64), len(values), pre["window"], pre["stride"])
+    rule = config("machine-temperature-autoencoder")["anomaly"]
+    how = rule.get("point_score", "mean")
+    points = scoring.point_scores(window_scores.astype(np.float64), len(values), pre["window"], pre["stride"], how)
     np.testing.assert_allclose([res["score"] for res in body["results"]], points, rtol=1e-4, atol=1e-6)
-    found = scoring.segments(points, body["threshold"])
+    found = scoring.alarms(points, body["threshold"], rule.get("merge_gap", 0), rule.get("min_points", 1))
     assert [(s["start"], s["end"]) for s in body["segments"]] == [(s.start, s.end) for s in found]
     assert body["segments"], "the machine-temperature failure should show up as at least one segment"
     assert body["segments"][0]["start_timestamp"] == stamps[body["segments"][0]["start"]]
+
+
+@pytest.mark.full_data("nab_realKnownCause")
+async def test_machine_temperature_alarms_served_are_the_ones_its_card_counts(client):
+    """The card's windows found and false alarms, recounted here from the served segments and NAB's windows."""
+    nab = load_nab(DATA / "nab_realKnownCause" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv")
+    r = await client.post("/v1/anomaly/score", json={"series": nab.values.tolist()})
+    assert r.status_code == 200, r.text
+    served = [(s["start"], s["end"]) for s in r.json()["segments"]]
+    overlaps = [[s <= w_end and e >= w_start for w_start, w_end in nab.windows] for s, e in served]
+    hit = [any(row[i] for row in overlaps) for i in range(len(nab.windows))]
+    false_alarms = sum(not any(row) for row in overlaps)
+    card = json.loads((newest("machine-temperature-autoencoder") / "card.json").read_text())["metrics"]["series"]
+    assert (hit, false_alarms, len(served)) == (card["hit"], card["false_alarms"], card["segments"])
 
 
 async def test_concurrent_load_is_batched_and_answers_match(client):

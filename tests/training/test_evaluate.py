@@ -101,3 +101,27 @@ def test_evaluate_and_recipes_do_not_import_each_other():
     assert not {m for m in _imported_modules(root / "evaluate.py") if m.startswith("training.recipes")}
     for recipe in (root / "recipes").glob("*.py"):
         assert "training.evaluate" not in _imported_modules(recipe), recipe.name
+
+
+def test_window_detection_counts_the_alarms_the_rule_leaves():
+    scores = np.zeros(60)
+    scores[[10, 13]] = 5.0  # inside window (8, 20): two runs, 2 points apart
+    scores[30] = 5.0  # a one-point blip outside every window
+    scores[40:46] = 5.0  # six points outside every window
+    scores[52] = 5.0  # one point inside window (50, 55)
+    windows = [(8, 20), (50, 55)]
+    plain = ev.window_detection(scores, 1.0, windows)
+    assert (plain["windows_hit"], plain["segments"], plain["false_alarms"], plain["false_alarm_points"]) == (2, 5, 2, 7)
+    # Joined (gap 2) and at least 3 points long: 10-13, 40-45 remain; the blips at 30 and 52 go, so (50, 55) is missed.
+    ruled = ev.window_detection(scores, 1.0, windows, merge_gap=2, min_points=3)
+    assert ruled["hit"] == [True, False]
+    assert (ruled["segments"], ruled["false_alarms"], ruled["false_alarm_points"]) == (2, 1, 6)
+    assert (ruled["merge_gap"], ruled["min_points"]) == (2, 3)
+
+
+def test_alarm_points_outside_windows_count_a_joined_alarms_overhang():
+    scores = np.zeros(40)
+    scores[[18, 24]] = 5.0  # 18 inside window (10, 20), 24 outside it; joined with gap 5 into 18-24
+    d = ev.window_detection(scores, 1.0, [(10, 20)], merge_gap=5)
+    assert d["hit"] == [True] and d["false_alarms"] == 0
+    assert d["alarm_points_outside_windows"] == 4  # 21, 22, 23, 24

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import TensorDataset
 
 from modelrepo.config import AnomalySpec, SeriesPreprocessing
-from modelrepo.scoring import window_starts
+from modelrepo.scoring import PointScore, window_starts
 from training import metrics as ev
 from training import plots
 from training.data import timeseries
@@ -41,29 +43,41 @@ def _clean_starts(labels: np.ndarray, lo: int, hi: int, window: int, stride: int
     return clean
 
 
-def train_series_autoencoder(
-    name: str,
+@dataclass(frozen=True)
+class SeriesFit:
+    """A sequence autoencoder fitted on a series' normal stretches, and its per-point scores."""
+
+    model: nn.Module
+    history: History
+    window_scores: np.ndarray  # float64 [n_windows]: each window's reconstruction error
+    val_normal: np.ndarray  # int64: the validation stretch's normal points (the threshold's calibration set)
+    preprocessing: SeriesPreprocessing
+    split: dict[str, Any]
+    all_windows: np.ndarray  # float32 [n_windows, window, 1]: the whole series as the service cuts it
+    n_points: int
+
+    def points(self, how: PointScore = "mean") -> np.ndarray:
+        """Each point's score as the service computes it with `anomaly.point_score` = `how`."""
+        prep = self.preprocessing
+        return ev.series_point_scores(self.window_scores, self.n_points, prep.window, prep.stride, how)
+
+    def threshold(self, quantile: float, margin: float, how: PointScore = "mean") -> float:
+        """`margin` times the `quantile` of the normal validation points' scores."""
+        return ev.quantile_threshold(self.points(how)[self.val_normal], quantile) * margin
+
+
+def fit_series_autoencoder(
     series: timeseries.NabSeries,
     opts: RunOptions,
     *,
-    dataset: dict[str, Any],
-    window: int = 64,
-    stride: int = 1,
-    model_cfg: dict[str, Any] | None = None,
-    hyper: Hyper | None = None,
-    train_fraction: float = 0.5,
-    val_fraction: float = 0.2,
-    threshold_quantile: float = 1.0,
-    threshold_margin: float = 1.0,
-    description: str = "",
-) -> Outcome:
-    """A sequence autoencoder on windows of a series' normal stretches, in time order.
-
-    The first `train_fraction` of the series (its points outside every label window) trains, the next
-    `val_fraction` stops training early and calibrates the threshold on its normal points; no point
-    inside a label window is ever trained on. Detection is then reported over the whole series.
-    """
-    started, hyper = time.perf_counter(), hyper or Hyper()
+    window: int,
+    stride: int,
+    model_cfg: dict[str, Any] | None,
+    hyper: Hyper,
+    train_fraction: float,
+    val_fraction: float,
+) -> SeriesFit:
+    """Train on the first `train_fraction` (normal points only), stop early on the next `val_fraction`."""
     n = len(series)
     cut_train, cut_val = int(n * train_fraction), int(n * (train_fraction + val_fraction))
     labels = series.labels.astype(np.int64)
@@ -84,44 +98,100 @@ def train_series_autoencoder(
     )
     all_windows = timeseries.sliding_windows(z, window, stride)[:, :, None]
     window_scores = predict(model, TensorDataset(torch.from_numpy(all_windows), torch.zeros(len(all_windows))))[1]
-    points = ev.series_point_scores(window_scores.numpy(), n, window, stride)
-    val_normal = np.arange(cut_train, cut_val)[labels[cut_train:cut_val] == 0]
-    threshold = ev.quantile_threshold(points[val_normal], threshold_quantile) * threshold_margin
-    detection = ev.window_detection(points, threshold, series.windows)
-    unseen = [(s, e) for s, e in series.windows if s >= cut_train]
-    later = ev.window_detection(points[cut_train:], threshold, [(s - cut_train, e - cut_train) for s, e in unseen])
-    metrics = {
+    split = {
+        "seed": opts.seed,
+        "method": "chronological",
+        "train_points": [0, cut_train],
+        "validation_points": [cut_train, cut_val],
+        "train_windows": len(train_starts),
+        "validation_windows": len(val_starts),
+        "note": "no window touching a label window is trained or validated on; "
+        "detection is reported over the whole series",
+    }
+    return SeriesFit(
+        model,
+        history,
+        window_scores.numpy().astype(np.float64),
+        np.arange(cut_train, cut_val)[labels[cut_train:cut_val] == 0],
+        SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std),
+        split,
+        all_windows,
+        n,
+    )
+
+
+def train_series_autoencoder(
+    name: str,
+    series: timeseries.NabSeries,
+    opts: RunOptions,
+    *,
+    dataset: dict[str, Any],
+    window: int = 64,
+    stride: int = 1,
+    model_cfg: dict[str, Any] | None = None,
+    hyper: Hyper | None = None,
+    train_fraction: float = 0.5,
+    val_fraction: float = 0.2,
+    threshold_quantile: float = 1.0,
+    threshold_margin: float = 1.0,
+    merge_gap: int = 0,
+    min_points: int = 1,
+    point_score: PointScore = "mean",
+    protocol: dict[str, Any] | None = None,
+    description: str = "",
+) -> Outcome:
+    """A sequence autoencoder on windows of a series' normal stretches, in time order.
+
+    The first `train_fraction` of the series (its points outside every label window) trains, the next
+    `val_fraction` stops training early and calibrates the threshold on its normal points; no point
+    inside a label window is ever trained on. A point's score is the `point_score` (mean or max) of the
+    windows covering it; alarms join runs `merge_gap` apart and need `min_points` (all three written into
+    the served config). Detection is then reported over the whole series;
+    `protocol` (how these settings were chosen, on which data) goes into the card's split section.
+    """
+    started, hyper = time.perf_counter(), hyper or Hyper()
+    fit = fit_series_autoencoder(
+        series,
+        opts,
+        window=window,
+        stride=stride,
+        model_cfg=model_cfg,
+        hyper=hyper,
+        train_fraction=train_fraction,
+        val_fraction=val_fraction,
+    )
+    n, points = len(series), fit.points(point_score)
+    cut_train, cut_val = fit.split["train_points"][1], fit.split["validation_points"][1]
+    threshold = fit.threshold(threshold_quantile, threshold_margin, point_score)
+    rule = {"merge_gap": merge_gap, "min_points": min_points}
+    detection = ev.window_detection(points, threshold, series.windows, **rule)
+    unseen = [(s - cut_train, e - cut_train) for s, e in series.windows if s >= cut_train]
+    later = ev.window_detection(points[cut_train:], threshold, unseen, **rule)
+    metrics: dict[str, Any] = {
         "series": detection,
         "after_training_portion": later,
-        "point_auc": ev.anomaly_metrics(labels, points, threshold),
+        "point_auc": ev.anomaly_metrics(series.labels, points, threshold),
     }
-    test_windows = all_windows[window_starts(n, window, stride) >= cut_val]  # never trained or validated on
-    preprocessing = SeriesPreprocessing(window=window, stride=stride, mean=mean, std=std)
+    test_windows = fit.all_windows[window_starts(n, window, stride) >= cut_val]  # never trained or validated on
+    anomaly = AnomalySpec(threshold=threshold, point_score=point_score, **rule)
     return conclude(
         name,
         "seq-ae",
         Fitted(
-            model,
-            history,
+            fit.model,
+            fit.history,
             metrics,
-            serving_config(name, "anomaly", description, preprocessing, anomaly=AnomalySpec(threshold=threshold)),
+            serving_config(name, "anomaly", description, fit.preprocessing, anomaly=anomaly),
             cases=[(test_windows[:1],), (test_windows[:: max(1, len(test_windows) // 64)][:64],)],
-            split={
-                "seed": opts.seed,
-                "method": "chronological",
-                "train_points": [0, cut_train],
-                "validation_points": [cut_train, cut_val],
-                "train_windows": len(train_starts),
-                "validation_windows": len(val_starts),
-                "note": "no window touching a label window is trained or validated on; "
-                "detection is reported over the whole series",
-            },
+            split=fit.split if protocol is None else {**fit.split, "selection": protocol},
             hyper=hyper_dict(
-                config_dict(model),
+                config_dict(fit.model),
                 hyper,
                 stride=stride,
                 threshold_quantile=threshold_quantile,
                 threshold_margin=threshold_margin,
+                point_score=point_score,
+                **rule,
             ),
             summary={
                 "split": "whole series",
@@ -129,7 +199,7 @@ def train_series_autoencoder(
                 "false_alarms": detection["false_alarms"],
                 "point_roc_auc": metrics["point_auc"]["roc_auc"],
             },
-            artefacts=partial(_plots, history, series, points, threshold),
+            artefacts=partial(_plots, fit.history, series, points, threshold),
         ),
         opts,
         dataset,
