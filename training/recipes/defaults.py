@@ -141,8 +141,10 @@ def sms_spam_minilm(datasets: Path, opts: RunOptions) -> Outcome:
         dataset=describe_files("sms_spam", [path], datasets),
         encoder=folder,
         weights=weights_source(folder, MINILM_DISTRIBUTION, MINILM_ID),
-        # Chosen on the validation split by the lead (provisional in HYPER.md when written). max_length 64:
-        # the p99 of training-split token lengths.
+        # Validated on the 446-message validation split: accuracy 99.33%, spam F1 0.975 (best epoch 3 of 3).
+        # Only mean pooling was run on SMS (a run takes ~20 minutes on this busy 2-core machine); on sentiment
+        # CLS and mean were within two sentences of each other. max_length 64 truncates 1.7% of the training
+        # messages (p99: 80 tokens) and keeps the cost per text down; spam cues sit at the start of a message.
         hyper=Hyper(epochs=3, lr=5e-5, weight_decay=1e-2, batch_size=32, patience=2),
         max_length=64,
         pooling="mean",
