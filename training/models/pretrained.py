@@ -57,7 +57,8 @@ def load_encoder(folder: str | Path) -> Any:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a bar per load clutters `rebuild --quiet`; the fit has its own bars
+    # A bar per load clutters `rebuild --quiet`; the fit has its own bars. (transformers leaves it unannotated.)
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     folder = Path(folder)
     weights = [folder / "model.safetensors", folder / "pytorch_model.bin"]
     if not (folder / "config.json").is_file() or not any(p.is_file() for p in weights):

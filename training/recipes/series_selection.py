@@ -169,7 +169,7 @@ def score(fitted: Scored, rule: Rule) -> dict[str, Any]:
 def cost(found: list[dict[str, Any]]) -> float:
     """Missed windows and false alarms over the development series."""
     missed = sum(d["windows_total"] - d["windows_hit"] for d in found)
-    return MISS_COST * missed + FALSE_ALARM_COST * sum(d["false_alarms"] for d in found)
+    return float(MISS_COST * missed + FALSE_ALARM_COST * sum(d["false_alarms"] for d in found))
 
 
 def summary(rule: Rule, per_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
