@@ -122,11 +122,11 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, Any]] = {
     ("post", "/v1/text/classify"): (
         {"texts": TEXTS},
         {
-            "model": "sms-spam-transformer",
+            "model": "sms-spam-minilm",
             "version": 1,
             "predictions": [
-                {"label": "spam", "score": 0.9986, "scores": {"ham": 0.0014, "spam": 0.9986}},
-                {"label": "ham", "score": 0.9975, "scores": {"ham": 0.9975, "spam": 0.0025}},
+                {"label": "spam", "score": 0.99982, "scores": {"ham": 0.000179848, "spam": 0.99982}},
+                {"label": "ham", "score": 0.999554, "scores": {"ham": 0.999554, "spam": 0.000445596}},
             ],
         },
     ),
@@ -232,19 +232,19 @@ EXAMPLES[("post", "/v1/vision/explain")] = (
     },
 )
 EXAMPLES[("post", "/v1/text/explain")] = (
-    {"texts": ["WINNER!! Call now to claim your prize"]},
+    {"texts": [TEXTS[0]]},
     {
-        "model": "sms-spam-transformer",
+        "model": "sms-spam-minilm",
         "version": 1,
         "explanations": [
             {
                 "label": "spam",
-                "score": 0.8435,
+                "score": 0.99982,
                 "tokens": [
-                    {"token": "WINNER", "start": 0, "end": 6, "contribution": 0.5012},
-                    {"token": "Call", "start": 9, "end": 13, "contribution": 0.8362},
+                    {"token": "winner", "start": 0, "end": 6, "contribution": -1.7e-05},
+                    {"token": "09", "start": 42, "end": 44, "contribution": 2.6e-05},
                 ],
-                "passes": 9,
+                "passes": 23,
             }
         ],
     },

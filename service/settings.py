@@ -24,7 +24,7 @@ class DefaultModels(BaseModel):
 
     vision: str = "mnist-cnn"
     """Default model of POST /v1/vision/classify."""
-    text: str = "sms-spam-transformer"
+    text: str = "sms-spam-minilm"
     """Default model of POST /v1/text/classify."""
     anomaly: str = "thyroid-autoencoder"
     """Default model of POST /v1/anomaly/score for a body with `samples` (tabular rows)."""

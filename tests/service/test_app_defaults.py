@@ -34,6 +34,8 @@ DEFAULTS = [
     "mnist-cnn",
     "sms-spam-transformer",
     "sentiment-gru",
+    "sms-spam-minilm",
+    "sentiment-minilm",
     "thyroid-autoencoder",
     "machine-temperature-autoencoder",
 ]
@@ -109,25 +111,33 @@ async def _texts(client, model: str, texts: list[str], truth: list[str], accurac
         for ids in rows
     ]
     labels = config(model)["labels"]
+    # An int8 file quantizes its activations per batch (ONNX Runtime dynamic quantization), so a text's scores
+    # move a little with the texts batched beside it: up to 0.006 measured on 256 SMS, argmax unchanged.
+    card = json.loads((newest(model) / "card.json").read_text())
+    tol = 0.02 if card.get("quantization", {}).get("served") == "int8" else 1e-5
     for pred, probs in zip(r.json()["predictions"], expected):
-        assert list(pred["scores"].values()) == pytest.approx(probs.tolist(), abs=1e-5)
-        assert pred["label"] == labels[int(np.argmax(probs))]
+        assert list(pred["scores"].values()) == pytest.approx(probs.tolist(), abs=tol)
+        runner_up, best = np.sort(probs)[-2:]
+        if best - runner_up > 2 * tol:  # a near tie may flip between batchings
+            assert pred["label"] == labels[int(np.argmax(probs))]
     hits = np.mean([p["label"] == t for p, t in zip(r.json()["predictions"], truth)])
     assert hits >= accuracy, hits
 
 
-async def test_sms_spam(client):
+@pytest.mark.parametrize("model", ["sms-spam-transformer", "sms-spam-minilm"])
+async def test_sms_spam(client, model):
     texts, labels = load_sms_spam(DATA / "sms_spam" / "SMSSpamCollection.tsv")
     spam = [i for i, label in enumerate(labels) if label == "spam"][:12]
     ham = [i for i, label in enumerate(labels) if label == "ham"][:20]
     chosen = spam + ham
-    await _texts(client, "sms-spam-transformer", [texts[i] for i in chosen], [labels[i] for i in chosen], 0.85)
+    await _texts(client, model, [texts[i] for i in chosen], [labels[i] for i in chosen], 0.85)
 
 
-async def test_sentiment(client):
+@pytest.mark.parametrize("model", ["sentiment-gru", "sentiment-minilm"])
+async def test_sentiment(client, model):
     texts, labels = load_sentiment(DATA / "sentiment_labelled_sentences")
     chosen = list(range(0, len(texts), len(texts) // 30))[:30]
-    await _texts(client, "sentiment-gru", [texts[i] for i in chosen], [labels[i] for i in chosen], 0.7)
+    await _texts(client, model, [texts[i] for i in chosen], [labels[i] for i in chosen], 0.7)
 
 
 async def test_thyroid_rows(client):
@@ -190,11 +200,17 @@ async def test_machine_temperature_alarms_served_are_the_ones_its_card_counts(cl
 async def test_concurrent_load_is_batched_and_answers_match(client):
     texts, _ = load_sms_spam(DATA / "sms_spam" / "SMSSpamCollection.tsv")
     sample = texts[:64]
-    alone = [(await client.post("/v1/text/classify", json={"texts": [t]})).json()["predictions"][0] for t in sample[:8]]
+    # The fp32 from-scratch model: an int8 one's scores move with what they are batched with (see `_texts`).
+    model = "sms-spam-transformer"
+    body = {"model": model}
+    alone = [
+        (await client.post("/v1/text/classify", json={"texts": [t], **body})).json()["predictions"][0]
+        for t in sample[:8]
+    ]
     before = (await client.get("/metrics")).text
-    together = await asyncio.gather(*(client.post("/v1/text/classify", json={"texts": [t]}) for t in sample))
+    together = await asyncio.gather(*(client.post("/v1/text/classify", json={"texts": [t], **body}) for t in sample))
     after = (await client.get("/metrics")).text
-    labels = {"model": "sms-spam-transformer", "version": newest("sms-spam-transformer").name}
+    labels = {"model": model, "version": newest(model).name}
     runs = metric(after, "axon_batch_size_count", **labels) - metric(before, "axon_batch_size_count", **labels)
     rows = metric(after, "axon_batch_size_sum", **labels) - metric(before, "axon_batch_size_sum", **labels)
     assert rows == len(sample) and rows / runs > 1, (rows, runs)

@@ -17,7 +17,7 @@ def test_defaults_serve_the_default_models_on_localhost(monkeypatch):
     s = Settings()
     assert (s.host, s.port, s.model_repository) == ("127.0.0.1", 8000, Path("models"))
     assert s.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert s.default_models.vision == "mnist-cnn" and s.default_models.text == "sms-spam-transformer"
+    assert s.default_models.vision == "mnist-cnn" and s.default_models.text == "sms-spam-minilm"
     assert s.default_models.anomaly == "thyroid-autoencoder"
     assert s.batching_enabled and s.max_batch_size is None and s.max_delay_ms is None
 
