@@ -33,6 +33,8 @@ DEFAULT_MODELS = {
     "mnist-cnn": "digits",
     "sms-spam-transformer": "spam",
     "sentiment-gru": "spam",
+    "sms-spam-minilm": "spam",
+    "sentiment-minilm": "spam",
     "thyroid-autoencoder": "thyroid",
     "machine-temperature-autoencoder": "temperature",
 }

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from modelrepo.config import ModelConfig
+from service.batcher import BatchResult
 from service.registry import ModelVersion
 from service.tasks.anomaly import ScoreSeries, series_scores
 from tests.support.tiny_models import CONFIGS
@@ -32,7 +33,8 @@ def version(window: int = 2, **anomaly: float | str) -> ModelVersion:
 
 
 def answer(entry: ModelVersion) -> tuple[list[tuple[int, int, float]], list[int]]:
-    body = ScoreSeries([0.0] * 30, None, None, None).answer(entry, {"score": WINDOW_SCORES.astype(np.float32)})
+    result = BatchResult({"score": WINDOW_SCORES.astype(np.float32)}, 0.0, 0.0)
+    body = ScoreSeries([0.0] * 30, None, None, None).answer(entry, result)
     segments = [(s["start"], s["end"], s["max_score"]) for s in body["segments"]]
     return segments, [i for i, r in enumerate(body["results"]) if r["is_anomaly"]]
 
@@ -68,7 +70,7 @@ def test_the_configs_point_score_decides_how_windows_become_point_scores():
     # mean: 1, 1, 1.5, 2, 3, 4, 4 -> alarm 3-6; max: 1, 1, 2, 2, 4, 4, 4 -> alarm 2-6.
     def served(entry: ModelVersion) -> tuple[list[tuple[int, int]], list[float]]:
         job = ScoreSeries([0.0] * 7, None, None, None)
-        body = job.answer(entry, {"score": np.array([1.0, 2.0, 4.0], np.float32)})
+        body = job.answer(entry, BatchResult({"score": np.array([1.0, 2.0, 4.0], np.float32)}, 0.0, 0.0))
         return [(s["start"], s["end"]) for s in body["segments"]], [r["score"] for r in body["results"]]
 
     assert served(version(window=3, threshold=1.5)) == ([(3, 6)], [1, 1, 1.5, 2, 3, 4, 4])
