@@ -35,7 +35,6 @@ DEFAULTS = [
     "sms-spam-transformer",
     "sentiment-gru",
     "sms-spam-minilm",
-    "sentiment-minilm",
     "thyroid-autoencoder",
     "machine-temperature-autoencoder",
 ]
@@ -133,7 +132,7 @@ async def test_sms_spam(client, model):
     await _texts(client, model, [texts[i] for i in chosen], [labels[i] for i in chosen], 0.85)
 
 
-@pytest.mark.parametrize("model", ["sentiment-gru", "sentiment-minilm"])
+@pytest.mark.parametrize("model", ["sentiment-gru"])
 async def test_sentiment(client, model):
     texts, labels = load_sentiment(DATA / "sentiment_labelled_sentences")
     chosen = list(range(0, len(texts), len(texts) // 30))[:30]

@@ -20,7 +20,6 @@ CONTRACT = {
     "sms-spam-transformer": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
     "sentiment-gru": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
     "sms-spam-minilm": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
-    "sentiment-minilm": ("text", {"input_ids": [-1, -1], "attention_mask": [-1, -1]}, {"logits": [-1, 2]}),
     "thyroid-autoencoder": ("anomaly", {"features": [-1, 21]}, {"reconstruction": [-1, 21], "score": [-1]}),
     "machine-temperature-autoencoder": ("anomaly", {"window": None}, {"reconstruction": None, "score": [-1]}),
 }
@@ -29,7 +28,6 @@ LABELS = {
     "sms-spam-transformer": ["ham", "spam"],
     "sentiment-gru": ["negative", "positive"],
     "sms-spam-minilm": ["ham", "spam"],
-    "sentiment-minilm": ["negative", "positive"],
 }
 
 
@@ -38,7 +36,9 @@ def _latest(name: str) -> Path:
 
 
 def test_every_default_model_is_committed_and_the_repository_is_valid():
-    assert sorted(p.name for p in MODELS.iterdir() if p.is_dir()) == sorted(DEFAULTS)
+    committed = {name for name, recipe in DEFAULTS.items() if recipe.committed}
+    built_locally = set(DEFAULTS) - committed  # `rebuild` may have written them here; git ignores them
+    assert {p.name for p in MODELS.iterdir() if p.is_dir()} - built_locally == committed
     assert validate_repository(MODELS) == []
 
 
@@ -85,7 +85,8 @@ def test_default_model_card_names_its_onnx_file_and_artefacts_exist(name):
     if card["family"] == "pretrained":
         served = card["quantization"]["served"]
         assert served == ("int8" if card["quantization"]["accepted"] else "fp32")
-        limit = 25 if served == "int8" else 100
+        assert served == "int8", "an fp32 pretrained model (~90 MB) is not committed: mark its recipe committed=False"
+        limit = 25
         assert (folder / "model.onnx").stat().st_size < limit * 2**20
         assert (folder / "model.onnx").stat().st_size == card["quantization"][f"bytes_{served}"]
     else:
