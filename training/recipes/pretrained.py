@@ -45,7 +45,7 @@ from training.recipes.common import (
     serving_config,
     split_sizes,
 )
-from training.recipes.text import _macro_f1, _text_cases
+from training.recipes.text import macro_f1_metric, text_cases
 from training.repository import Artefact
 from training.train import History, set_seed, trim_padding
 
@@ -144,7 +144,7 @@ def train_pretrained_text_classifier(
         hyper,
         opts,
         loss=F.cross_entropy,
-        metric=partial(_macro_f1, labels=labels),
+        metric=partial(macro_f1_metric, labels=labels),
         collate=trim_padding,
     )
     # Validation from PyTorch (what early stopping saw); test from the served ONNX file, in `_served`.
@@ -178,7 +178,7 @@ def train_pretrained_text_classifier(
                 TextPreprocessing(max_length=max_length, pad_id=pad_id, lowercase=False),
                 labels=list(labels),
             ),
-            cases=_text_cases(
+            cases=text_cases(
                 tokenizer, test_texts, max_length, config_dict(model)["example_length"], pad_id, shortest=3
             ),
             split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),

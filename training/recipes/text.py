@@ -106,7 +106,7 @@ def train_text_classifier(
         subsets["validation"],
         hyper,
         loss=partial(F.cross_entropy, weight=weight),
-        metric=partial(_macro_f1, labels=labels),
+        metric=partial(macro_f1_metric, labels=labels),
         warmup=(len(labels), freeze_embeddings) if warm_embeddings else None,
     )
     # A few thousand texts make a run's outcome depend on its initialisation and batch order; training
@@ -140,7 +140,7 @@ def train_text_classifier(
                 TextPreprocessing(max_length=max_length, lowercase=lowercase),
                 labels=list(labels),
             ),
-            cases=_text_cases(
+            cases=text_cases(
                 tokenizer, [texts[i] for i in test_idx], max_length, getattr(model.config, "example_length", 16)
             ),
             split=split_sizes(parts, opts.seed, method="stratified", fractions=SPLIT),
@@ -172,7 +172,7 @@ def _encoded(tokenizer: Any, texts: Sequence[str], y: np.ndarray, idx: np.ndarra
     return TensorDataset(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(y[idx]))
 
 
-def _macro_f1(logits: torch.Tensor, target: torch.Tensor, labels: Sequence[str]) -> float:
+def macro_f1_metric(logits: torch.Tensor, target: torch.Tensor, labels: Sequence[str]) -> float:
     """The validation metric text models stop on: macro-F1 (accuracy flatters the majority class)."""
     return float(ev.classification_metrics(target.numpy(), logits.argmax(1).numpy(), labels)["macro_f1"])
 
@@ -228,7 +228,7 @@ def _artefacts(
     }
 
 
-def _text_cases(
+def text_cases(
     tokenizer: Any,
     texts: Sequence[str],
     max_length: int,
