@@ -388,8 +388,9 @@ def profile(a: argparse.Namespace) -> int:
         lua.write_text(_wrk_script(body, headers))
         url = base + spec["url"].format(model=a.model)
         cpu_before = _cpu_seconds(server.pid)
+        wrk = ["wrk", "--latency", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url]
         load = subprocess.Popen(
-            ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url],
+            ["taskset", "-c", "0", *wrk],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -16,8 +16,8 @@ from service.compression import CompressionMiddleware
 from service.explain import routes as explain_routes
 from service.grpc.server import GrpcServer
 from service.handlers import install_error_handlers
-from service.lean import Lane, LeanApp, LeanRoutes
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.lean import Lane, LeanApp, LeanFront, LeanRouter, LeanRoutes
+from service.middleware import BodyLimitMiddleware, RequestContext, RequestContextMiddleware
 from service.openapi import install_docs
 from service.routes import anomaly, health, metrics, models, repository, text, v2, vision
 from service.settings import Settings
@@ -92,11 +92,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Lane("inference", [*v2.LEAN_ROUTES, *lean_routes()], settings.max_requests_in_flight),
         Lane("explanation", explain_routes(), settings.explain.max_in_flight),
     ]
-    app.add_middleware(LeanRoutes, state=state, lanes=lanes, token=auth.inference_token)
+    lean = LeanRouter(state, lanes, auth.inference_token)
+    context = RequestContext(state.arrivals, log_requests=settings.access_log)
+    limit = settings.limits.max_body_bytes
+    app.add_middleware(LeanRoutes, router=lean)
     # Inside the body limit: gzip/deflate bodies are inflated within the same limit (service/compression.py).
-    app.add_middleware(CompressionMiddleware, limit=settings.limits.max_body_bytes)
+    app.add_middleware(CompressionMiddleware, limit=limit)
     # Last added runs first: the request id exists before the body limit can refuse anything.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.limits.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, arrivals=state.arrivals, log_requests=settings.access_log)
+    app.add_middleware(BodyLimitMiddleware, limit=limit)
+    app.add_middleware(RequestContextMiddleware, context=context)
+    # Plain lean requests are served here, in one layer; the rest go down the three above (service/lean.py).
+    app.add_middleware(LeanFront, router=lean, context=context, limit=limit)
     add_cors(app, settings.cors_origins)  # outermost: preflights are answered before auth or limits
     return app

@@ -62,6 +62,10 @@ client_gone: contextvars.ContextVar[ClientGone | None] = contextvars.ContextVar(
 """Set by the HTTP layer when the server lets it ask cheaply; a queued request whose client left is then
 dropped when a batch is formed (one attribute read), with no watcher task per request."""
 
+sole_request: contextvars.ContextVar[bool] = contextvars.ContextVar("sole_request", default=False)
+"""Set by the HTTP layer when the server is handling no other request: nothing can join this one's batch, so an
+idle batcher whose model is fast runs it at once in the caller's task (see `Batcher.submit`)."""
+
 
 INLINE_RUN_S = 0.001
 """A batch expected to run at most this long (the last batch's seconds per input element x its elements) runs
@@ -337,6 +341,10 @@ class Batcher:
             limit = self.policy.max_queue_size
             raise Overloaded(f"{self.name} has {self._queued_rows} rows queued (limit {limit}); retry later")
         loop = asyncio.get_running_loop()
+        if not self._queue and sole_request.get() and not isinstance(inputs, Rows):
+            worker = self._idle_fast_worker(inputs, rows)
+            if worker is not None:
+                return await self._run_direct(worker, inputs, rows, loop)
         pending = _Pending(inputs, rows, loop.create_future(), time.monotonic(), gone=client_gone.get())
         self._queue.append(pending)
         self._queued_rows += rows
@@ -350,6 +358,33 @@ class Batcher:
             return await pending.future
         finally:
             timer.cancel()
+
+    def _idle_fast_worker(self, inputs: Tensors, rows: int) -> _Worker | None:
+        """An idle instance that would run this request alone on the loop thread (`_execute`'s inline rule)."""
+        if rows > self.policy.max_batch_size:
+            return None  # split across batches: the queue does that
+        elements = sum(array.size for array in inputs.values())
+        for worker in self._workers:
+            if not worker.running and worker.element_s is not None and worker.element_s * elements <= INLINE_RUN_S:
+                return worker
+        return None
+
+    async def _run_direct(
+        self, worker: _Worker, inputs: Tensors, rows: int, loop: asyncio.AbstractEventLoop
+    ) -> BatchResult:
+        """A batch of this request alone, run now in the caller's task: no queue, no hand-over to the worker
+        task and back, no deadline timer (it runs for under `INLINE_RUN_S`). At one client this saves ~40 us
+        of a ~430 us request on cnn_small. Nothing awaits in between, so no other batch can start meanwhile."""
+        self._arrivals.arrived()
+        now = time.monotonic()
+        pending = _Pending(inputs, rows, loop.create_future(), now, taken=rows, started_at=now)
+        segments = [_Segment(pending, 0, rows)]
+        try:
+            await self._run_batch(worker, segments, pause=False)
+        except Exception as exc:  # as in `_work`: a failure outside the model run fails this request only
+            log.exception("%s: batch failed outside the model run", self.name)
+            self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
+        return pending.future.result()
 
     async def _run_alone(self, inputs: Inputs, rows: int, timeout_s: float) -> BatchResult:
         if self._running >= self.policy.max_queue_size:
@@ -523,7 +558,7 @@ class Batcher:
         worker.element_s = sum(elapsed for _, elapsed in results) / max(1, elements)
         return results, inline
 
-    async def _run_batch(self, worker: _Worker, segments: list[_Segment]) -> None:
+    async def _run_batch(self, worker: _Worker, segments: list[_Segment], pause: bool = True) -> None:
         if isinstance(segments[0].pending.inputs, Rows):
             await self._run_rows(worker, segments)
             return
@@ -549,7 +584,7 @@ class Batcher:
                 count = seg.stop - seg.start
                 self._deliver(seg.pending, {k: v[offset : offset + count] for k, v in outputs.items()}, count, elapsed)
                 offset += count
-        if inline:
+        if inline and pause:
             await asyncio.sleep(0)  # a full queue must not keep the loop to itself batch after batch
 
     async def _run_rows(self, worker: _Worker, segments: list[_Segment]) -> None:

@@ -47,6 +47,12 @@ def accepted(accept_encoding: str | None) -> str | None:
     return next((e for e in ("gzip", "deflate") if offered.get(e, 0.0) > 0), None)
 
 
+def compress(body: bytes, encoding: str) -> bytes:
+    """A whole answer in `encoding` (gzip or deflate)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, WBITS[encoding])
+    return compressor.compress(body) + compressor.flush()
+
+
 class CompressionMiddleware:
     """Inflates gzip/deflate request bodies within `limit` decompressed bytes; compresses answers on request."""
 
@@ -123,13 +129,13 @@ def _deflating(send: Send, encoding: str) -> Send:
                 start = None  # pass the rest through untouched
                 await send(message)
                 return
-            compressor = zlib.compressobj(6, zlib.DEFLATED, WBITS[encoding])
             headers["content-encoding"] = encoding
             headers.add_vary_header("Accept-Encoding")
             if more:
+                compressor = zlib.compressobj(6, zlib.DEFLATED, WBITS[encoding])
                 del headers["content-length"]
             else:
-                body = compressor.compress(body) + compressor.flush()
+                body = compress(body, encoding)
                 headers["content-length"] = str(len(body))
                 await send({**start, "headers": headers.raw})
                 await send({**message, "body": body})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import os
 import time
+from typing import NamedTuple
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,23 +32,66 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body is larger than the limit of {limit} bytes")
 
 
+class RequestContext:
+    """Per-request bookkeeping: the X-Request-ID (taken or made), the log context, the arrival mark for the
+    batchers, and at the end the HTTP metrics and the access line. The middleware below and the lean front
+    door (service/lean.py) both use it, so a request is counted and logged the same way on either path."""
+
+    def __init__(self, arrivals: Arrivals, log_requests: bool = True) -> None:
+        self.arrivals = arrivals
+        self.log_requests = log_requests
+
+    def begin(self, incoming: str | None) -> Opened:
+        """Start a request whose valid X-Request-ID is `incoming` (`incoming_id`), or None to make one."""
+        rid = incoming or next_request_id()
+        return Opened(
+            rid,
+            (REQUEST_ID_HEADER, rid.encode("ascii")),
+            request_id.set(rid),
+            served_model.set(None),
+            self.arrivals.enter(),
+            time.perf_counter(),
+        )
+
+    def end(self, opened: Opened, scope: Scope, status: int, sent: int) -> None:
+        """Finish what `begin` started: metrics, the access line, the context restored."""
+        self.arrivals.leave(opened.arrival)
+        elapsed = time.perf_counter() - opened.start
+        # The route template, not the raw path: unknown paths must not grow the label set.
+        route = getattr(scope.get("route"), "path", "unmatched")
+        state = getattr(getattr(scope.get("app"), "state", None), "axon", None)
+        if state is not None:
+            state.metrics.observe_http(scope["method"], route, status, elapsed)
+        if self.log_requests:
+            _log_access(scope["method"], scope["path"], route, status, elapsed, sent, served_model.get(), opened.rid)
+        served_model.reset(opened.model)
+        request_id.reset(opened.token)
+
+
+class Opened(NamedTuple):
+    """What `RequestContext.begin` set up for one request."""
+
+    rid: str
+    id_header: tuple[bytes, bytes]
+    token: contextvars.Token[str]
+    model: contextvars.Token[str | None]
+    arrival: tuple[list[bool], contextvars.Token[list[bool] | None]]
+    start: float
+
+
 class RequestContextMiddleware:
     """Takes or makes the X-Request-ID, echoes it, logs the request, and marks it as arriving for the batchers."""
 
-    def __init__(self, app: ASGIApp, arrivals: Arrivals, log_requests: bool = True) -> None:
+    def __init__(self, app: ASGIApp, context: RequestContext) -> None:
         self.app = app
-        self.arrivals = arrivals
-        self.log_requests = log_requests
+        self.context = context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope) or next_request_id()
-        id_header = (REQUEST_ID_HEADER, rid.encode("ascii"))
-        token = request_id.set(rid)
-        model = served_model.set(None)
-        start = time.perf_counter()
+        opened = self.context.begin(incoming_id(scope))
+        id_header = opened.id_header
         status = 500
         sent = 0
 
@@ -59,21 +104,10 @@ class RequestContextMiddleware:
                 sent += len(message.get("body", b""))
             await send(message)
 
-        arrival = self.arrivals.enter()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.arrivals.leave(arrival)
-            elapsed = time.perf_counter() - start
-            # The route template, not the raw path: unknown paths must not grow the label set.
-            route = getattr(scope.get("route"), "path", "unmatched")
-            state = getattr(getattr(scope.get("app"), "state", None), "axon", None)
-            if state is not None:
-                state.metrics.observe_http(scope["method"], route, status, elapsed)
-            if self.log_requests:
-                _log_access(scope["method"], scope["path"], route, status, elapsed, sent, served_model.get(), rid)
-            served_model.reset(model)
-            request_id.reset(token)
+            self.context.end(opened, scope, status, sent)
 
 
 def _log_access(
@@ -117,14 +151,21 @@ def next_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFFFFFF:012x}"
 
 
-def _incoming_id(scope: Scope) -> str | None:
+def incoming_id(scope: Scope) -> str | None:
+    """The first valid X-Request-ID of the request, or None."""
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            text = value.decode("latin-1").strip()
-            # A client's id goes into logs and headers: keep it short, printable and ASCII (a latin-1 byte
-            # would come back UTF-8 encoded, a different id).
-            if 0 < len(text) <= MAX_REQUEST_ID and text.isascii() and text.isprintable():
-                return str(text)
+        if name == REQUEST_ID_HEADER and (rid := valid_id(value)):
+            return rid
+    return None
+
+
+def valid_id(value: bytes) -> str | None:
+    """A client's X-Request-ID value as text, or None if it is empty, too long or not printable ASCII."""
+    text = value.decode("latin-1").strip()
+    # A client's id goes into logs and headers: keep it short, printable and ASCII (a latin-1 byte
+    # would come back UTF-8 encoded, a different id).
+    if 0 < len(text) <= MAX_REQUEST_ID and text.isascii() and text.isprintable():
+        return str(text)
     return None
 
 

@@ -50,6 +50,10 @@ TICK_S = 0.5
 MAX_PIPELINED = 8
 PARSE_SLICE = 16 * 1024
 
+# The scope extension through which the app sees how many requests this server process is handling (the set
+# of their tasks: `len` is the count); the lean path runs a request alone on an idle batcher when it is 1.
+REQUESTS_IN_FLIGHT = "axon.requests_in_flight"
+
 # Where a connection is; small ints because they are compared on every request.
 HEADERS, BODY, APP, IDLE = 1, 2, 3, 4
 
@@ -231,6 +235,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {REQUESTS_IN_FLIGHT: self.tasks}  # type: ignore[dict-item]  # ASGI types say dict
         if self.phase != HEADERS:  # a pipelined request parsed while the previous one runs: its own deadline
             self.phase = HEADERS
             self.since = self.loop.time()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import threading
 import time
 
@@ -10,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.batcher import Arrivals, Batcher, BatchPolicy, collate, length_groups
+from service.batcher import Arrivals, Batcher, BatchPolicy, collate, length_groups, sole_request
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
 from service.runtime import session_runner
 from tests.support.tiny_models import text_model
@@ -290,6 +292,85 @@ async def test_a_fast_small_batch_runs_on_the_loop_thread_and_a_slow_one_in_the_
     await batcher.submit(rows(*range(4096)), 5)  # the estimate scales with the batch's elements: the worker
     on_loop = [name == loop_thread for name in threads]
     assert on_loop == [False, True, True, False, True, False]
+    await batcher.stop()
+
+
+@contextlib.contextmanager
+def another_request_on_its_way(arrivals: Arrivals):
+    """Another request the server is reading (its own context, as a request's task has), until the block ends."""
+    context = contextvars.copy_context()
+    arrival = context.run(arrivals.enter)
+    try:
+        yield
+    finally:
+        context.run(arrivals.leave, arrival)
+
+
+async def test_the_only_request_on_the_server_runs_at_once_on_an_idle_fast_batcher():
+    threads: list[str] = []
+
+    def run(inputs):
+        threads.append(threading.current_thread().name)
+        return {"y": inputs["x"] * 2}
+
+    arrivals = Arrivals()
+    batcher = make(run, delay=30.0, arrivals=arrivals)
+    await batcher.submit(rows(1), 5)  # measures the model: fast
+    # Another request on its way makes a queued request wait for it (up to the 30 s batch delay); the
+    # server's word that this request is its only one means nothing can join, so it runs now.
+    with another_request_on_its_way(arrivals):
+        token = sole_request.set(True)
+        try:
+            result = await asyncio.wait_for(batcher.submit(rows(2), 5), 2)
+        finally:
+            sole_request.reset(token)
+    assert result.outputs["y"].ravel().tolist() == [4.0]
+    assert threads[-1] == threading.current_thread().name  # on the loop, in the caller's task
+    # Without that word the same request waits for the one on its way, as batching should.
+    with another_request_on_its_way(arrivals):
+        waiting = asyncio.ensure_future(batcher.submit(rows(3), 5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    # Leaving the block ends the arrival: nothing is on its way any more, so the batch closes.
+    assert (await asyncio.wait_for(waiting, 2)).outputs["y"].ravel().tolist() == [6.0]
+    await batcher.stop()
+
+
+async def test_a_sole_request_still_queues_when_the_model_is_slow_or_the_request_too_big():
+    def run(inputs):
+        time.sleep(0.002)  # 2 ms: past the inline bound
+        return {"y": inputs["x"] * 2}
+
+    arrivals = Arrivals()
+    batcher = make(run, size=2, delay=30.0, arrivals=arrivals)
+    await batcher.submit(rows(1), 5)
+    token = sole_request.set(True)
+    try:
+        with another_request_on_its_way(arrivals):
+            slow = asyncio.ensure_future(batcher.submit(rows(2), 5))
+            await asyncio.sleep(0.05)
+            assert not slow.done()  # queued, waiting for the request on its way
+        assert (await asyncio.wait_for(slow, 2)).outputs["y"].ravel().tolist() == [4.0]
+    finally:
+        sole_request.reset(token)
+    await batcher.stop()
+
+
+async def test_a_sole_request_bigger_than_a_batch_is_still_split_by_the_queue():
+    run = Recorder()
+    arrivals = Arrivals()
+    batcher = make(run, size=2, delay=30.0, arrivals=arrivals)
+    await batcher.submit(rows(0), 5)
+    token = sole_request.set(True)
+    try:
+        with another_request_on_its_way(arrivals):
+            big = asyncio.ensure_future(batcher.submit(rows(1, 2, 3), 5))
+            await asyncio.sleep(0.05)
+            assert not big.done()  # its last row waits in the queue for the request on its way
+        assert (await asyncio.wait_for(big, 2)).outputs["y"].ravel().tolist() == [2.0, 4.0, 6.0]
+    finally:
+        sole_request.reset(token)
+    assert [b.ravel().tolist() for b in run.batches[1:]] == [[1, 2], [3]]
     await batcher.stop()
 
 

@@ -218,3 +218,60 @@ async def test_a_500_page_from_fastapi_carries_the_request_id_and_is_counted(rep
     assert_error(r, 500, "internal", "internal server error")
     assert r.headers["x-request-id"] == "bug-1"
     assert metric(text, "axon_http_requests_total", method="GET", route="/boom", status="500") == 1
+
+
+def _chunked(body: bytes):
+    """The same body with no Content-Length (sent chunked), which the front door passes to the middleware."""
+
+    async def chunks():
+        yield body
+
+    return chunks()
+
+
+@pytest.mark.parametrize(
+    "path, body, headers",
+    [
+        ("/v2/models/thyroid/infer", {"inputs": [{"name": "features", "shape": [1, 21], "datatype": "FP32",
+                                                  "data": ROW}]}, {}),
+        ("/v2/models/nosuch/infer", {"inputs": []}, {}),
+        ("/v2/models/thyroid/infer", b"{not json", {}),
+        ("/v1/text/classify", {"texts": ["free cash now"] * 8}, {"accept-encoding": "gzip"}),
+        ("/v1/text/classify", {"texts": ["free cash now"] * 8}, {"accept-encoding": "deflate;q=1, gzip;q=0"}),
+        ("/v1/text/classify", {"texts": ["free cash now"] * 8}, {"accept-encoding": "identity"}),
+        ("/v1/text/classify", {"texts": ["hi"]}, {"x-request-id": "trace-7"}),
+        ("/v1/text/classify", {"texts": ["hi"]}, {"x-request-id": "a\tb", "content-type": "text/plain"}),
+    ],
+)  # fmt: skip
+async def test_the_front_door_and_the_middleware_give_the_same_answer(repo, monkeypatch, path, body, headers):
+    from service.lean import LeanRoutes
+
+    behind: list[str] = []  # lean requests served behind the middleware rather than by the front door
+    inner = LeanRoutes.__call__
+
+    async def spy(self, scope, receive, send):
+        if self.router.match(scope) is not None:
+            behind.append(scope["path"])
+        await inner(self, scope, receive, send)
+
+    monkeypatch.setattr(LeanRoutes, "__call__", spy)
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"content-type": "application/json", "accept-encoding": "", **headers}
+    async with serving(tiny_settings(repo)) as (_, client):
+        front = await client.post(path, content=raw, headers=headers)
+        assert behind == []
+        middle = await client.post(path, content=_chunked(raw), headers=headers)
+        assert behind == [path]
+        counted = metric((await client.get("/metrics")).text, "axon_http_requests_total", status=str(front.status_code))
+    assert front.status_code == middle.status_code and front.status_code in (200, 400, 404, 415, 422)
+    assert front.content == middle.content  # httpx has inflated both
+    for name in ("content-type", "content-encoding", "vary"):
+        assert front.headers.get(name) == middle.headers.get(name), name
+    assert front.headers.get("content-encoding") == {"gzip": "gzip", "deflate;q=1, gzip;q=0": "deflate"}.get(
+        headers["accept-encoding"]
+    )
+    for r in (front, middle):
+        echoed = r.headers.get_list("x-request-id")
+        assert len(echoed) == 1
+        assert echoed[0] == "trace-7" if headers.get("x-request-id") == "trace-7" else len(echoed[0]) == 32
+    assert counted >= 2  # both counted under the route's template

@@ -460,3 +460,59 @@ def test_the_server_process_freezes_start_up_objects_and_collects_generation_0_l
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_the_app_sees_how_many_requests_the_server_is_handling():
+    from service.server import REQUESTS_IN_FLIGHT
+
+    seen: list[int] = []
+    second_arrived = asyncio.Event()
+
+    async def app(scope, receive, send):
+        seen.append(len(scope["extensions"][REQUESTS_IN_FLIGHT]))
+        if scope["path"] == "/first":
+            await second_arrived.wait()  # the first request is still in flight when the second comes
+        else:
+            second_arrived.set()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    loop = asyncio.get_running_loop()
+    config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
+    config.load()
+    state = ServerState()
+
+    def protocol() -> GuardedProtocol:
+        return GuardedProtocol(config=config, server_state=state, app_state={})
+
+    pairs = [socket.socketpair() for _ in range(2)]
+    for server_end, _ in pairs:
+        await loop.connect_accepted_socket(protocol, server_end)
+    clients = [client for _, client in pairs]
+    for c in clients:
+        c.setblocking(False)
+
+    async def answer(c: socket.socket) -> bytes:
+        data = b""
+        deadline = time.monotonic() + 5
+        while b"ok" not in data and time.monotonic() < deadline:
+            try:
+                data += c.recv(4096)
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+        return data
+
+    clients[0].sendall(get("/first"))
+    while not seen:
+        await asyncio.sleep(0.001)
+    clients[1].sendall(get("/second"))
+    answers = await asyncio.gather(*(answer(c) for c in clients))
+    assert all(status(a) == 200 for a in answers)
+    assert seen == [1, 2]  # alone, then beside the first
+    while state.tasks:  # a finished request leaves the count
+        await asyncio.sleep(0.001)
+    clients[0].sendall(get("/second"))
+    assert status(await answer(clients[0])) == 200
+    assert seen[-1] == 1
+    for s in (*clients, *(server_end for server_end, _ in pairs)):
+        s.close()
