@@ -173,6 +173,7 @@ class _Pending:
     started_at: float | None = None
     inference_s: float = 0.0
     gone: ClientGone | None = None
+    shape_key: tuple[Any, ...] | None = None  # what `_fits` compares, made once
 
     def dead(self) -> bool:
         """Answered already (deadline, failure) or abandoned by its client: cancelled, never computed."""
@@ -504,13 +505,18 @@ class Batcher:
                 and isinstance(other.inputs, Rows)
                 and first.inputs.codec is other.inputs.codec
             )
-        for name, array in first.inputs.items():
-            theirs = other.inputs.get(name)
-            if theirs is None or theirs.dtype != array.dtype:
-                return False
-            if theirs.shape[1:] != array.shape[1:] and name not in self._pad:
-                return False
-        return len(first.inputs) == len(other.inputs)
+        return self._shape_key(first) == self._shape_key(other)
+
+    def _shape_key(self, pending: _Pending) -> tuple[Any, ...]:
+        """Names, dtypes and non-batch shapes (none for a padded input) of a request's tensors: equal keys batch."""
+        key = pending.shape_key
+        if key is None:
+            assert not isinstance(pending.inputs, Rows)
+            key = pending.shape_key = tuple(
+                (name, array.dtype, None if name in self._pad else array.shape[1:])
+                for name, array in pending.inputs.items()
+            )
+        return key
 
     def _groups(self, segments: list[_Segment]) -> list[list[_Segment]]:
         """The batch's segments in runs of similar padded length (one run when nothing is padded)."""
@@ -520,6 +526,15 @@ class Batcher:
             return [segments]
         lengths = [max(s.pending.inputs[n].shape[1] for n in padded) for s in segments]  # type: ignore[index]
         return [[segments[i] for i in group] for group in length_groups(lengths, self.policy.max_pad_ratio)]
+
+    @staticmethod
+    def _rows_of(segment: _Segment) -> Tensors:
+        """A segment's rows of its request's tensors (the tensors themselves when it is the whole request)."""
+        inputs = segment.pending.inputs
+        assert not isinstance(inputs, Rows)
+        if segment.start == 0 and segment.stop == segment.pending.rows:
+            return inputs
+        return {k: v[segment.start : segment.stop] for k, v in inputs.items()}
 
     @staticmethod
     def _run_groups(run: RunFn, batches: list[Tensors]) -> list[tuple[Tensors, float]]:
@@ -563,10 +578,7 @@ class Batcher:
             await self._run_rows(worker, segments)
             return
         groups = self._groups(segments)
-        batches = [
-            collate([{k: v[s.start : s.stop] for k, v in s.pending.inputs.items()} for s in g], self._pad)  # type: ignore[union-attr]
-            for g in groups
-        ]
+        batches = [collate([self._rows_of(s) for s in g], self._pad) for g in groups]
         executed = await self._execute(worker, segments, batches)
         if executed is None:
             return

@@ -109,6 +109,7 @@ class Metrics:
         # request (~5% of the event loop at 2,000 req/s). Only the event loop thread observes and renders.
         self._counts: dict[tuple[int, tuple[str, ...]], int] = {}
         self._tallies: dict[tuple[int, tuple[str, ...]], _Tally] = {}
+        self._phase_tallies: dict[str, dict[str, _Tally]] = {}  # per model, the latency tally of each phase
         self._counters: dict[int, Counter] = {}
         self._histograms: dict[int, Histogram] = {}
 
@@ -175,8 +176,11 @@ class Metrics:
 
     def observe_phases(self, model: str, phases: dict[str, float]) -> None:
         """Record the seconds spent in each phase of one request."""
+        tallies = self._phase_tallies.get(model)
+        if tallies is None:
+            tallies = self._phase_tallies[model] = {p: self._tally(self.latency, model, p) for p in PHASES}
         for phase, seconds in phases.items():
-            self._tally(self.latency, model, phase).observe(seconds)
+            tallies[phase].observe(seconds)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its duration."""

@@ -8,12 +8,13 @@ version that failed stays in the table as `unavailable` with its reason so clien
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import onnxruntime as ort
 
@@ -64,9 +65,13 @@ class ModelVersion:
         try:
             yield
         finally:
-            self.holders -= 1
-            if not self.holders and self._released is not None:
-                self._released.set()
+            self.release()
+
+    def release(self) -> None:
+        """End one hold (`hold`, or a `holders += 1` written out on a hot path)."""
+        self.holders -= 1
+        if not self.holders and self._released is not None:
+            self._released.set()
 
     async def released(self) -> None:
         """Return once no request holds this version (a reload retires it only then)."""
@@ -74,9 +79,9 @@ class ModelVersion:
             self._released = asyncio.Event()
             await self._released.wait()
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
-        """How messages name this version."""
+        """How messages name this version (made once: every request's checks pass it along)."""
         return f"model '{self.name}'" + (f" version {self.version}" if self.version is not None else "")
 
 
@@ -110,6 +115,8 @@ class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.root = Path(settings.model_repository)
         self._models: dict[str, dict[int | None, ModelVersion]] = {}
+        # Each model's versions newest first, kept in step with `_models`: every request looks one up.
+        self._newest_first: dict[str, list[ModelVersion]] = {}
 
     def entries(self) -> list[ModelVersion]:
         """Every version in the table, by model name then newest version first."""
@@ -124,20 +131,32 @@ class ModelRegistry:
 
         Raises ModelNotReady if the repository holds the model unloaded, else ModelNotFound.
         """
+        entries = self._newest_first.get(name)
+        if entries is not None:
+            return list(entries)
+        return self._missing(name)
+
+    def _missing(self, name: str) -> NoReturn:
+        """Raise the error for a model with no version in the table."""
+        if is_model_dir(self.root, name):
+            raise ModelNotReady(
+                f"model '{name}' has a folder in the repository but is not loaded: load it with "
+                f"POST /v2/repository/models/{name}/load, or set AXON_REPOSITORY_POLL_INTERVAL_S",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        raise ModelNotFound(f"model '{name}' is not in the repository")
+
+    def _sort(self, name: str) -> None:
         table = self._models.get(name)
-        if not table:
-            if is_model_dir(self.root, name):
-                raise ModelNotReady(
-                    f"model '{name}' has a folder in the repository but is not loaded: load it with "
-                    f"POST /v2/repository/models/{name}/load, or set AXON_REPOSITORY_POLL_INTERVAL_S",
-                    headers={"Retry-After": RETRY_AFTER_S},
-                )
-            raise ModelNotFound(f"model '{name}' is not in the repository")
-        return sorted(table.values(), key=lambda e: -1 if e.version is None else e.version, reverse=True)
+        if table:
+            order = sorted(table.values(), key=lambda e: -1 if e.version is None else e.version, reverse=True)
+            self._newest_first[name] = order
+        else:
+            self._newest_first.pop(name, None)
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """The ready version asked for, or the newest ready one; 404 or 503 errors name the reason."""
-        entries = self.versions(name)
+        entries = self._newest_first.get(name) or self._missing(name)
         if version is None:
             for entry in entries:
                 if entry.state is ModelState.READY:
@@ -169,6 +188,7 @@ class ModelRegistry:
     def install(self, entry: ModelVersion) -> None:
         """Put a version in the table (replacing that version's entry); new requests find it at once."""
         self._models.setdefault(entry.name, {})[entry.version] = entry
+        self._sort(entry.name)
 
     def remove(self, name: str, version: int | None) -> ModelVersion | None:
         """Take one version out of the table (new requests no longer find it); the caller retires it."""
@@ -176,14 +196,18 @@ class ModelRegistry:
         entry = table.pop(version, None)
         if not table:
             self._models.pop(name, None)
+        self._sort(name)
         return entry
 
     def remove_model(self, name: str) -> list[ModelVersion]:
         """Take every version of a model out of the table; the caller retires them."""
-        return list(self._models.pop(name, {}).values())
+        entries = list(self._models.pop(name, {}).values())
+        self._sort(name)
+        return entries
 
     def remove_all(self) -> list[ModelVersion]:
         """Empty the table (shutdown); the caller retires what it returns."""
         out = self.entries()
         self._models.clear()
+        self._newest_first.clear()
         return out
