@@ -80,6 +80,7 @@ def serve(settings: Settings, peers: Peers | None) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
+        server_header=False,  # no "server: uvicorn" on every answer: nothing for a client, a scan per request
         timeout_graceful_shutdown=settings.drain_timeout_s,
         lifespan="on",
     )

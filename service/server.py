@@ -159,6 +159,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.draining = False
         self.write_stalled_at: float | None = None  # since when the client has not read what we wrote
         self.write_timeout_s = limits.write_timeout_s
+        self.keep_alive_s = limits.keep_alive_s
 
     # Connection cap -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -290,7 +291,16 @@ class GuardedProtocol(HttpToolsProtocol):
         super().send_400_response(msg)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        # uvicorn's own, but for the keep-alive timer it arms after every answer (a timer made and cancelled
+        # per request): the sweep closes a connection idle for longer than the keep-alive instead (`check`).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
         if self.unparsed:  # uvicorn has just resumed reading; held-back requests come first
             if len(self.pipeline) < MAX_PIPELINED and not self.transport.is_closing():
                 held, self.unparsed = self.unparsed, b""
@@ -329,6 +339,10 @@ class GuardedProtocol(HttpToolsProtocol):
             # The client reads none of its answer: drop it, which also ends the app's wait to send.
             self.answered = b""
             self.transport.abort()
+            return
+        if self.phase == IDLE:
+            if now - self.since > self.keep_alive_s:
+                self.timeout_keep_alive_handler()
             return
         if now <= self.deadline:
             return
