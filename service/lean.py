@@ -37,7 +37,7 @@ from service.dataplane import OFFLOAD_BYTES
 from service.errors import AxonError, BadRequest, ClientGone, Overloaded, UnsupportedMediaType
 from service.handlers import HTTP_CODES, error_body
 from service.middleware import REQUEST_ID_HEADER, RequestContext, valid_id
-from service.server import REQUESTS_IN_FLIGHT
+from service.server import REQUESTS_IN_FLIGHT, write_answer
 
 log = logging.getLogger("axon.lean")
 
@@ -308,7 +308,10 @@ class LeanFront:
                 body = compress(body, encoding)
                 extra = [*extra, (b"content-encoding", encoding.encode()), (b"vary", b"Accept-Encoding")]
             status, sent = answer.status, len(body)
-            await send_answer(send, answer, body, [*extra, opened.id_header])
+            extra = [*extra, opened.id_header]
+            head = [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(body)), *extra]
+            if not write_answer(receive, send, status, head, body):
+                await send_answer(send, answer, body, extra)
         finally:
             self.context.end(opened, scope, status, sent)
 

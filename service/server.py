@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from service.settings import HttpSettings
 
@@ -132,6 +132,45 @@ class _OneWrite:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
+
+
+def write_answer(
+    receive: Callable[..., Any], send: Callable[..., Any], status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bool:
+    """Write a whole answer in one go on uvicorn's request cycle, as its `send` would for the two ASGI messages.
+
+    `send` builds the head from a message dict, checks every header against two regular expressions and
+    tracks the body length, twice per answer: ~7 us of a ~90 us V2 request on the loop. The lean path's
+    headers are its own (constant names, numbers, request ids checked as printable ASCII), so it writes the
+    bytes and completes the cycle the same way. Returns False, having written nothing, unless `send` is
+    uvicorn's own (no middleware wraps it: CORS adds headers there), the cycle has not started answering and
+    the client is reading (else `send` waits for it to drain).
+    """
+    cycle: Any = getattr(send, "__self__", None)
+    if type(cycle) is not RequestResponseCycle or id(getattr(receive, "__self__", None)) != id(cycle):
+        return False
+    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
+        return False
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    content = [STATUS_LINE[status]]
+    for name, value in (*cycle.default_headers, *headers):
+        content += (name, b": ", value, b"\r\n")
+    if not cycle.keep_alive:
+        content.append(b"connection: close\r\n")
+    content += (b"\r\n", body)
+    transport = cycle.transport
+    # Nothing is held before the answer starts (an interim 100 Continue goes out at once): write past the wrapper.
+    raw = transport.transport if isinstance(transport, _OneWrite) else transport
+    raw.write(b"".join(content))
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        transport.close()
+    cycle.on_response()
+    return True
 
 
 class GuardedProtocol(HttpToolsProtocol):

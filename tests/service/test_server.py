@@ -516,3 +516,67 @@ async def test_the_app_sees_how_many_requests_the_server_is_handling():
     assert seen[-1] == 1
     for s in (*clients, *(server_end for server_end, _ in pairs)):
         s.close()
+
+
+async def test_a_whole_answer_written_on_the_cycle_keeps_http_semantics():
+    from service.server import write_answer
+
+    written: list[bool] = []
+
+    async def app(scope, receive, send):
+        body = b'{"ok":true}'
+        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), (b"x-id", b"7")]
+        if scope["path"] == "/wrapped":  # a middleware's send: the answer must go through ASGI messages
+
+            async def wrapped(message):
+                await send(message)
+
+            written.append(write_answer(receive, wrapped, 200, head, body))
+            await send({"type": "http.response.start", "status": 200, "headers": head})
+            await send({"type": "http.response.body", "body": body})
+            return
+        written.append(write_answer(receive, send, 201, head, body))
+
+    loop = asyncio.get_running_loop()
+    config = ServerConfig(
+        app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off", access_log=False
+    )
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Mon, 30 Nov 2026 10:00:00 GMT")]  # the server's loop sets it each second
+    server_end, client = socket.socketpair()
+    await loop.connect_accepted_socket(
+        lambda: GuardedProtocol(config=config, server_state=state, app_state={}), server_end
+    )
+    client.setblocking(False)
+
+    async def read(until: bytes, count: int) -> bytes:
+        data = b""
+        deadline = time.monotonic() + 5
+        while data.count(until) < count and time.monotonic() < deadline:
+            try:
+                chunk = client.recv(65536)
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+                continue
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    # Two requests pipelined, then one through a wrapped send: all answered in order on one connection.
+    client.sendall(get("/a") + get("/b") + get("/wrapped"))
+    answers = (await read(b'{"ok":true}', 3)).split(b"HTTP/1.1 ")[1:]
+    assert [a.split(b"\r\n")[0] for a in answers] == [b"201 Created", b"201 Created", b"200 OK"]
+    for a in answers:
+        head = a.split(b"\r\n\r\n")[0].lower()
+        assert b"\r\ndate: mon, 30 nov 2026" in head and b"\r\nx-id: 7" in head and b"content-length: 11" in head
+        assert a.endswith(b'{"ok":true}') and b"connection: close" not in head
+    assert written == [True, True, False]
+    # A client asking to close gets `connection: close` and a closed connection.
+    client.sendall(get("/c", "Connection: close\r\n"))
+    last = await read(b'{"ok":true}', 1)
+    assert last.startswith(b"HTTP/1.1 201 Created") and b"connection: close" in last.lower()
+    assert await read(b"never", 1) == b""  # EOF: the server closed
+    client.close()
+    server_end.close()
