@@ -379,12 +379,7 @@ class Batcher:
         self._arrivals.arrived()
         now = time.monotonic()
         pending = _Pending(inputs, rows, loop.create_future(), now, taken=rows, started_at=now)
-        segments = [_Segment(pending, 0, rows)]
-        try:
-            await self._run_batch(worker, segments, pause=False)
-        except Exception as exc:  # as in `_work`: a failure outside the model run fails this request only
-            log.exception("%s: batch failed outside the model run", self.name)
-            self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
+        await self._run_batch_guarded(worker, [_Segment(pending, 0, rows)], pause=False)
         return pending.future.result()
 
     async def _run_alone(self, inputs: Inputs, rows: int, timeout_s: float) -> BatchResult:
@@ -446,11 +441,15 @@ class Batcher:
                 segments = await self._next_batch()
             if segments is None:
                 return
-            try:
-                await self._run_batch(worker, segments)
-            except Exception as exc:  # the worker must outlive any batch
-                log.exception("%s: batch failed outside the model run", self.name)
-                self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
+            await self._run_batch_guarded(worker, segments)
+
+    async def _run_batch_guarded(self, worker: _Worker, segments: list[_Segment], pause: bool = True) -> None:
+        """`_run_batch`; a failure outside the model run fails this batch's requests only (the worker lives on)."""
+        try:
+            await self._run_batch(worker, segments, pause)
+        except Exception as exc:
+            log.exception("%s: batch failed outside the model run", self.name)
+            self._fail(segments, InferenceFailed(f"{self.name} failed on a batch: {exc}"))
 
     def _drop_dead_head(self) -> None:
         while self._queue and self._queue[0].dead():

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,12 +66,52 @@ def name_and_version(name: str, version: str | int | None) -> tuple[str, int | N
     return validate_model_name(name), (None if version is None else validate_version(version))
 
 
-@dataclass
-class _Outcome:
-    """What one request is counted as: its model label and its status."""
+class _Counted:
+    """Counts one request under its model label and status once it ends: 200, the AxonError's status, 499 or 500.
 
-    label: str
-    status: int = 500
+    A class rather than `@contextmanager`: every request enters one, and a generator-based manager costs
+    about a microsecond more per use on the V2 hot path.
+    """
+
+    __slots__ = ("dataplane", "endpoint", "label", "status")
+
+    def __init__(self, dataplane: Dataplane, endpoint: str, label: str) -> None:
+        self.dataplane = dataplane
+        self.endpoint = endpoint
+        self.label = label  # the route may replace it by the resolved model's name
+        self.status = 500
+
+    def __enter__(self) -> _Counted:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is None:
+            self.status = 200
+        elif isinstance(exc, AxonError):
+            self.status = exc.status_code
+        elif isinstance(exc, asyncio.CancelledError):
+            self.status = 499  # nginx's "client closed request": the client left before its answer
+        dataplane = self.dataplane
+        label = self.label if self.status == 200 else dataplane.metric_label(self.label)
+        dataplane.metrics.count_request(label, self.endpoint, self.status)
+
+
+class _Failures:
+    """Counts a request that reached a version and failed there in its statistics (Triton's `fail`)."""
+
+    __slots__ = ("entry", "start", "statistics")
+
+    def __init__(self, statistics: Statistics, entry: ModelVersion, start: float) -> None:
+        self.statistics = statistics
+        self.entry = entry
+        self.start = start
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is not None:
+            self.statistics.failure(self.entry.name, self.entry.version, time.perf_counter() - self.start)
 
 
 class Dataplane:
@@ -155,28 +192,17 @@ class Dataplane:
         decode_s: float = 0.0,
         outputs: list[str] | None = None,
     ) -> tuple[ModelVersion, BatchResult]:
-        """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue.
-
-        The steps of `_counted`, `_failures` and `hold` are written out here (they are the same): this runs for
-        every V2 request, and three generator context managers cost more than the lookup and the checks.
-        """
+        """Raw named tensors (the V2 protocol's path): checked against the model's signature (400) before they queue."""
         start = time.perf_counter()
-        status = 500
-        try:
+        with self._counted(endpoint, name):
             entry = self.resolve(None, name, version)
             assert entry.batcher is not None and entry.config is not None and entry.codec is not None
-            entry.holders += 1
-            try:
+            with entry.hold(), self._failures(entry, start):
                 inputs = as_onnx_strings(check_inputs(entry.config, inputs, entry.label), entry.label)
                 entry.codec.check(inputs, entry.label)
                 check_outputs(entry.config, outputs or [], entry.label)
                 t_checked = time.perf_counter()
                 result = await entry.batcher.submit(inputs, self.settings.request_timeout_s)
-            except BaseException:
-                self.statistics.failure(entry.name, entry.version, time.perf_counter() - start)
-                raise
-            finally:
-                entry.release()
             end = time.perf_counter()
             # Triton counts inferences per batch row; a model without a batch axis answers one per request.
             first = next(iter(inputs.values()), None)
@@ -190,42 +216,15 @@ class Dataplane:
                 "inference": result.inference_s,
                 "total": decode_s + time.perf_counter() - start,
             })  # fmt: skip
-            status = 200
             return entry, result
-        except AxonError as exc:
-            status = exc.status_code
-            raise
-        except asyncio.CancelledError:
-            status = 499
-            raise
-        finally:
-            self.metrics.count_request(name if status == 200 else self.metric_label(name), endpoint, status)
 
-    @contextmanager
-    def _counted(self, endpoint: str, label: str) -> Iterator[_Outcome]:
-        """Count the request under its status once it ends: 200, the AxonError's status, 499 or 500."""
-        outcome = _Outcome(label)
-        try:
-            yield outcome
-            outcome.status = 200
-        except AxonError as exc:
-            outcome.status = exc.status_code
-            raise
-        except asyncio.CancelledError:
-            outcome.status = 499  # nginx's "client closed request": the client left before its answer
-            raise
-        finally:
-            label = outcome.label if outcome.status == 200 else self.metric_label(outcome.label)
-            self.metrics.count_request(label, endpoint, outcome.status)
+    def _counted(self, endpoint: str, label: str) -> _Counted:
+        """Count the request under its status once it ends (`_Counted`)."""
+        return _Counted(self, endpoint, label)
 
-    @contextmanager
-    def _failures(self, entry: ModelVersion, start: float) -> Iterator[None]:
-        """Count a request that reached this version and failed there in its statistics (Triton's `fail`)."""
-        try:
-            yield
-        except BaseException:
-            self.statistics.failure(entry.name, entry.version, time.perf_counter() - start)
-            raise
+    def _failures(self, entry: ModelVersion, start: float) -> _Failures:
+        """Count a request that reached this version and failed there in its statistics."""
+        return _Failures(self.statistics, entry, start)
 
     def metric_label(self, name: str) -> str:
         """`name` if the repository knows that model, else UNKNOWN_MODEL: clients cannot grow the label set."""

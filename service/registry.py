@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -58,17 +56,12 @@ class ModelVersion:
     holders: int = 0
     _released: asyncio.Event | None = field(default=None, repr=False)
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self) -> _Hold:
         """Keep this version's batcher open while a request that resolved it is on its way to an answer."""
-        self.holders += 1
-        try:
-            yield
-        finally:
-            self.release()
+        return _Hold(self)
 
     def release(self) -> None:
-        """End one hold (`hold`, or a `holders += 1` written out on a hot path)."""
+        """End one hold."""
         self.holders -= 1
         if not self.holders and self._released is not None:
             self._released.set()
@@ -83,6 +76,21 @@ class ModelVersion:
     def label(self) -> str:
         """How messages name this version (made once: every request's checks pass it along)."""
         return f"model '{self.name}'" + (f" version {self.version}" if self.version is not None else "")
+
+
+class _Hold:
+    """One request's hold on a version (a class, not `@contextmanager`: every request takes one)."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: ModelVersion) -> None:
+        self.entry = entry
+
+    def __enter__(self) -> None:
+        self.entry.holders += 1
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.entry.release()
 
 
 Number = TypeVar("Number", int, float)

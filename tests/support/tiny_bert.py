@@ -11,20 +11,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
+from tests.support.tiny_models import VOCAB
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [
-    "free",
-    "win",
-    "cash",
-    "now",
-    "call",
-    "me",
-    "hello",
-    "ok",
-    "see",
-    "you",
-    "later",
-    "prize",
+    *VOCAB[3:],  # the tiny from-scratch models' words (after their specials), then more for the encoder
     "text",
     "stop",
     "claim",
