@@ -31,6 +31,11 @@ look. The machine's speed drifts between minutes and other work on the cores sho
     python benchmarks/peers.py profile --bench ... --repo ... --system axon-v2-binary
 
 records py-spy (on PyPI) on the server at c=64 and prints the harness's per-component summary.
+
+    python benchmarks/peers.py floor --bench ...
+
+measures the HTTP floor under every goal: a bare ASGI app (`floor_app.py`) on uvicorn + httptools + uvloop,
+on the server core, that reads each benchmark body and answers 40 fixed bytes (server CPU per request).
 """
 
 from __future__ import annotations
@@ -388,6 +393,7 @@ def profile(a: argparse.Namespace) -> int:
         lua.write_text(_wrk_script(body, headers))
         url = base + spec["url"].format(model=a.model)
         cpu_before = _cpu_seconds(server.pid)
+        threads_before = _thread_cpu(server.pid)
         wrk = ["wrk", "--latency", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url]
         load = subprocess.Popen(
             ["taskset", "-c", "0", *wrk],
@@ -402,11 +408,17 @@ def profile(a: argparse.Namespace) -> int:
             _record(a, server.pid, raw)
         report = load.communicate()[0]
         cpu = _cpu_seconds(server.pid) - cpu_before
+        threads = _thread_cpu(server.pid)
         print(report)
         requests = re.search(r"(\d+) requests in", report)
         if requests:
             n = int(requests.group(1))
             print(f"server CPU: {cpu:.2f} s for {n} requests = {cpu / max(1, n) * 1e6:.0f} us/request", flush=True)
+            for tid, seconds in sorted(threads.items(), key=lambda kv: -kv[1]):
+                used = seconds - threads_before.get(tid, 0.0)
+                if used > 0.005 * cpu:  # the event loop (the process's own id) and the threads that did work
+                    name = "event loop" if tid == server.pid else f"thread {tid}"
+                    print(f"  {name}: {used / max(1, n) * 1e6:.0f} us/request", flush=True)
         if not a.no_spy:
             subprocess.run(
                 [sys.executable, os.path.join(a.bench, "peers", "axon", "pyspy_summary.py"), str(raw)], check=False
@@ -417,9 +429,89 @@ def profile(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
+# The bodies of the goals (file under bench/bodies, content type, extra headers); `None` is the multipart type.
+FLOOR_BODIES = {
+    "cnn_small V2 binary": ("cnn_small_v2_binary.bin", "application/octet-stream", "cnn_small"),
+    "cnn_small V2 JSON": ("cnn_small_v2.json", "application/json", None),
+    "mnist PNG multipart": ("mnist_digit_multipart.bin", None, None),
+    "resnet_mid V2 binary": ("resnet_mid_v2_binary.bin", "application/octet-stream", "resnet_mid"),
+    "SMS text": ("axon_text_sms-spam-transformer.json", "application/json", None),
+}
+
+
+def floor(a: argparse.Namespace) -> int:
+    """Server CPU per request of a bare ASGI app on uvicorn, loaded with each goal's body at one concurrency."""
+    bodies = Path(a.bench) / "bodies"
+    (bodies / FLOOR_BODIES["SMS text"][0]).write_text(json.dumps({"texts": [SMS], "model": "sms-spam-transformer"}))
+    run_axon = _load_run_axon(a)
+    port = 8479
+    uvicorn = ["uvicorn", "floor_app:app", "--app-dir", str(ROOT / "benchmarks"), "--port", str(port)]
+    server = subprocess.Popen(
+        ["taskset", "-c", "1", a.python, "-m", *uvicorn, "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    rows = []
+    try:
+        _wait_until_up(url)
+        for goal, (name, ctype, binary) in FLOOR_BODIES.items():
+            headers = [f"Content-Type: {ctype or run_axon._mnist_ctype()}"]
+            if binary:
+                headers.append(f"Inference-Header-Content-Length: {run_axon._bin_header(binary)}")
+            lua = Path(a.bench) / "results" / "post-floor.lua"
+            lua.parent.mkdir(exist_ok=True)
+            lua.write_text(_wrk_script(str(bodies / name), headers))
+            wrk = ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", "-s", str(lua), url]
+            subprocess.run([*wrk, "-d3"], check=True, stdout=subprocess.DEVNULL)  # warm-up
+            before = _cpu_seconds(server.pid)
+            report = subprocess.run([*wrk, f"-d{a.duration}"], check=True, capture_output=True, text=True)
+            cpu = _cpu_seconds(server.pid) - before
+            done = re.search(r"(\d+) requests in", report.stdout)
+            rate = re.search(r"Requests/sec:\s+([\d.]+)", report.stdout)
+            if not done or not rate or "Non-2xx" in report.stdout:
+                print(f"{goal}: wrk reported no clean run:\n{report.stdout}")
+                return 1
+            n = int(done.group(1))
+            size = (bodies / name).stat().st_size
+            rows.append({"goal": goal, "bytes": size, "rps": float(rate.group(1)), "us": cpu / n * 1e6})
+            print(f"{goal}: {rows[-1]['rps']:,.0f} req/s, {rows[-1]['us']:.0f} us/request", flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    print(f"\n| body (c={a.concurrency}) | bytes | bare ASGI req/s | server us/request |\n|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['goal']} | {r['bytes']:,} | {r['rps']:,.0f} | {r['us']:.0f} |")
+    return 0
+
+
+def _wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"x"), timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of a process so far (threads that ended are left out)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = _cpu_seconds(pid, task=int(task.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def _cpu_seconds(pid: int, task: int | None = None) -> float:
     """User + system CPU seconds of a process so far (py-spy's pauses stop it, so they add none)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -487,11 +579,17 @@ def main() -> int:
     pr.add_argument("--tag", default="now", help="name of this capture (before/after)")
     pr.add_argument("--no-spy", action="store_true", help="only the load and the server CPU per request, no py-spy")
     pr.add_argument("--root", default=str(ROOT), help="the checkout whose service runs (e.g. an export of main)")
+    fl = sub.add_parser("floor", help="the HTTP floor: a bare ASGI app on uvicorn loaded with each goal's body")
+    fl.add_argument("--bench", required=True, help="a writable copy of ../shared/bench, set up as above")
+    fl.add_argument("--python", default=sys.executable, help="the Python that runs uvicorn")
+    fl.add_argument("--repo", default="", help=argparse.SUPPRESS)
+    fl.add_argument("--concurrency", type=int, default=64)
+    fl.add_argument("--duration", type=int, default=10)
     c = sub.add_parser("ceilings", help="in-process ceilings of the task endpoints (run by `table`)")
     c.add_argument("--duration", type=int, default=10)
     c.add_argument("--out", required=True)
     a = ap.parse_args()
-    return {"table": table, "profile": profile, "ceilings": ceilings}[a.command](a)
+    return {"table": table, "profile": profile, "ceilings": ceilings, "floor": floor}[a.command](a)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,25 @@ def test_each_text_body_names_its_model(tmp_path, monkeypatch):
     body = json.loads((tmp_path / "bodies" / systems["axon-text"]["body"]).read_text())
     assert body == {"texts": [peers.SMS], "model": "sms-spam-transformer"}
     assert systems["axon-text"]["url"] == "/v1/text/classify" and systems["axon-text"]["repo"] == "default"
+
+
+def test_the_floor_app_reads_every_chunk_of_the_body_then_answers_40_fixed_bytes():
+    import asyncio
+
+    from benchmarks import floor_app
+
+    chunks = [{"type": "http.request", "body": b"a" * 10, "more_body": True}, {"type": "http.request", "body": b"b"}]
+    sent = []
+
+    async def receive():
+        assert chunks, "the app asked for more than the body"
+        return chunks.pop(0)
+
+    async def send(message):
+        assert not chunks, "the app answered before reading the whole body"
+        sent.append(message)
+
+    asyncio.run(floor_app.app({"type": "http"}, receive, send))
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"content-length"] == b"40"
+    assert len(sent[1]["body"]) == 40
