@@ -61,3 +61,20 @@ def test_the_floor_app_reads_every_chunk_of_the_body_then_answers_40_fixed_bytes
     assert sent[0]["status"] == 200
     assert dict(sent[0]["headers"])[b"content-length"] == b"40"
     assert len(sent[1]["body"]) == 40
+
+
+def test_ceilings_measured_in_every_round_are_reported_as_their_median(tmp_path):
+    # Three rounds of the harness's in-process run and of the task-endpoint ceilings, as the table writes them.
+    for r, (b64, png) in enumerate([(361.0, 5900.0), (380.0, 5100.0), (365.0, 6000.0)], start=1):
+        run = {
+            "kind": "inproc",
+            "model": "resnet_mid",
+            "batches": [{"batch": 1, "items_s": 90.0}, {"batch": 64, "items_s": b64}],
+        }
+        (tmp_path / f"inproc-resnet_mid-rep{r}.json").write_text(json.dumps(run))
+        (tmp_path / f"ceilings-axon-rep{r}.json").write_text(json.dumps({"mnist_png_b64": png}))
+    runs = peers._read_runs(tmp_path)
+    assert len(runs) == 3  # the ceilings files are not runs
+    assert peers._inproc(runs, "resnet_mid", 64, "items_s") == 365.0
+    assert peers._inproc(runs, "cnn_small", 64, "items_s") == 0.0
+    assert peers._read_ceilings(tmp_path) == {"mnist_png_b64": 5900.0}
