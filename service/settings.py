@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     """TCP port `python -m service` listens on."""
     grpc_port: int | None = Field(None, ge=0, le=65535)
     """Port of the KServe V2 / Triton gRPC service on `host` (Triton uses 8001); None (default) opens no gRPC port."""
+    grpc_compression: Literal["none", "deflate", "gzip"] = "none"
+    """Compression of the gRPC service's answers (Triton: --grpc-infer-response-compression-level), for clients that
+    accept it; compressed requests are read whatever this says."""
     workers: int = Field(1, ge=1)
     """Server processes sharing the port, each with its own sessions and batchers (README: Scaling out)."""
     model_repository: Path = Path("models")

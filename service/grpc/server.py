@@ -45,6 +45,14 @@ class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
         self._servicer.authorize(kind, context)
 
 
+# AXON_GRPC_COMPRESSION -> grpcio's algorithm (gRPC falls back to identity for a client that does not accept it).
+COMPRESSION = {
+    "none": grpc.Compression.NoCompression,
+    "deflate": grpc.Compression.Deflate,
+    "gzip": grpc.Compression.Gzip,
+}
+
+
 class GrpcServer:
     """One grpc.aio server on `grpc_port`, serving the V2 service and the health service."""
 
@@ -67,6 +75,9 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=settings.max_requests_in_flight,
+            # For the whole server, not per ModelInfer as Triton does: grpcio's per-call set_compression
+            # sends identity regardless (grpc/grpc#34690, seen with 1.85). Other answers are a few bytes.
+            compression=COMPRESSION[settings.grpc_compression],
         )
         servicer = Servicer(self.state)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -7,6 +7,8 @@ An inference token is configured, so every call also proves the bearer token tra
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +54,7 @@ def ports(repository: Path, tmp_path_factory) -> Iterator[tuple[str, str]]:
         "AXON_AUTH__MANAGEMENT_TOKEN": MANAGEMENT,
         "AXON_AUTH__LOCAL_MANAGEMENT": "false",  # as on a network interface: the token is the only way in
         "AXON_ACCESS_LOG": "false",
+        "AXON_GRPC_COMPRESSION": "gzip",  # every call here reads gzip answers, as Triton's clients do
     }
     with live_server(log, **env) as url:
         yield url.removeprefix("http://"), f"127.0.0.1:{grpc_port}"
@@ -253,3 +256,71 @@ def test_repository_load_and_unload_with_the_management_token(client):
     assert not client.is_model_ready("sentiment-gru", headers=AUTH)
     client.load_model("sentiment-gru", headers=MANAGER)
     assert client.is_model_ready("sentiment-gru", headers=AUTH)
+
+
+class CountingRelay:
+    """A TCP relay in front of the gRPC port that counts the bytes the server sends back."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.from_server = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if counted:
+                    with self.lock:
+                        self.from_server += len(data)
+                sink.sendall(data)  # counted first: the client cannot hold an answer the count lacks
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+
+def test_infer_answers_are_compressed_when_the_setting_asks(ports):
+    relay = CountingRelay(ports[1])
+    triton = grpcclient.InferenceServerClient(url=relay.address)
+    try:
+
+        def answer_bytes(x: np.ndarray) -> int:
+            inp = grpcclient.InferInput("x", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            before = relay.from_server
+            y = triton.infer("scaler", [inp], headers=AUTH).as_numpy("y")
+            np.testing.assert_array_equal(y, 2 * x)
+            return relay.from_server - before
+
+        triton.is_server_live(headers=AUTH)  # the connection's settings frames, not counted below
+        raw = 1000 * 3 * 4  # the answer tensor's bytes
+        noise = answer_bytes(np.random.default_rng(0).random((1000, 3), dtype=np.float32))
+        zeros = answer_bytes(np.zeros((1000, 3), np.float32))
+    finally:
+        triton.close()
+        relay.listener.close()
+    assert noise > raw * 0.8  # the relay sees whole answers: random floats barely compress
+    assert zeros < raw / 10  # 12 kB of zeros arrive gzipped (uncompressed, both would be 12,094 bytes)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_are_read(client, algorithm):
+    x = np.arange(300, dtype=np.float32).reshape(100, 3)
+    inp = grpcclient.InferInput("x", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    y = client.infer("scaler", [inp], headers=AUTH, compression_algorithm=algorithm).as_numpy("y")
+    np.testing.assert_array_equal(y, 2 * x)
