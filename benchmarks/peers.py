@@ -11,7 +11,8 @@ Reproduces issue 14's table and checks each of its goals, with the in-process ce
   `peers.py ceilings`; and the same for `sms-spam-minilm` (`axon-text-minilm`) when the default repository
   has that model (a printed line says when it is skipped).
 
-Rounds are interleaved (every system once per round) and the goal table uses the median of the rounds.
+Rounds are interleaved (every system once per round, then the in-process ceilings) and the goal table uses
+the median of the rounds for both.
 One-time setup (a few minutes; the harness must live in a writable folder):
 
     B=/tmp/axon-bench && mkdir -p $B && cp -r ../shared/bench $B/ && cd $B/bench
