@@ -71,7 +71,8 @@ def decode_image(data: bytes, spec: ImagePreprocessing, limits: Limits, index: i
         raise InvalidInput(f"image {index} could not be decoded: {exc}") from None
     levels = _levels(tuple(spec.mean), tuple(spec.std), spec.invert)
     if spec.channels == 1:
-        return levels[0][pixels][None]
+        gray: np.ndarray = levels[0][pixels]
+        return gray[None]
     return np.stack([levels[c][pixels[..., c]] for c in range(3)])
 
 
