@@ -371,13 +371,7 @@ def profile(a: argparse.Namespace) -> int:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(base + spec["health"], timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        _wait_until_up(base + spec["health"], timeout_s=120)
         body = os.path.join(a.bench, "bodies", spec["body"].format(model=a.model))
         ctype = spec["ctype"] or run_axon._mnist_ctype()
         headers = [f"Content-Type: {ctype}", *spec["headers"](a.model)]
@@ -446,7 +440,7 @@ def floor(a: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{port}/"
     rows = []
     try:
-        _wait_until_up(url)
+        _wait_until_up(url, data=b"x")
         for goal, (name, ctype, binary) in FLOOR_BODIES.items():
             headers = [f"Content-Type: {ctype or run_axon._mnist_ctype()}"]
             if binary:
@@ -477,11 +471,12 @@ def floor(a: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 60
+def _wait_until_up(url: str, data: bytes | None = None, timeout_s: float = 60) -> None:
+    """Return once `url` answers 2xx (a POST of `data` when given); raise the last error past `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
-            urllib.request.urlopen(urllib.request.Request(url, data=b"x"), timeout=1)
+            urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=1)
             return
         except OSError:
             if time.monotonic() > deadline:

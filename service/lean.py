@@ -258,7 +258,7 @@ class LeanRoutes:
             await self.app(scope, receive, send)
             return
         answer = await self.router.respond(scope, receive, matched)
-        await send_answer(send, answer, answer.body, answer.headers)
+        await send_answer(send, answer.status, head(answer, answer.body, answer.headers), answer.body)
 
 
 class LeanFront:
@@ -308,10 +308,9 @@ class LeanFront:
                 body = compress(body, encoding)
                 extra = [*extra, (b"content-encoding", encoding.encode()), (b"vary", b"Accept-Encoding")]
             status, sent = answer.status, len(body)
-            extra = [*extra, opened.id_header]
-            head = [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(body)), *extra]
-            if not write_answer(receive, send, status, head, body):
-                await send_answer(send, answer, body, extra)
+            headers = head(answer, body, [*extra, opened.id_header])
+            if not write_answer(receive, send, status, headers, body):
+                await send_answer(send, status, headers, body)
         finally:
             self.context.end(opened, scope, status, sent)
 
@@ -359,10 +358,14 @@ def error_answer(exc: AxonError) -> Answer:
     return Answer(error_body(exc.code, exc.message), exc.status_code, headers=headers)
 
 
-async def send_answer(send: Send, answer: Answer, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+def head(answer: Answer, body: bytes, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The answer's headers for `body` as sent (it may be the compressed form of `answer.body`)."""
+    return [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(body)), *extra]
+
+
+async def send_answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     """Two ASGI messages with the headers built by hand (no Response object per request)."""
-    headers = [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(body)), *extra]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -147,7 +147,8 @@ def write_answer(
     the client is reading (else `send` waits for it to drain).
     """
     cycle: Any = getattr(send, "__self__", None)
-    if type(cycle) is not RequestResponseCycle or id(getattr(receive, "__self__", None)) != id(cycle):
+    same_cycle = getattr(receive, "__self__", None) is cycle  # both bound to one request's cycle
+    if type(cycle) is not RequestResponseCycle or not same_cycle:
         return False
     if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
         return False

@@ -306,6 +306,27 @@ def another_request_on_its_way(arrivals: Arrivals):
         context.run(arrivals.leave, arrival)
 
 
+@contextlib.contextmanager
+def the_only_request():
+    """The server's word that this request is the only one it is handling (what `lean.run` sets)."""
+    token = sole_request.set(True)
+    try:
+        yield
+    finally:
+        sole_request.reset(token)
+
+
+async def waits_for_the_request_on_its_way(batcher, arrivals: Arrivals, inputs) -> list[float]:
+    """Submit `inputs` while another request is on its way: it must wait in the queue meanwhile; its outputs
+    once that request has arrived."""
+    with another_request_on_its_way(arrivals):
+        waiting = asyncio.ensure_future(batcher.submit(inputs, 5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # queued, waiting for the request on its way
+    # Leaving the block ends the arrival: nothing is on its way any more, so the batch closes.
+    return (await asyncio.wait_for(waiting, 2)).outputs["y"].ravel().tolist()
+
+
 async def test_the_only_request_on_the_server_runs_at_once_on_an_idle_fast_batcher():
     threads: list[str] = []
 
@@ -318,21 +339,12 @@ async def test_the_only_request_on_the_server_runs_at_once_on_an_idle_fast_batch
     await batcher.submit(rows(1), 5)  # measures the model: fast
     # Another request on its way makes a queued request wait for it (up to the 30 s batch delay); the
     # server's word that this request is its only one means nothing can join, so it runs now.
-    with another_request_on_its_way(arrivals):
-        token = sole_request.set(True)
-        try:
-            result = await asyncio.wait_for(batcher.submit(rows(2), 5), 2)
-        finally:
-            sole_request.reset(token)
+    with another_request_on_its_way(arrivals), the_only_request():
+        result = await asyncio.wait_for(batcher.submit(rows(2), 5), 2)
     assert result.outputs["y"].ravel().tolist() == [4.0]
     assert threads[-1] == threading.current_thread().name  # on the loop, in the caller's task
     # Without that word the same request waits for the one on its way, as batching should.
-    with another_request_on_its_way(arrivals):
-        waiting = asyncio.ensure_future(batcher.submit(rows(3), 5))
-        await asyncio.sleep(0.05)
-        assert not waiting.done()
-    # Leaving the block ends the arrival: nothing is on its way any more, so the batch closes.
-    assert (await asyncio.wait_for(waiting, 2)).outputs["y"].ravel().tolist() == [6.0]
+    assert await waits_for_the_request_on_its_way(batcher, arrivals, rows(3)) == [6.0]
     await batcher.stop()
 
 
@@ -344,15 +356,8 @@ async def test_a_sole_request_still_queues_when_the_model_is_slow_or_the_request
     arrivals = Arrivals()
     batcher = make(run, size=2, delay=30.0, arrivals=arrivals)
     await batcher.submit(rows(1), 5)
-    token = sole_request.set(True)
-    try:
-        with another_request_on_its_way(arrivals):
-            slow = asyncio.ensure_future(batcher.submit(rows(2), 5))
-            await asyncio.sleep(0.05)
-            assert not slow.done()  # queued, waiting for the request on its way
-        assert (await asyncio.wait_for(slow, 2)).outputs["y"].ravel().tolist() == [4.0]
-    finally:
-        sole_request.reset(token)
+    with the_only_request():
+        assert await waits_for_the_request_on_its_way(batcher, arrivals, rows(2)) == [4.0]  # the model is slow
     await batcher.stop()
 
 
@@ -361,15 +366,8 @@ async def test_a_sole_request_bigger_than_a_batch_is_still_split_by_the_queue():
     arrivals = Arrivals()
     batcher = make(run, size=2, delay=30.0, arrivals=arrivals)
     await batcher.submit(rows(0), 5)
-    token = sole_request.set(True)
-    try:
-        with another_request_on_its_way(arrivals):
-            big = asyncio.ensure_future(batcher.submit(rows(1, 2, 3), 5))
-            await asyncio.sleep(0.05)
-            assert not big.done()  # its last row waits in the queue for the request on its way
-        assert (await asyncio.wait_for(big, 2)).outputs["y"].ravel().tolist() == [2.0, 4.0, 6.0]
-    finally:
-        sole_request.reset(token)
+    with the_only_request():  # its last row waits in the queue for the request on its way
+        assert await waits_for_the_request_on_its_way(batcher, arrivals, rows(1, 2, 3)) == [2.0, 4.0, 6.0]
     assert [b.ravel().tolist() for b in run.batches[1:]] == [[1, 2], [3]]
     await batcher.stop()
 

@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,34 @@ def test_sigterm_answers_every_request_already_sent(tmp_path, delay, workers):
             socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
 
 
+def guarded(app, state: ServerState | None = None, **options) -> Callable[[], GuardedProtocol]:
+    """A factory of the service's protocol around `app`, default limits, for sockets a test hands it."""
+    config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off", **options)
+    config.load()
+    shared = state or ServerState()
+    return lambda: GuardedProtocol(config=config, server_state=shared, app_state={})
+
+
+async def received(sock: socket.socket, until: bytes, count: int = 1, timeout_s: float = 5.0) -> bytes:
+    """What a non-blocking client socket receives until `until` has come `count` times, EOF or the timeout."""
+    loop = asyncio.get_running_loop()
+    data = b""
+
+    async def read() -> None:
+        nonlocal data
+        while data.count(until) < count:
+            chunk = await loop.sock_recv(sock, 65536)
+            if not chunk:
+                return
+            data += chunk
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        pass
+    return data
+
+
 async def hello(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -177,32 +206,20 @@ async def hello(scope, receive, send):
 
 async def test_shutdown_answers_a_request_the_kernel_holds_unread_and_closes_idle_ones():
     loop = asyncio.get_running_loop()
-    config = ServerConfig(hello, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
-    config.load()
-    state = ServerState()
-
-    def protocol() -> GuardedProtocol:
-        return GuardedProtocol(config=config, server_state=state, app_state={})
-
+    protocol = guarded(hello)
     server_end, client = socket.socketpair()
     idle_end, idle_client = socket.socketpair()
-    transport, guarded = await loop.connect_accepted_socket(protocol, server_end)
+    transport, busy = await loop.connect_accepted_socket(protocol, server_end)
     idle_transport, idle = await loop.connect_accepted_socket(protocol, idle_end)
     transport.pause_reading()  # the request below stays in the kernel, as when SIGTERM comes between reads
     client.sendall(get("/"))
-    guarded.shutdown()
+    busy.shutdown()
     idle.shutdown()
     assert idle_transport.is_closing()
     assert not transport.is_closing(), "a connection holding an unread request was closed"
     transport.resume_reading()
     client.setblocking(False)
-    answer = b""
-    deadline = time.monotonic() + 5
-    while b"ok" not in answer and time.monotonic() < deadline:
-        try:
-            answer += client.recv(4096)
-        except BlockingIOError:
-            await asyncio.sleep(0.01)
+    answer = await received(client, b"ok")
     assert status(answer) == 200 and b"connection: close" in answer
     for s in (client, idle_client):
         s.close()
@@ -302,17 +319,13 @@ async def test_shutdown_answers_every_pipelined_request_before_closing():
             await release.wait()
         await hello(scope, receive, send)
 
-    config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
-    config.load()
     server_end, client = socket.socketpair()
-    _, guarded = await loop.connect_accepted_socket(
-        lambda: GuardedProtocol(config=config, server_state=ServerState(), app_state={}), server_end
-    )
+    _, busy = await loop.connect_accepted_socket(guarded(app), server_end)
     client.sendall(get("/slow") + get("/fast") * 1000)  # 35 KB: more than is parsed ahead of the running one
     deadline = time.monotonic() + 5
-    while not guarded.pipeline and time.monotonic() < deadline:
+    while not busy.pipeline and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    guarded.shutdown()  # SIGTERM while the first runs and the others wait
+    busy.shutdown()  # SIGTERM while the first runs and the others wait
     release.set()
     client.setblocking(False)
     answer = b""
@@ -478,41 +491,25 @@ async def test_the_app_sees_how_many_requests_the_server_is_handling():
         await send({"type": "http.response.body", "body": b"ok"})
 
     loop = asyncio.get_running_loop()
-    config = ServerConfig(app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off")
-    config.load()
     state = ServerState()
-
-    def protocol() -> GuardedProtocol:
-        return GuardedProtocol(config=config, server_state=state, app_state={})
-
+    protocol = guarded(app, state)
     pairs = [socket.socketpair() for _ in range(2)]
     for server_end, _ in pairs:
         await loop.connect_accepted_socket(protocol, server_end)
     clients = [client for _, client in pairs]
     for c in clients:
         c.setblocking(False)
-
-    async def answer(c: socket.socket) -> bytes:
-        data = b""
-        deadline = time.monotonic() + 5
-        while b"ok" not in data and time.monotonic() < deadline:
-            try:
-                data += c.recv(4096)
-            except BlockingIOError:
-                await asyncio.sleep(0.005)
-        return data
-
     clients[0].sendall(get("/first"))
     while not seen:
         await asyncio.sleep(0.001)
     clients[1].sendall(get("/second"))
-    answers = await asyncio.gather(*(answer(c) for c in clients))
+    answers = await asyncio.gather(*(received(c, b"ok") for c in clients))
     assert all(status(a) == 200 for a in answers)
     assert seen == [1, 2]  # alone, then beside the first
     while state.tasks:  # a finished request leaves the count
         await asyncio.sleep(0.001)
     clients[0].sendall(get("/second"))
-    assert status(await answer(clients[0])) == 200
+    assert status(await received(clients[0], b"ok")) == 200
     assert seen[-1] == 1
     for s in (*clients, *(server_end for server_end, _ in pairs)):
         s.close()
@@ -538,35 +535,15 @@ async def test_a_whole_answer_written_on_the_cycle_keeps_http_semantics():
         written.append(write_answer(receive, send, 201, head, body))
 
     loop = asyncio.get_running_loop()
-    config = ServerConfig(
-        app, http=HttpSettings(), max_connections=10, log_config=None, lifespan="off", access_log=False
-    )
-    config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Mon, 30 Nov 2026 10:00:00 GMT")]  # the server's loop sets it each second
     server_end, client = socket.socketpair()
-    await loop.connect_accepted_socket(
-        lambda: GuardedProtocol(config=config, server_state=state, app_state={}), server_end
-    )
+    await loop.connect_accepted_socket(guarded(app, state, access_log=False), server_end)
     client.setblocking(False)
-
-    async def read(until: bytes, count: int) -> bytes:
-        data = b""
-        deadline = time.monotonic() + 5
-        while data.count(until) < count and time.monotonic() < deadline:
-            try:
-                chunk = client.recv(65536)
-            except BlockingIOError:
-                await asyncio.sleep(0.005)
-                continue
-            if not chunk:
-                break
-            data += chunk
-        return data
 
     # Two requests pipelined, then one through a wrapped send: all answered in order on one connection.
     client.sendall(get("/a") + get("/b") + get("/wrapped"))
-    answers = (await read(b'{"ok":true}', 3)).split(b"HTTP/1.1 ")[1:]
+    answers = (await received(client, b'{"ok":true}', 3)).split(b"HTTP/1.1 ")[1:]
     assert [a.split(b"\r\n")[0] for a in answers] == [b"201 Created", b"201 Created", b"200 OK"]
     for a in answers:
         head = a.split(b"\r\n\r\n")[0].lower()
@@ -575,8 +552,8 @@ async def test_a_whole_answer_written_on_the_cycle_keeps_http_semantics():
     assert written == [True, True, False]
     # A client asking to close gets `connection: close` and a closed connection.
     client.sendall(get("/c", "Connection: close\r\n"))
-    last = await read(b'{"ok":true}', 1)
+    last = await received(client, b'{"ok":true}')
     assert last.startswith(b"HTTP/1.1 201 Created") and b"connection: close" in last.lower()
-    assert await read(b"never", 1) == b""  # EOF: the server closed
+    assert await received(client, b"never") == b""  # EOF: the server closed
     client.close()
     server_end.close()
