@@ -197,6 +197,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.body_left = 0  # bytes of the current Content-Length body not parsed yet
         self.answered: bytes | None = None  # the canned answer already sent; nothing more is read
         self.draining = False
+        self.closing_cycle: RequestResponseCycle | None = None  # marked last while draining (`_mark_last`)
         self.write_stalled_at: float | None = None  # since when the client has not read what we wrote
         self.write_timeout_s = limits.write_timeout_s
         self.keep_alive_s = limits.keep_alive_s
@@ -246,6 +247,8 @@ class GuardedProtocol(HttpToolsProtocol):
             self._parse(data)
         else:
             self._parse_bounded(data)
+        if self.draining:
+            self._mark_last()
 
     def _parse_bounded(self, data: bytes) -> None:
         """Parse in slices, holding back the rest once `MAX_PIPELINED` requests wait behind a running one.
@@ -277,6 +280,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {REQUESTS_IN_FLIGHT: self.tasks}  # type: ignore[dict-item]  # ASGI types say dict
+        if self.closing_cycle is not None:  # draining, and a request follows the one marked last: it is not
+            if not self.closing_cycle.response_started:
+                self.closing_cycle.keep_alive = True
+            self.closing_cycle = None
         if self.phase != HEADERS:  # a pipelined request parsed while the previous one runs: its own deadline
             self.phase = HEADERS
             self.since = self.loop.time()
@@ -312,8 +319,6 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and self.scope["method"] != "HEAD":
             cycle.transport = _OneWrite(self.transport)  # type: ignore[assignment]
-        if self.draining and self.cycle is not None and not self.pipeline and not self.unparsed:
-            self.cycle.keep_alive = False  # the last request while draining: answered with Connection: close
 
     def on_body(self, body: bytes) -> None:
         self.body_left -= len(body)
@@ -345,10 +350,18 @@ class GuardedProtocol(HttpToolsProtocol):
             if len(self.pipeline) < MAX_PIPELINED and not self.transport.is_closing():
                 held, self.unparsed = self.unparsed, b""
                 self._parse_bounded(held)
+                if self.draining:
+                    self._mark_last()
             if self.unparsed:
                 self.flow.pause_reading()
-        elif self.draining and not self.pipeline and self.cycle.response_complete and not self.transport.is_closing():
-            self.transport.close()  # the last pipelined request of a draining connection is answered
+        elif (
+            self.draining
+            and not self.pipeline
+            and self.cycle.response_complete
+            and not self.transport.is_closing()
+            and not self._more_coming()
+        ):
+            self.transport.close()  # the last request of a draining connection is answered
         # With a pipelined request already parsed the phase has moved on; only a finished one goes idle.
         if self.phase == APP and self.cycle.response_complete:
             self.phase = IDLE
@@ -419,12 +432,27 @@ class GuardedProtocol(HttpToolsProtocol):
         """Close if no request is in progress or waiting unread; otherwise answer it, then close."""
         self.draining = True
         if self.cycle is not None and not self.cycle.response_complete:
-            if not self.pipeline and not self.unparsed:  # else on_response_complete closes after the last
-                self.cycle.keep_alive = False
-        elif self.phase == HEADERS and self.header_bytes + self.raw_bytes > 0:
-            pass  # a head is arriving: it is answered, or the header deadline closes it
-        elif not self._unread_input():
+            self._mark_last()  # else on_response_complete closes after the last
+        elif not self._more_coming():
             self.transport.close()
+
+    def _mark_last(self) -> None:
+        """While draining: the newest request parsed is this connection's last, unless more of one waits, so its
+        answer says `connection: close` and closes. Decided once a whole chunk is parsed, never per request
+        head: the rest of the chunk (or the kernel) may hold pipelined requests, lost if the answer ahead of
+        them closed the connection. A request that arrives after all takes the mark over (`on_message_begin`).
+        """
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or not cycle.keep_alive or self._more_coming():
+            return  # no answer to mark, too late to say it, the client's own close, or more to come
+        cycle.keep_alive = False
+        self.closing_cycle = cycle
+
+    def _more_coming(self) -> bool:
+        """Whether part of another request is held back, arriving (a head is answered or hits its deadline), or
+        waiting unread in the kernel."""
+        arriving = self.phase == HEADERS and self.header_bytes + self.raw_bytes > 0
+        return bool(self.unparsed) or arriving or self._unread_input()
 
     def _unread_input(self) -> bool:
         """Whether the kernel holds bytes of this connection not yet read (a request sent but not seen)."""

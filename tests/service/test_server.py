@@ -225,6 +225,52 @@ async def test_shutdown_answers_a_request_the_kernel_holds_unread_and_closes_idl
         s.close()
 
 
+async def test_shutdown_answers_every_pipelined_request_the_kernel_holds_unread():
+    # The chunk read after SIGTERM holds three requests: the first is not the last, the third is.
+    loop = asyncio.get_running_loop()
+    server_end, client = socket.socketpair()
+    transport, busy = await loop.connect_accepted_socket(guarded(hello), server_end)
+    transport.pause_reading()
+    client.sendall(get("/a") + get("/b") + get("/c"))
+    busy.shutdown()
+    transport.resume_reading()
+    client.setblocking(False)
+    answers = (await received(client, b"ok", count=4)).split(b"HTTP/1.1 ")[1:]
+    assert [status(b"HTTP/1.1 " + a) for a in answers] == [200, 200, 200]
+    assert [b"connection: close" in a for a in answers] == [False, False, True]
+    assert transport.is_closing()
+    client.close()
+
+
+async def test_a_request_arriving_behind_the_one_marked_last_while_draining_is_answered():
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    async def held(scope, receive, send):
+        if scope["path"] == "/first":
+            started.set()
+            await gate.wait()
+        await hello(scope, receive, send)
+
+    server_end, client = socket.socketpair()
+    transport, busy = await loop.connect_accepted_socket(guarded(held), server_end)
+    client.setblocking(False)
+    await loop.sock_sendall(client, get("/first"))
+    await asyncio.wait_for(started.wait(), 5)
+    busy.shutdown()  # /first runs and nothing follows it: the last request, until /second comes
+    await loop.sock_sendall(client, get("/second"))
+    async with asyncio.timeout(5):
+        while not busy.pipeline:  # yield to the loop until the server has read /second
+            await asyncio.sleep(0)
+    gate.set()
+    answers = (await received(client, b"ok", count=2)).split(b"HTTP/1.1 ")[1:]
+    assert [status(b"HTTP/1.1 " + a) for a in answers] == [200, 200]
+    assert [b"connection: close" in a for a in answers] == [False, True]
+    assert transport.is_closing()
+    client.close()
+
+
 def test_stray_bytes_after_an_answer_do_not_keep_a_connection_open(served):
     # uvicorn cancels the keep-alive timer on any byte; a CRLF starts no request, so nothing re-armed it.
     with served.connect() as s:
