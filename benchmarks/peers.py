@@ -380,6 +380,7 @@ def profile(a: argparse.Namespace) -> int:
         url = base + spec["url"].format(model=a.model)
         cpu_before = _cpu_seconds(server.pid)
         threads_before = _thread_cpu(server.pid)
+        core_before = _core_ticks(1)
         wrk = ["wrk", "--latency", "-t1", f"-c{a.concurrency}", f"-d{a.duration + 4}s", "-s", str(lua), url]
         load = subprocess.Popen(
             ["taskset", "-c", "0", *wrk],
@@ -395,7 +396,11 @@ def profile(a: argparse.Namespace) -> int:
         report = load.communicate()[0]
         cpu = _cpu_seconds(server.pid) - cpu_before
         threads = _thread_cpu(server.pid)
+        core = {k: v - core_before[k] for k, v in _core_ticks(1).items()}
         print(report)
+        # Busy threads should account for the whole core; idle here is time the server waited on nothing.
+        total = max(1, sum(core.values()))
+        print("core 1: " + ", ".join(f"{k} {v / total:.1%}" for k, v in core.items() if v), flush=True)
         requests = re.search(r"(\d+) requests in", report)
         if requests:
             n = int(requests.group(1))
@@ -493,6 +498,17 @@ def _thread_cpu(pid: int) -> dict[int, float]:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return out
+
+
+CORE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def _core_ticks(core: int) -> dict[str, int]:
+    """The kernel's time counters of one core so far (/proc/stat), by kind."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            return dict(zip(CORE_FIELDS, map(int, line.split()[1:9]), strict=True))
+    raise ValueError(f"no core {core} in /proc/stat")
 
 
 def _cpu_seconds(pid: int, task: int | None = None) -> float:
