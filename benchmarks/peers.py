@@ -503,9 +503,9 @@ def _thread_cpu(pid: int) -> dict[int, float]:
 CORE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
-def _core_ticks(core: int) -> dict[str, int]:
+def _core_ticks(core: int, stat: Path = Path("/proc/stat")) -> dict[str, int]:
     """The kernel's time counters of one core so far (/proc/stat), by kind."""
-    for line in Path("/proc/stat").read_text().splitlines():
+    for line in stat.read_text().splitlines():
         if line.startswith(f"cpu{core} "):
             return dict(zip(CORE_FIELDS, map(int, line.split()[1:9]), strict=True))
     raise ValueError(f"no core {core} in /proc/stat")

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 spec = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[2] / "benchmarks/peers.py")
 assert spec and spec.loader
 peers = importlib.util.module_from_spec(spec)
@@ -78,3 +80,19 @@ def test_ceilings_measured_in_every_round_are_reported_as_their_median(tmp_path)
     assert peers._inproc(runs, "resnet_mid", 64, "items_s") == 365.0
     assert peers._inproc(runs, "cnn_small", 64, "items_s") == 0.0
     assert peers._read_ceilings(tmp_path) == {"mnist_png_b64": 5900.0}
+
+
+def test_a_cores_time_counters_are_read_by_kind_from_its_own_line(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  9 9 9 9 9 9 9 9 0 0\n"
+        "cpu0 1 2 3 4 5 6 7 8 0 0\n"
+        "cpu1 10 0 30 40 0 0 70 0 0 0\n"
+        "cpu10 99 99 99 99 99 99 99 99 0 0\n"
+        "intr 1 2 3\n"
+    )
+    assert peers._core_ticks(1, stat) == {
+        "user": 10, "nice": 0, "system": 30, "idle": 40, "iowait": 0, "irq": 0, "softirq": 70, "steal": 0
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="no core 2"):
+        peers._core_ticks(2, stat)
