@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import random
 import signal
 import socket
 import time
@@ -269,6 +270,71 @@ async def test_a_request_arriving_behind_the_one_marked_last_while_draining_is_a
     assert [b"connection: close" in a for a in answers] == [False, True]
     assert transport.is_closing()
     client.close()
+
+
+async def sized(scope, receive, send):
+    """Reads the whole body and answers its length; a path starting /yield first lets other tasks run."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    if scope["path"].startswith("/yield"):
+        for _ in range(3):
+            await asyncio.sleep(0)
+    body = b"n=%d" % size
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def drain_case(seed: int) -> str | None:
+    """Pipelined GETs and POSTs (bodies past the parse slice too) cut into random chunks; the server reads some
+    before shutdown and the kernel holds the rest. None if every request is answered in order, only the last
+    with `connection: close` (unless all were read before: then the connection was idle), and then closed."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    requests, sizes = [], []
+    for i in range(rng.randint(1, 12)):
+        path = f"/{'yield' if rng.random() < 0.3 else 'r'}{i}"
+        size = rng.choice([0, 1, 100, 5000, 20000, 40000]) if rng.random() < 0.5 else None
+        requests.append(get(path) if size is None else post(path, b"x" * size))
+        sizes.append(size or 0)
+    stream = b"".join(requests)
+    cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(0, 6)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    read_first = rng.randint(0, len(chunks))
+    server_end, client = socket.socketpair()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    transport, protocol = await loop.connect_accepted_socket(guarded(sized), server_end)
+    client.setblocking(False)
+    for chunk in chunks[:read_first]:
+        await loop.sock_sendall(client, chunk)
+        while protocol._unread_input():  # the server reads this chunk before the next is sent
+            await asyncio.sleep(0)
+    transport.pause_reading()
+    for chunk in chunks[read_first:]:
+        await loop.sock_sendall(client, chunk)
+    protocol.shutdown()
+    transport.resume_reading()
+    try:
+        data = await received(client, b"\0never", timeout_s=5.0)  # everything until the server closes
+    except ConnectionResetError:  # closed with requests unread
+        return f"seed {seed}: {len(requests)} requests, {len(chunks)} chunks, {read_first} read first: reset"
+    finally:
+        client.close()
+    eof = transport.is_closing()
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    bodies = [answer.rsplit(b"\r\n\r\n", 1)[1] for answer in answers]
+    closes = [b"connection: close" in answer for answer in answers]
+    answered = bodies == [b"n=%d" % size for size in sizes] and not any(closes[:-1]) and eof
+    if answered and (closes[-1] or read_first == len(chunks)):
+        return None
+    return f"seed {seed}: {len(requests)} requests, {len(chunks)} chunks, {read_first} read first: {bodies} {closes}"
+
+
+async def test_draining_answers_every_pipelined_request_however_it_arrives():
+    failures = [failure for seed in range(200) if (failure := await drain_case(seed)) is not None]
+    assert not failures, "\n".join(failures[:5])
 
 
 def test_stray_bytes_after_an_answer_do_not_keep_a_connection_open(served):
