@@ -527,7 +527,7 @@ def run_distributed(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except distributed.WorkerDone:
-        return 0  # rank 0 evaluates and writes; this rank's share of the training is done
+        distributed.leave()  # rank 0 evaluates and writes; this rank's share of the training is done
     except (DatasetError, FileNotFoundError) as exc:
         print(f"error (rank {rank.rank}): {exc}", file=sys.stderr)
         return 2

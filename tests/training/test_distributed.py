@@ -212,3 +212,11 @@ def test_only_train_runs_under_torchrun(monkeypatch, capsys, tmp_path):
     assert main(["rebuild", "--dry-run", "--repository", str(tmp_path)]) == 2
     assert "only `train` runs under torchrun, not `rebuild`" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_worker_rank_leaves_with_its_output_flushed_and_status_0():
+    # Piped stdout is block-buffered: without the flush before os._exit the line would be lost.
+    code = "from training import distributed; print('share done'); distributed.leave(); print('not reached')"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "share done\n")
