@@ -415,7 +415,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def close_stalled(self) -> None:
         """Close a connection that is between requests or still sending a request head."""
-        if self.phase == HEADERS and self.header_bytes + self.raw_bytes > 0:
+        if self._head_arriving():
             self.answer(self.config.header_timeout)
         else:
             self.answered = b""
@@ -451,8 +451,11 @@ class GuardedProtocol(HttpToolsProtocol):
     def _more_coming(self) -> bool:
         """Whether part of another request is held back, arriving (a head is answered or hits its deadline), or
         waiting unread in the kernel."""
-        arriving = self.phase == HEADERS and self.header_bytes + self.raw_bytes > 0
-        return bool(self.unparsed) or arriving or self._unread_input()
+        return bool(self.unparsed) or self._head_arriving() or self._unread_input()
+
+    def _head_arriving(self) -> bool:
+        """Whether some of a request head has been read and the rest has not."""
+        return self.phase == HEADERS and self.header_bytes + self.raw_bytes > 0
 
     def _unread_input(self) -> bool:
         """Whether the kernel holds bytes of this connection not yet read (a request sent but not seen)."""

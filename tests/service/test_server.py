@@ -200,6 +200,11 @@ async def received(sock: socket.socket, until: bytes, count: int = 1, timeout_s:
     return data
 
 
+def split_answers(data: bytes) -> list[bytes]:
+    """Answers received back to back on one connection, each from its status line on."""
+    return [b"HTTP/1.1 " + answer for answer in data.split(b"HTTP/1.1 ")[1:]]
+
+
 async def hello(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -236,8 +241,8 @@ async def test_shutdown_answers_every_pipelined_request_the_kernel_holds_unread(
     busy.shutdown()
     transport.resume_reading()
     client.setblocking(False)
-    answers = (await received(client, b"ok", count=3)).split(b"HTTP/1.1 ")[1:]
-    assert [status(b"HTTP/1.1 " + a) for a in answers] == [200, 200, 200]
+    answers = split_answers(await received(client, b"ok", count=3))
+    assert [status(a) for a in answers] == [200, 200, 200]
     assert [b"connection: close" in a for a in answers] == [False, False, True]
     assert transport.is_closing()
     client.close()
@@ -265,8 +270,8 @@ async def test_a_request_arriving_behind_the_one_marked_last_while_draining_is_a
         while not busy.pipeline:  # yield to the loop until the server has read /second
             await asyncio.sleep(0)
     gate.set()
-    answers = (await received(client, b"ok", count=2)).split(b"HTTP/1.1 ")[1:]
-    assert [status(b"HTTP/1.1 " + a) for a in answers] == [200, 200]
+    answers = split_answers(await received(client, b"ok", count=2))
+    assert [status(a) for a in answers] == [200, 200]
     assert [b"connection: close" in a for a in answers] == [False, True]
     assert transport.is_closing()
     client.close()
@@ -323,7 +328,7 @@ async def drain_case(seed: int) -> str | None:
     finally:
         client.close()
     eof = transport.is_closing()
-    answers = data.split(b"HTTP/1.1 ")[1:]
+    answers = split_answers(data)
     bodies = [answer.rsplit(b"\r\n\r\n", 1)[1] for answer in answers]
     closes = [b"connection: close" in answer for answer in answers]
     answered = bodies == [b"n=%d" % size for size in sizes] and not any(closes[:-1]) and eof
