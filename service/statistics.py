@@ -37,7 +37,7 @@ class VersionStats:
     phases: dict[str, Duration] = field(default_factory=lambda: {p: Duration() for p in PHASES})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per request: a frozen __init__ costs 3x (each field via object.__setattr__)
 class Timing:
     """Where one successful request's time went, in seconds."""
 

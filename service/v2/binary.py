@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -238,23 +239,32 @@ def encode_response(
 ) -> tuple[bytes, int | None]:
     """Encode the response body for `outputs` (already chosen and ordered); header length None means plain JSON."""
     binary = request.binary_outputs(list(outputs))
-    fixed = all(np.asarray(a).dtype.kind not in "OSU" for a in outputs.values())  # BYTES sizes vary
-    if fixed and not parameters and request.id is None and len(binary) == len(outputs):
+    key = _head_key(model_name, model_version, outputs) if not parameters and request.id is None else None
+    if key is not None and len(binary) == len(outputs):
         # Every output binary, of fixed width, and nothing per request in the header: it depends only on the
         # outputs' names, datatypes and shapes, so it is built once per combination (bounded as above).
-        key = (
-            model_name,
-            model_version,
-            *((name, np.asarray(a).dtype.str, np.shape(a)) for name, a in outputs.items()),
-        )
         head = _answer_heads.get(key)
         if head is None:
             head, _ = _encode(request, model_name, model_version, outputs, binary, None, describe_only=True)
             if len(_answer_heads) >= MAX_CACHED_HEADERS:
                 _answer_heads.clear()
             _answer_heads[key] = head
-        return b"".join([head, *(encode_tensor(a) for a in outputs.values())]), len(head)
+        # Building that head checked every datatype: the tensors' bytes need no second look.
+        return b"".join([head, *(_little_endian(np.asarray(a)) for a in outputs.values())]), len(head)
     return _encode(request, model_name, model_version, outputs, binary, parameters)
+
+
+def _head_key(
+    model_name: str, model_version: str | None, outputs: Mapping[str, np.ndarray]
+) -> tuple[object, ...] | None:
+    """What a response header of binary outputs depends on; None when an output is BYTES (its sizes vary)."""
+    key: list[object] = [model_name, model_version]
+    for name, array in outputs.items():
+        dtype = np.asarray(array).dtype
+        if dtype.kind in "OSU":
+            return None
+        key += (name, dtype.str, np.shape(array))
+    return tuple(key)
 
 
 _answer_heads: dict[tuple[object, ...], bytes] = {}
@@ -308,7 +318,7 @@ def encode_tensor(array: np.ndarray) -> bytes:
     """Raw little-endian row-major bytes of an array (BYTES: 4-byte length prefix before each element)."""
     array = np.asarray(array)
     if v2_datatype(array.dtype) != "BYTES":
-        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        return _little_endian(array)
     parts: list[bytes] = []
     for item in array.reshape(-1).tolist():
         raw = item.encode("utf-8") if isinstance(item, str) else item
@@ -319,6 +329,17 @@ def encode_tensor(array: np.ndarray) -> bytes:
         parts.append(_LENGTH.pack(len(raw)))
         parts.append(raw)
     return b"".join(parts)
+
+
+def _little_endian(array: np.ndarray) -> bytes:
+    """Row-major little-endian bytes of a fixed-width array (`tobytes` writes C order whatever the strides)."""
+    order = array.dtype.byteorder
+    if order == "<" or order == "|" or (order == "=" and _LITTLE_ENDIAN_HOST):
+        return array.tobytes()
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
+
+
+_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
 
 def _decode_bytes(data: bytes | memoryview, count: int) -> np.ndarray:

@@ -282,3 +282,17 @@ def test_a_known_answer_header_still_carries_each_answer_s_own_sizes_and_bytes()
             assert described["shape"] == list(outputs["scores"].shape)
             assert described["parameters"] == {"binary_data_size": len(raw)}
             assert body[length:] == raw
+
+
+def test_a_known_answer_header_sends_big_endian_and_strided_outputs_little_endian_row_major():
+    wire = parse_wire(InferenceRequest, {"inputs": [], "parameters": {"binary_data_output": True}})
+    outputs = {
+        "big": np.array([[1, 2]], dtype=">i4"),
+        "transposed": np.array([[1, 2], [3, 4]], dtype=np.int16).T,
+        "flags": np.array([True, False]),
+    }
+    for _ in range(2):  # the second answer reuses the header built for the first
+        body, length = encode_response(wire, "m", "1", outputs)
+        sizes = [o["parameters"]["binary_data_size"] for o in json.loads(body[:length])["outputs"]]
+        assert sizes == [8, 8, 2]
+        assert body[length:] == struct.pack("<2i", 1, 2) + struct.pack("<4h", 1, 3, 2, 4) + b"\x01\x00"
