@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tokenizers import Tokenizer
 
 from modelrepo import scoring
-from modelrepo.config import ModelConfig
+from modelrepo.config import ModelConfig, TextPreprocessing, read_config
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.settings import Limits
 from service.tasks.anomaly import SeriesCodec, TabularCodec, series_scores
@@ -17,6 +18,7 @@ from service.tasks.text import TextCodec, text_classifications
 from service.tasks.vision import ImageCodec, classifications, decode_image
 from tests.support.app_harness import png
 from tests.support.tiny_models import CONFIGS, SERIES_WINDOW, tokenizer
+from training.data.tokenizer import encode_batch
 
 LIMITS = Limits()
 NO_FILES = Path("/nonexistent")  # only the text codec reads files of its version folder
@@ -115,6 +117,30 @@ def test_texts_without_a_single_ordinary_token_are_refused(text_codec):
     for bad in ["", "   ", "[CLS]", "zebra", "[PAD]"]:
         with pytest.raises(InvalidInput, match="text 0 has no token the model knows"):
             text_codec.encode([bad])
+
+
+@pytest.mark.parametrize("model", ["sms-spam-transformer", "sms-spam-minilm"])
+def test_the_service_tokenizes_the_committed_text_models_exactly_as_their_training_did(model):
+    # Training's encode_batch (with offsets) is the reference: serving must feed the model the same ids.
+    folder = Path(__file__).resolve().parents[3] / "models" / model
+    model_config = read_config(folder / "config.json")
+    assert isinstance(model_config.preprocessing, TextPreprocessing)
+    spec = model_config.preprocessing
+    codec = TextCodec(model_config, folder / "1", LIMITS)
+    texts = [
+        "Congratulations! You have won a 1000 pound prize. Call 09061701461 now to claim, T&C apply",
+        "Ok lar... Joking wif u oni...",
+        "Café naïve résumé, ＦＵＬＬＷＩＤＴＨ ① ﬁ",
+        "日本語のテキスト 🎉🎉 emoji",
+        "tabs\tand\nnewlines   and  spaces",
+        "word " * 200,  # past max_length: truncated alike
+    ]
+    tokenizer = Tokenizer.from_file(str(folder / "1" / spec.tokenizer))
+    reference = [t.lower() for t in texts] if spec.lowercase else texts
+    ids, mask = encode_batch(tokenizer, reference, spec.max_length, spec.pad_id)
+    served = codec.encode(texts)
+    assert served["input_ids"].tolist() == ids.tolist()
+    assert served["attention_mask"].tolist() == mask.tolist()
 
 
 def test_text_limits(text_codec):
