@@ -35,6 +35,7 @@ JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 
 _LENGTH = struct.Struct("<I")
+_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
 
 def parse_header_length(value: str | None) -> int | None:
@@ -250,7 +251,7 @@ def encode_response(
                 _answer_heads.clear()
             _answer_heads[key] = head
         # Building that head checked every datatype: the tensors' bytes need no second look.
-        return b"".join([head, *(_little_endian(np.asarray(a)) for a in outputs.values())]), len(head)
+        return b"".join([head, *(_little_endian(a) for a in outputs.values())]), len(head)
     return _encode(request, model_name, model_version, outputs, binary, parameters)
 
 
@@ -260,10 +261,9 @@ def _head_key(
     """What a response header of binary outputs depends on; None when an output is BYTES (its sizes vary)."""
     key: list[object] = [model_name, model_version]
     for name, array in outputs.items():
-        dtype = np.asarray(array).dtype
-        if dtype.kind in "OSU":
+        if array.dtype.kind in "OSU":
             return None
-        key += (name, dtype.str, np.shape(array))
+        key += (name, array.dtype.str, array.shape)
     return tuple(key)
 
 
@@ -337,9 +337,6 @@ def _little_endian(array: np.ndarray) -> bytes:
     if order == "<" or order == "|" or (order == "=" and _LITTLE_ENDIAN_HOST):
         return array.tobytes()
     return array.astype(array.dtype.newbyteorder("<")).tobytes()
-
-
-_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
 
 def _decode_bytes(data: bytes | memoryview, count: int) -> np.ndarray:
