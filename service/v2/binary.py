@@ -111,14 +111,6 @@ def decode_request(
             plan.append((tensor, data, 0, None))
     if offset != len(body):
         raise ProtocolError(f"{len(body) - offset} bytes after the last tensor belong to no input")
-    if header_length <= MAX_CACHED_HEADER and all(size is not None for _, _, _, size in plan):
-        _remember(
-            head,
-            max_elements,
-            _Known(
-                request, [(t.name, t.datatype, tuple(t.shape), start, size or 0) for t, _, start, size in plan], offset
-            ),
-        )
     # Every size agrees with the bytes received: only now is anything allocated.
     view = memoryview(body)
     arrays: dict[str, np.ndarray] = {}
@@ -132,6 +124,15 @@ def decode_request(
                 )
         except ProtocolError as exc:
             raise ProtocolError(f"input '{tensor.name}': {exc.message}") from None
+    # Remembered only once its body decoded: a known header skips these checks, so a refused one must stay unknown.
+    if header_length <= MAX_CACHED_HEADER and all(size is not None for _, _, _, size in plan):
+        _remember(
+            head,
+            max_elements,
+            _Known(
+                request, [(t.name, t.datatype, tuple(t.shape), start, size or 0) for t, _, start, size in plan], offset
+            ),
+        )
     return request, arrays
 
 
