@@ -93,3 +93,21 @@ def test_accept_encoding() -> None:
     assert accepted("gzip") == "gzip" and accepted("deflate") == "deflate"
     assert accepted("br, deflate;q=0.5") == "deflate"
     assert accepted("gzip;q=0") is None and accepted("identity") is None and accepted(None) is None
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_body_cut_short_is_400_even_when_what_arrived_inflates_to_valid_json(
+    tmp_path: Path, encoding: str
+) -> None:
+    # A stream cut before its checksum may hold the whole document: without its end it cannot be trusted.
+    scaler(tmp_path)
+    body = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}'
+    whole = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    assert zlib.decompressobj(31 if encoding == "gzip" else 15).decompress(whole[:-4]) == body
+    async with serving(tiny_settings(tmp_path)) as (_, client):
+        headers = {"content-encoding": encoding, "content-type": "application/json"}
+        cut = await client.post("/v2/models/scaler/infer", content=whole[:-4], headers=headers)
+        assert cut.status_code == 400, cut.text
+        assert cut.json() == {"error": f"the {encoding} body ends before its end of stream", "code": "bad_request"}
+        served = await client.post("/v2/models/scaler/infer", content=whole, headers=headers)
+        assert served.status_code == 200 and served.json()["outputs"][0]["data"] == [2, 4, 6]

@@ -408,6 +408,23 @@ def test_pipelined_requests_are_all_answered_in_order(served):
     assert json.loads(answers[-1][2])["model"] == "spam"
 
 
+def test_an_answer_to_a_request_that_closes_its_connection_is_the_last_one_sent_on_it(tmp_path):
+    # The lean path writes its answers by hand, so it must close by hand too: not an idle connection left to the
+    # keep-alive timeout (a minute here), and no answer to a request sent behind it.
+    closing = [
+        post("/v1/text/classify", TEXT, "Connection: close\r\n"),
+        post("/v1/text/classify", TEXT).replace(b"HTTP/1.1", b"HTTP/1.0", 1),  # 1.0: closes unless kept alive
+    ]
+    with running_server(tmp_path, AXON_HTTP__KEEP_ALIVE_S="60") as served:
+        for first in closing:
+            with served.connect() as s:
+                s.sendall(first + get("/v2/health/live"))
+                sent = closed_within(s, 5.0)
+            assert sent is not None, f"the connection stayed open after answering {first.splitlines()[0]!r}"
+            assert sent.count(b"HTTP/1.1 ") == 1 and status(sent) == 200, sent
+            assert b"connection: close" in sent.lower() and b'"model":"spam"' in sent
+
+
 def test_large_and_chunked_bodies_pass_whole(served):
     body = json.dumps({"texts": ["free cash now " * 350] * 64}).encode()  # ~310 KB: parsed across slices
     with served.connect() as s:
