@@ -67,6 +67,10 @@ def decode_inputs(request: pb.ModelInferRequest, max_elements: int = MAX_ELEMENT
         if tensor.name in arrays:
             raise ProtocolError(f"input '{tensor.name}' is given twice")
         if raw:
+            if tensor.HasField("contents"):  # as Triton and KServe: one form per input, never two to choose from
+                raise ProtocolError(
+                    f"input '{tensor.name}': contents must not be set when the inputs come in raw_input_contents"
+                )
             arrays[tensor.name] = decode_tensor(raw[i], tensor.datatype, [int(d) for d in tensor.shape], max_elements)
         else:
             arrays[tensor.name] = _typed(tensor, max_elements)

@@ -52,6 +52,10 @@ def test_wrong_sizes_and_mixed_forms_are_protocol_errors():
     mixed.inputs.add(name="y", datatype="FP32", shape=[1]).contents.fp32_contents.append(1.0)
     with pytest.raises(ProtocolError, match="every input raw or none"):
         decode_inputs(mixed)
+    both = request(True, np.zeros(2, np.float32), "FP32")
+    both.inputs[0].contents.fp32_contents.extend([1.0, 2.0])
+    with pytest.raises(ProtocolError, match="input 'x': contents must not be set when the inputs come in raw_input"):
+        decode_inputs(both)
     half = pb.ModelInferRequest(model_name="m")
     half.inputs.add(name="x", datatype="FP16", shape=[1])
     with pytest.raises(ProtocolError, match="FP16 has no typed contents"):
