@@ -88,6 +88,13 @@ def assert_error(response, status: int, code: str, message: str | None = None) -
         ),
         (
             "/v1/anomaly/score",
+            {"samples": [ROW], "timestamps": [1]},
+            422,
+            "invalid_input",
+            "'timestamps' go with 'series'",
+        ),
+        (
+            "/v1/anomaly/score",
             {"series": [1.0] * 3},
             422,
             "invalid_input",

@@ -222,9 +222,10 @@ async def test_nothing_on_the_way_means_no_waiting():
     await batcher.stop()
 
 
-async def test_stop_drains_queued_and_running_requests_then_refuses():
+@pytest.mark.parametrize("enabled", [True, False], ids=["batched", "unbatched"])
+async def test_stop_drains_queued_and_running_requests_then_refuses(enabled):
     run = Recorder(block=True)
-    batcher = make(run, size=2)
+    batcher = make(run, size=2, enabled=enabled)
     tasks = [asyncio.create_task(batcher.submit(rows(i), 5)) for i in range(5)]
     await asyncio.to_thread(run.started.wait, 5)
     stopping = asyncio.create_task(batcher.stop())

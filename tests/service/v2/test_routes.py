@@ -94,6 +94,16 @@ async def test_metadata_of_a_model_that_failed_to_load_says_so(repo):
     assert body["inputs"][0]["name"] == "image"  # what its config declares, for a client to prepare
 
 
+async def test_metadata_without_a_version_describes_the_newest_ready_one(repo):
+    add_model(repo, "digits3", "digits", versions=(1, 2), version_policy={"all": {}})
+    (repo / "digits3" / "2" / "model.onnx").write_bytes(b"not onnx")
+    async with serving(tiny_settings(repo)) as (_, client):
+        body = (await client.get("/v2/models/digits3")).json()
+        newest = (await client.get("/v2/models/digits3/versions/2")).json()
+    assert body["versions"] == ["1"] and body["parameters"]["state"] == "ready"
+    assert newest["parameters"]["state"] == "unavailable"  # still described when asked for by number
+
+
 async def test_readiness_per_model_and_version(repo):
     async with serving(tiny_settings(repo)) as (_, client):
         assert (await client.get("/v2/models/digits/ready")).json() == {"name": "digits", "ready": True}
