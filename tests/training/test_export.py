@@ -165,6 +165,8 @@ def test_report_is_json_for_the_model_card(exported: Exported) -> None:
     assert card["passed"] is True and card["atol"] == 1e-4
     assert len(card["cases"]) == len(exported.report.cases)
     assert {"batch", "length", "max_abs_diff", "argmax_equal"} <= set(card["cases"][0])
+    # A card whose parity was never checked says so: no case is no proof.
+    assert ParityReport(atol=1e-4).to_dict()["passed"] is False
 
 
 class NoisyAutoencoder(DenseAutoencoder):
