@@ -86,7 +86,7 @@ def test_truncated_model_fails_cleanly(folder: Path):
 @pytest.mark.parametrize(
     "content,reason",
     [
-        (b"", "empty"),
+        (b"", "the model file is empty"),
         (b"this is not a model\n" * 10, "protobuf|cannot load"),
         (b"not onnx", "not an ONNX protobuf"),
     ],
@@ -112,6 +112,36 @@ def test_external_data_outside_the_folder_fails(folder: Path, weights_outside: P
     result = validate_model(folder / "model.onnx")
     assert not result.ok
     assert "points outside the model's folder" in result.reason
+
+
+@pytest.mark.parametrize(
+    "location", ["C:\\weights.bin", "c:weights.bin", "\\\\server\\share\\weights.bin", "\\weights.bin"]
+)
+def test_windows_absolute_external_data_is_refused_too(folder: Path, location: str):
+    # Harmless on Linux, where it names a file in the folder, but a repository may be copied to Windows.
+    onnx.save(_externalise(_matmul_model(), location), folder / "model.onnx")
+    with pytest.raises(ValueError, match="points outside the model's folder"):
+        check_external_data(folder / "model.onnx")
+
+
+def _length_delimited_field(number: int, payload: bytes) -> bytes:
+    """One protobuf field of wire type 2 (numbers here stay below 16 and payloads below 2^21 bytes)."""
+    size, length = len(payload), b""
+    while True:
+        length += bytes([(size & 0x7F) | (0x80 if size > 0x7F else 0)])
+        size >>= 7
+        if not size:
+            return bytes([number << 3 | 2]) + length + payload
+
+
+def test_subgraphs_nested_past_the_scan_depth_are_refused():
+    # graph (node 1 (attribute 5 (graph 6 ...))): three levels per subgraph, 30 subgraphs deep
+    graph = b""
+    for _ in range(30):
+        graph = _length_delimited_field(1, _length_delimited_field(5, _length_delimited_field(6, graph)))
+    with pytest.raises(ValueError, match="nests subgraphs too deeply"):
+        external_data_locations(_length_delimited_field(7, graph))
+    assert external_data_locations(_length_delimited_field(7, b"")) == []
 
 
 def test_external_data_through_a_symlink_leaving_the_folder_fails(folder: Path, weights_outside: Path):

@@ -135,6 +135,20 @@ def test_a_killed_worker_is_replaced_and_reported(tmp_path):
         assert f"(pid {victim}) exited with signal 9; starting a replacement (1 restarts so far)" in log
 
 
+def test_the_group_exits_non_zero_when_a_worker_does_not_stop_cleanly(tmp_path):
+    # A process manager (docker, Kubernetes, systemd) learns from the exit status that a drain went wrong.
+    with running_server(tmp_path, AXON_WORKERS="2") as served:
+        url = f"http://127.0.0.1:{served.port}"
+        stuck, _ = workers_of(served.proc.pid)
+        os.kill(stuck, signal.SIGSTOP)  # it cannot drain: SIGTERM stays pending until the SIGKILL below
+        served.proc.send_signal(signal.SIGTERM)
+        # Readiness turns 503 once the supervisor's handler ran: from then on it stops, it replaces no one.
+        wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 503, what="never draining")
+        os.kill(stuck, signal.SIGKILL)
+        assert served.proc.wait(timeout=60) == 1
+    assert "all 2 workers stopped (1 with errors)" in served.log.read_text()
+
+
 def test_a_worker_that_cannot_start_stops_the_group(tmp_path):
     env = os.environ | {
         "AXON_WORKERS": "2",
