@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from service.workers import STALE_S, Peers, status_path
+from service.workers import DIR_ENV, STALE_S, Peers, draining_path, status_path
 from tests.support.app_harness import metric
 from tests.support.server_harness import ROOT, free_port, running_server
 
@@ -138,12 +138,15 @@ def test_a_killed_worker_is_replaced_and_reported(tmp_path):
 def test_the_group_exits_non_zero_when_a_worker_does_not_stop_cleanly(tmp_path):
     # A process manager (docker, Kubernetes, systemd) learns from the exit status that a drain went wrong.
     with running_server(tmp_path, AXON_WORKERS="2") as served:
-        url = f"http://127.0.0.1:{served.port}"
         stuck, _ = workers_of(served.proc.pid)
+        environ = dict(v.split("=", 1) for v in Path(f"/proc/{stuck}/environ").read_text().split("\0") if "=" in v)
+        draining = draining_path(Path(environ[DIR_ENV]))
         os.kill(stuck, signal.SIGSTOP)  # it cannot drain: SIGTERM stays pending until the SIGKILL below
         served.proc.send_signal(signal.SIGTERM)
-        # Readiness turns 503 once the supervisor's handler ran: from then on it stops, it replaces no one.
-        wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 503, what="never draining")
+        # The supervisor's signal handler writes this file, then marks itself stopping before its loop runs
+        # again: from then on it replaces no worker. (Not readiness: the other worker may be gone already,
+        # leaving the shared listener to the stopped one.)
+        wait_for(draining.exists, what="the supervisor never began to stop")
         os.kill(stuck, signal.SIGKILL)
         assert served.proc.wait(timeout=60) == 1
     assert "all 2 workers stopped (1 with errors)" in served.log.read_text()
