@@ -106,6 +106,32 @@ def test_an_anomaly_model_needs_its_threshold_section():
         ModelConfig.model_validate(document)
 
 
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            with_preprocessing("thyroid", scale=[1.0] * 20),
+            "features, mean and scale must have the same length",
+        ),
+        (
+            config("thyroid", anomaly={"threshold": 0.5, "merge_gap": 10}),
+            "merge_gap, min_points and point_score turn a series' windows into alarms; a tabular model has rows",
+        ),
+        (
+            config("thyroid", anomaly={"threshold": 0.5, "point_score": "max"}),
+            "a tabular model has rows",
+        ),
+        (config("spam", labels=[]), "a text model needs its labels"),
+        (config("digits", labels=[]), "a vision model needs its labels"),
+    ],
+)
+def test_what_a_task_s_sections_must_agree_on(document, message):
+    # Each of these would load and then answer wrongly: a feature scaled by the wrong value, a series rule
+    # silently unused, predictions without label names.
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.model_validate(document)
+
+
 def test_a_version_policy_takes_exactly_one_kind_and_defaults_to_the_latest():
     with pytest.raises(ValueError, match="version_policy takes one of latest/all/specific"):
         ModelConfig.model_validate(config(version_policy={"latest": {"num_versions": 2}, "all": {}}))
