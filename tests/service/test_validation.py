@@ -124,24 +124,15 @@ def test_windows_absolute_external_data_is_refused_too(folder: Path, location: s
         check_external_data(folder / "model.onnx")
 
 
-def _length_delimited_field(number: int, payload: bytes) -> bytes:
-    """One protobuf field of wire type 2 (numbers here stay below 16 and payloads below 2^21 bytes)."""
-    size, length = len(payload), b""
-    while True:
-        length += bytes([(size & 0x7F) | (0x80 if size > 0x7F else 0)])
-        size >>= 7
-        if not size:
-            return bytes([number << 3 | 2]) + length + payload
-
-
 def test_subgraphs_nested_past_the_scan_depth_are_refused():
-    # graph (node 1 (attribute 5 (graph 6 ...))): three levels per subgraph, 30 subgraphs deep
-    graph = b""
+    # graph -> node -> attribute -> graph: three levels per subgraph, 30 subgraphs deep
+    graph = onnx.GraphProto(name="innermost")
     for _ in range(30):
-        graph = _length_delimited_field(1, _length_delimited_field(5, _length_delimited_field(6, graph)))
+        attribute = onnx.AttributeProto(name="body", type=onnx.AttributeProto.GRAPH, g=graph)
+        graph = onnx.GraphProto(node=[onnx.NodeProto(op_type="Loop", attribute=[attribute])])
     with pytest.raises(ValueError, match="nests subgraphs too deeply"):
-        external_data_locations(_length_delimited_field(7, graph))
-    assert external_data_locations(_length_delimited_field(7, b"")) == []
+        external_data_locations(onnx.ModelProto(graph=graph).SerializeToString())
+    assert external_data_locations(onnx.ModelProto(graph=onnx.GraphProto()).SerializeToString()) == []
 
 
 def test_external_data_through_a_symlink_leaving_the_folder_fails(folder: Path, weights_outside: Path):

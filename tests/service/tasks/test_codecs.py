@@ -17,6 +17,7 @@ from service.tasks.anomaly import SeriesCodec, TabularCodec, series_scores
 from service.tasks.text import TextCodec, text_classifications
 from service.tasks.vision import ImageCodec, classifications, decode_image
 from tests.support.app_harness import png
+from tests.support.default_repo import COMMITTED
 from tests.support.tiny_models import CONFIGS, SERIES_WINDOW, tokenizer
 from training.data.tokenizer import encode_batch
 
@@ -122,7 +123,7 @@ def test_texts_without_a_single_ordinary_token_are_refused(text_codec):
 @pytest.mark.parametrize("model", ["sms-spam-transformer", "sms-spam-minilm"])
 def test_the_service_tokenizes_the_committed_text_models_exactly_as_their_training_did(model):
     # Training's encode_batch (with offsets) is the reference: serving must feed the model the same ids.
-    folder = Path(__file__).resolve().parents[3] / "models" / model
+    folder = COMMITTED / model
     model_config = read_config(folder / "config.json")
     assert isinstance(model_config.preprocessing, TextPreprocessing)
     spec = model_config.preprocessing
