@@ -99,6 +99,22 @@ def test_encoded_response_decodes_in_tritonclient(binary):
         assert len(response_body) == response_header_length + sum(sizes.values())
 
 
+def test_a_non_ascii_request_id_is_escaped_so_the_header_length_counts_characters():
+    body, header_length = Client.generate_request_body(
+        [_input("x", np.zeros((1, 2), np.float32), "FP32", True)],
+        outputs=[triton.InferRequestedOutput("y", binary_data=True)],
+        request_id="réq-✓",
+    )
+    request, _ = decode_request(body, header_length)
+    response_body, response_header_length = encode_response(request, "m", "1", {"y": np.ones((1, 2), np.float32)})
+    assert response_header_length is not None
+    head = response_body[:response_header_length]
+    assert head.isascii() and b"\\u00e9" in head  # bytes == characters, for clients that count either
+    result = Client.parse_response_body(response_body, header_length=response_header_length)
+    assert result.get_response()["id"] == "réq-✓"
+    assert result.as_numpy("y").tolist() == [[1.0, 1.0]]
+
+
 def test_json_only_response_omits_version_and_id_when_absent():
     request = parse_wire(InferenceRequest, {"inputs": []})
     body, header_length = encode_response(request, "m", None, {"y": np.array([[1, 2]], np.int64)})

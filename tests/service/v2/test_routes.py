@@ -133,6 +133,21 @@ async def test_metadata_errors(repo, path, status, message):
         assert_v2_error(await client.get(path), status, message)
 
 
+async def test_statistics_and_config_of_one_version(repo):
+    async with serving(tiny_settings(repo)) as (_, client):
+        r = await client.post("/v2/models/digits2/versions/2/infer", json={"inputs": [tensor("image", IMAGE, "FP32")]})
+        assert r.status_code == 200, r.text
+        (one,) = (await client.get("/v2/models/digits2/versions/2/stats")).json()["model_stats"]
+        both = (await client.get("/v2/models/digits2/stats")).json()["model_stats"]
+        config = await client.get("/v2/models/digits2/versions/1/config")
+        assert_v2_error(await client.get("/v2/models/digits2/versions/7/stats"), 404, "has no version 7")
+        assert_v2_error(await client.get("/v2/models/digits2/versions/7/config"), 404, "has no version 7")
+    # Triton counts inferences per row and executions per batch: one request of 3 images is 3 and 1.
+    assert (one["name"], one["version"], one["inference_count"], one["execution_count"]) == ("digits2", "2", 3, 1)
+    assert sorted(row["version"] for row in both) == ["1", "2"]
+    assert config.status_code == 200 and config.json()["name"] == "digits2"
+
+
 async def test_json_inference_matches_onnx_runtime_and_echoes_the_id(repo):
     async with serving(tiny_settings(repo)) as (_, client):
         r = await client.post(
