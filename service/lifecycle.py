@@ -31,6 +31,9 @@ from service.settings import Settings
 
 log = logging.getLogger("axon.lifecycle")
 
+# The reason a version being built is listed with, in the repository index and in /v1/models.
+LOADING_REASON = "a new version is being validated and warmed up"
+
 Fingerprint = tuple[object, ...]
 """Sizes and modification times of the files a version (or a whole model folder) is built from."""
 
@@ -188,7 +191,7 @@ class Lifecycle:
         table = self.registry.table(name)
         missing = sum(1 for v in wanted if table[v].state is not ModelState.READY)
         out = []
-        for version in sorted((v for v in table if v not in wanted), key=_newest_first):
+        for version in sorted((v for v in table if v not in wanted), key=newest_first):
             entry = table[version]
             if entry.state is ModelState.READY and missing > 0:
                 missing -= 1
@@ -231,8 +234,8 @@ class Lifecycle:
         rows: list[dict[str, Any]] = []
         for name in sorted(loaded | set(on_disk)):
             if not ready_only:
-                for version in sorted(self._loading.get(name, ()), key=_newest_first):
-                    rows.append(_row(name, version, "LOADING", "a new version is being validated and warmed up"))
+                for version in sorted(self._loading.get(name, ()), key=newest_first):
+                    rows.append(_row(name, version, "LOADING", LOADING_REASON))
             if name not in loaded:
                 if not ready_only and not self._loading.get(name):
                     why = "unloaded" if name in self.unloaded else "not loaded"
@@ -247,6 +250,14 @@ class Lifecycle:
                     reason = "outside the version policy; serving until a newer version loads"
                 rows.append(_row(name, entry.version, state, reason))
         return rows
+
+    def loading(self, name: str) -> list[int | None]:
+        """Versions of `name` being built right now, newest first (a reload of a serving version included)."""
+        return sorted(self._loading.get(name, ()), key=newest_first)
+
+    def loading_names(self) -> list[str]:
+        """Names of the models with a version being built right now."""
+        return sorted(name for name, versions in self._loading.items() if versions)
 
     async def poll(self) -> None:
         """One scan of the repository: load new or changed models, unload removed ones (not those unloaded by hand)."""
@@ -292,7 +303,7 @@ class Lifecycle:
         await asyncio.gather(*(self.loader.retire(e) for e in self.registry.remove_all()))
 
 
-def _newest_first(version: int | None) -> int:
+def newest_first(version: int | None) -> int:
     return 1 if version is None else -version  # versions descending, a config-less entry last
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
+from service.lifecycle import LOADING_REASON, newest_first
 from service.naming import resolve_inside, validate_model_name, validate_version
 from service.registry import ModelState, ModelVersion, batch_policy
 from service.state import axon
@@ -71,19 +72,29 @@ def describe_version(entry: ModelVersion, request: Request) -> dict[str, Any]:
 
 
 def describe_model(name: str, request: Request) -> dict[str, Any]:
-    """A model with its versions, newest first; its state is `ready` if any version serves."""
-    versions = axon(request).registry.versions(name)
-    states = {v.state for v in versions}
-    state = next(s for s in (ModelState.READY, ModelState.LOADING, ModelState.UNAVAILABLE) if s in states)
+    """A model with its versions, newest first; its state is `ready` if any version serves.
+
+    A version being built (a new model, or a new version beside the serving ones) is listed as `loading`, as
+    the V2 repository index lists it; a reload of a serving version shows the files still serving.
+    """
+    state = axon(request)
+    table = state.registry.table(name)
+    building = [v for v in state.lifecycle.loading(name) if v not in table]
+    versions = state.registry.versions(name) if table or not building else []  # 404 for neither
+    views = [describe_version(v, request) for v in versions]
+    views += [{"version": v, "state": ModelState.LOADING.value, "reason": LOADING_REASON} for v in building]
+    views.sort(key=lambda view: newest_first(view["version"]))
+    states = {view["state"] for view in views}
+    summary = next(s for s in (ModelState.READY, ModelState.LOADING, ModelState.UNAVAILABLE) if s.value in states)
     config = next((v.config for v in versions if v.config is not None), None)
     return {
         "name": name,
         "task": config.task if config else None,
         "description": config.description if config else "",
-        "state": state.value,
+        "state": summary.value,
         # Which versions serve (Triton's latest N / all / specific); states are those of the V2 repository index.
         "version_policy": config.version_policy.model_dump(exclude_none=True) if config else None,
-        "versions": [describe_version(v, request) for v in versions],
+        "versions": views,
     }
 
 
@@ -93,7 +104,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     model with `resolved: false` and the reason when no model of that name is loaded."""
     state = axon(request)
     return {
-        "models": [describe_model(name, request) for name in state.registry.names()],
+        "models": [
+            describe_model(name, request)
+            for name in sorted({*state.registry.names(), *state.lifecycle.loading_names()})
+        ],
         "defaults": state.defaults(),
     }
 

@@ -314,6 +314,7 @@ async def test_a_version_being_built_is_listed_as_loading(repo, monkeypatch):
         await asyncio.wait_for(gate.held.wait(), 10)
         during = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
         answer = await client.post("/v2/models/digits/infer", json=V2_BODY)  # version 1 serves meanwhile
+        described = (await client.get("/v1/models/digits")).json()
         gate.open.set()
         await asyncio.wait_for(loading, 10)
         after = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
@@ -324,7 +325,29 @@ async def test_a_version_being_built_is_listed_as_loading(repo, monkeypatch):
         "reason": "a new version is being validated and warmed up",
     } in during
     assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    # A model is ready while any version serves, even with a newer one still loading.
+    assert described["state"] == "ready", described
+    assert [v["state"] for v in described["versions"]] == ["loading", "ready"], described
     assert after == [{"name": "digits", "version": "2", "state": "READY", "reason": ""}]
+
+
+async def test_a_new_model_being_built_is_listed_as_loading_not_missing(repo, monkeypatch):
+    gate = Gate(monkeypatch, lambda d: d.name == "digits-b")
+    async with serving(settings(repo, validate_models=False)) as (app, client):
+        add_model(repo, "digits-b", "digits")
+        loading = asyncio.create_task(app.state.axon.lifecycle.load("digits-b"))
+        await asyncio.wait_for(gate.held.wait(), 10)
+        one = await client.get("/v1/models/digits-b")
+        listed = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
+        gate.open.set()
+        await asyncio.wait_for(loading, 10)
+        after = (await client.get("/v1/models/digits-b")).json()
+    assert one.status_code == 200, one.text
+    assert one.json()["state"] == "loading" and listed["digits-b"]["state"] == "loading"
+    assert one.json()["versions"] == [
+        {"version": 1, "state": "loading", "reason": "a new version is being validated and warmed up"}
+    ]
+    assert after["state"] == "ready" and [v["state"] for v in after["versions"]] == ["ready"]
 
 
 async def test_an_unload_during_start_up_waits_for_it_and_stays_unloaded(repo, monkeypatch):

@@ -27,6 +27,8 @@ def repo(tmp_path: Path) -> Path:
     (version / "card.json").write_text(json.dumps({"metrics": {"test": {"accuracy": 0.99}}}))
     (version / "curves.png").write_bytes(PNG)
     (version / "roc.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (version / "a.png").write_bytes(PNG)  # sorts before card.json, which is listed first all the same
+    (version / "folder.png").mkdir()  # a name that matches, but not a file
     (version / "model.onnx").write_bytes(b"weights")
     (version / "config.json").write_text("{}")
     (version / ".hidden.png").write_bytes(PNG)
@@ -114,7 +116,7 @@ async def test_a_version_serves_its_card_and_plots_only(repo: Path) -> None:
     async with serving(tiny_settings(repo), wait_ready=False) as (_, client):
         base = "/v1/models/digits/versions/1/files"
         listing = await client.get(base)
-        assert listing.json() == {"name": "digits", "version": 1, "files": ["card.json", "curves.png", "roc.svg"]}
+        assert listing.json() == {"name": "digits", "version": 1, "files": ["card.json", "a.png", "curves.png", "roc.svg"]}
         card = await client.get(f"{base}/card.json")
         assert card.headers["content-type"] == "application/json"
         assert card.json()["metrics"]["test"]["accuracy"] == 0.99
@@ -123,7 +125,7 @@ async def test_a_version_serves_its_card_and_plots_only(repo: Path) -> None:
         svg = await client.get(f"{base}/roc.svg")
         assert svg.headers["content-type"].startswith("image/svg+xml")
         assert svg.headers["content-security-policy"].startswith("default-src 'none'")
-        for name in ("model.onnx", "config.json", ".hidden.png", "nope.png"):
+        for name in ("model.onnx", "config.json", ".hidden.png", "nope.png", "folder.png"):
             refused = await client.get(f"{base}/{name}")
             assert refused.status_code == 404 and refused.json()["code"] == "file_not_found", name
         escape = await client.get(f"{base}/escape.png")  # a symlink out of the repository
