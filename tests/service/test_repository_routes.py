@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import service.lifecycle
@@ -31,7 +33,9 @@ async def test_index_lists_every_model_with_state_and_reason(repo):
         got = await client.get("/v2/repository/index", headers=MANAGER)
         posted = await client.post("/v2/repository/index", headers=MANAGER)
         ready = await client.post("/v2/repository/index", headers=MANAGER, json={"ready": True})
+        blank = await client.post("/v2/repository/index", headers=MANAGER, content=b" \r\n")
     assert got.status_code == posted.status_code == 200 and got.json() == posted.json()
+    assert blank.status_code == 200 and blank.json() == got.json()  # whitespace alone is the empty request
     rows = got.json()
     assert [(r["name"], r["version"], r["state"]) for r in rows] == [
         ("broken", "1", "UNAVAILABLE"),
@@ -86,6 +90,33 @@ async def test_load_of_a_model_added_after_start_up(repo):
         ready = await client.get("/v2/models/late/ready")
     assert before == [{"name": "late", "state": "UNAVAILABLE", "reason": "not loaded"}]
     assert r.status_code == 200 and ready.status_code == 200
+
+
+async def test_a_load_finishes_when_its_client_leaves(repo, monkeypatch):
+    started, go, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    real = service.lifecycle.Lifecycle.load
+
+    async def load(self, name):
+        try:
+            started.set()
+            await go.wait()
+            return await real(self, name)
+        finally:
+            finished.set()
+
+    async with serving(settings(repo)) as (_, client):
+        add_model(repo, "late", "digits")
+        monkeypatch.setattr(service.lifecycle.Lifecycle, "load", load)
+        request = asyncio.create_task(client.post("/v2/repository/models/late/load", headers=MANAGER))
+        await asyncio.wait_for(started.wait(), 10)
+        request.cancel()  # the client hangs up while the load runs
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        go.set()
+        await asyncio.wait_for(finished.wait(), 10)
+        ready = await client.get("/v2/models/late/ready")
+    # A load cut short would leave a version warmed but never swapped in.
+    assert ready.status_code == 200, ready.text
 
 
 async def test_failed_load_answers_400_with_the_reason(repo):

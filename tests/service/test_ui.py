@@ -116,7 +116,11 @@ async def test_a_version_serves_its_card_and_plots_only(repo: Path) -> None:
     async with serving(tiny_settings(repo), wait_ready=False) as (_, client):
         base = "/v1/models/digits/versions/1/files"
         listing = await client.get(base)
-        assert listing.json() == {"name": "digits", "version": 1, "files": ["card.json", "a.png", "curves.png", "roc.svg"]}
+        assert listing.json() == {
+            "name": "digits",
+            "version": 1,
+            "files": ["card.json", "a.png", "curves.png", "roc.svg"],
+        }
         card = await client.get(f"{base}/card.json")
         assert card.headers["content-type"] == "application/json"
         assert card.json()["metrics"]["test"]["accuracy"] == 0.99
