@@ -1,6 +1,8 @@
 """The repository writer: numbered versions, never overwritten, atomic, and a valid repository."""
 
 import json
+import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -116,11 +118,25 @@ def test_validate_repository_reports_mismatched_tensors_and_sha(tmp_path):
     assert any("non-numeric" in p for p in problems)
 
 
+def test_a_write_after_a_removed_version_is_one_past_the_highest_and_readable_by_all(tmp_path):
+    first = write_version(tmp_path, _model(0), _config(), _cases(), card=_card())
+    write_version(tmp_path, _model(1), _config(), _cases(), card=_card())
+    shutil.rmtree(first.path)  # an operator retired version 1: 2 is left
+    third = write_version(tmp_path, _model(2), _config(), _cases(), card=_card())
+    assert third.version == 3 and versions(tmp_path / "tiny-ae") == [2, 3]
+    # The staging folder was made 0700; the served folder must be readable by the server's own user.
+    assert stat.S_IMODE(third.path.stat().st_mode) == 0o755
+
+
 def test_export_checkpoint_reuses_a_versions_config_as_a_new_version(tmp_path):
-    first = write_version(tmp_path, _model(), _config(), _cases(), card=_card())
+    first = write_version(tmp_path, _model(), _config(), _cases(), artefacts={"notes.txt": "kept"}, card=_card())
+    (first.path / "training_curves.png").write_bytes(b"the first version's own plot")
     save_checkpoint(_model(3), "dense-ae", tmp_path / "ae.pt")
     written = export_checkpoint(tmp_path / "ae.pt", tmp_path, like=first.path)
     assert written.version == 2
+    # Its other files come along; plots describe the first version's training, not this checkpoint's.
+    assert (written.path / "notes.txt").read_text() == "kept"
+    assert not (written.path / "training_curves.png").exists()
     assert (
         read_config(written.path / "config.json").preprocessing == read_config(first.path / "config.json").preprocessing
     )
