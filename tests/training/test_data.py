@@ -22,7 +22,13 @@ from training.data.images import (
 from training.data.paths import cache_dir, dataset_checksum, default_datasets_dir, file_sha256, shared_datasets_dir
 from training.data.split import stratified_split
 from training.data.tabular import THYROID_FEATURES, fit_scaler, is_anomaly, load_numeric_csv, load_thyroid
-from training.data.text import load_delimited, load_sentiment, load_sentiment_with_sources, load_sms_spam
+from training.data.text import (
+    load_delimited,
+    load_sentiment,
+    load_sentiment_file,
+    load_sentiment_with_sources,
+    load_sms_spam,
+)
 from training.data.timeseries import fit_normaliser, load_nab, normalise, sliding_windows
 
 DATASETS = FULL
@@ -194,6 +200,22 @@ def test_sms_spam_rejects_wrong_header(tmp_path):
         load_sms_spam(path)
 
 
+def test_sms_spam_refuses_a_label_other_than_ham_or_spam(tmp_path):
+    path = tmp_path / "sms.tsv"
+    path.write_text("Label\tSMS\nham\thello\nSpam\tWIN now\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"sms.tsv:3: expected 'ham\|spam<TAB>message'"):
+        load_sms_spam(path)
+
+
+def test_sentiment_label_follows_the_last_tab(tmp_path):
+    path = tmp_path / "mine_labelled.txt"
+    path.write_text("a tab\tinside, still one sentence\t1\nbad  \t 0\nno label here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"mine_labelled.txt:3: expected"):
+        load_sentiment_file(path)
+    path.write_text("a tab\tinside, still one sentence\t1\nbad  \t 0\n", encoding="utf-8")
+    assert load_sentiment_file(path) == (["a tab\tinside, still one sentence", "bad"], ["positive", "negative"])
+
+
 def test_sentiment_excerpt_keeps_the_nel_trap():
     texts, labels, sources = load_sentiment_with_sources(EXCERPTS / "sentiment_labelled_sentences")
     assert Counter(sources) == {"amazon_cells": 100, "imdb": 102, "yelp": 100}
@@ -227,6 +249,13 @@ def test_delimited_csv_with_quotes(tmp_path):
     assert by_index == (texts, labels)
     with pytest.raises(KeyError, match="no column 'label'"):
         load_delimited(path, text_column="review", label_column="label", delimiter=",", header=True)
+
+
+def test_delimited_row_too_short_for_the_columns_names_its_line(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("id,review,stars\n1,fine,good\n2,no stars\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="row 3 has 2 fields, too few"):  # line 3 of the file: after the header
+        load_delimited(path, text_column="review", label_column="stars", delimiter=",", header=True)
 
 
 def test_delimited_tsv_without_header(tmp_path):
@@ -324,6 +353,13 @@ def test_nab_without_label_files(tmp_path):
     assert series.windows == [] and not series.labels.any() and series.irregular_steps.size == 0
     with pytest.raises(KeyError, match="no entry"):
         load_nab(path, windows_json=EXCERPTS / "nab_realKnownCause" / "labels" / "combined_windows.json")
+
+
+def test_nab_refuses_a_non_finite_value(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:05:00,nan\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="values must be finite"):
+        load_nab(path)
 
 
 def test_sliding_windows_and_normaliser():
