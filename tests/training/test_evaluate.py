@@ -125,3 +125,42 @@ def test_alarm_points_outside_windows_count_a_joined_alarms_overhang():
     d = ev.window_detection(scores, 1.0, [(10, 20)], merge_gap=5)
     assert d["hit"] == [True] and d["false_alarms"] == 0
     assert d["alarm_points_outside_windows"] == 4  # 21, 22, 23, 24
+
+
+def _tabular_version(repository, seed: int, threshold: float) -> None:
+    import torch
+
+    from modelrepo.config import AnomalySpec, ModelConfig, TabularPreprocessing
+    from training.models import build_model
+    from training.repository import write_version
+
+    torch.manual_seed(seed)
+    model = build_model("dense-ae", n_features=3, hidden=(8,), latent=2).eval()
+    config = ModelConfig(
+        name="tiny-ae",
+        task="anomaly",
+        inputs=[],
+        outputs=[],
+        preprocessing=TabularPreprocessing(features=["a", "b", "c"], mean=[0.0] * 3, scale=[1.0] * 3),
+        anomaly=AnomalySpec(threshold=threshold),
+    )
+    cases = [(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32),)]
+    write_version(repository, model, config, cases)
+
+
+def test_evaluate_version_scores_the_newest_version_on_the_training_runs_held_out_rows(tmp_path):
+    from training.data.split import POOL_SPLIT, stratified_split
+
+    _tabular_version(tmp_path, seed=0, threshold=0.5)
+    _tabular_version(tmp_path, seed=1, threshold=0.7)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 3)) * np.repeat([[1.0], [3.0]], 200, axis=0)
+    y = np.repeat([0, 1], 200)
+    held = ev.evaluate_version(tmp_path, "tiny-ae", None, {"x": x, "y": y}, split="test", seed=3)
+    # The rows a training run with seed 3 held out for its test figure (the recipes split with the same call).
+    test_rows = stratified_split(y, POOL_SPLIT, seed=3)[2]
+    alone = ev.evaluate_version(tmp_path, "tiny-ae", 2, {"x": x[test_rows], "y": y[test_rows]}, split="all")
+    assert held["version"] == 2 and held["split"] == "test"
+    assert {k: v for k, v in held.items() if k != "split"} == {k: v for k, v in alone.items() if k != "split"}
+    first = ev.evaluate_version(tmp_path, "tiny-ae", 1, {"x": x, "y": y}, split="test", seed=3)
+    assert first["version"] == 1 and first != held
