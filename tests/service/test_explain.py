@@ -186,9 +186,17 @@ async def test_series_segments_name_their_window_and_points(client):
     assert body["results"] == scored["results"]
     assert [(s["start"], s["end"]) for s in body["segments"]] == [(s["start"], s["end"]) for s in scored["segments"]]
     assert body["segments"], "the excerpt holds a flagged segment"
+    # Each segment is explained by the highest-scoring window that overlaps it, scored here by ONNX Runtime.
+    spec = config("machine-temperature-autoencoder")["preprocessing"]
+    z = ((np.asarray(values) - spec["mean"]) / spec["std"]).astype(np.float32)
+    starts = scoring.window_starts(len(z), spec["window"], spec["stride"])
+    windows = np.stack([z[s : s + spec["window"]] for s in starts])[:, :, None]
+    window_scores = session("machine-temperature-autoencoder").run(["score"], {"window": windows})[0]
     for seg in body["segments"]:
         w = seg["window"]
         assert w["end"] - w["start"] + 1 == 256 and w["start"] <= seg["end"] and w["end"] >= seg["start"]
+        overlapping = (starts <= seg["end"]) & (starts + spec["window"] - 1 >= seg["start"])
+        assert w["start"] == int(starts[overlapping][np.argmax(window_scores[overlapping])]), seg
         assert seg["points"] and all(w["start"] <= p["index"] <= w["end"] for p in seg["points"])
         shares = [p["contribution"] for p in seg["points"]]
         assert shares == sorted(shares, reverse=True)
@@ -211,6 +219,11 @@ async def test_explain_errors_use_the_error_shape_and_are_counted(client):
     assert r.status_code >= 400 and set(r.json()) == {"error", "code"}
     r = await client.post("/v1/text/explain", json={"texts": ["x"] * 9})
     assert r.status_code == 413 and "limit is 8" in r.json()["error"]
+    r = await client.post("/v1/anomaly/explain", json={"series": [80.0] * 300, "timestamps": ["a", "b"]})
+    assert r.status_code == 422 and r.json() == {
+        "error": "'timestamps' has 2 entries but 'series' has 300",
+        "code": "invalid_input",
+    }
     after = metric((await client.get("/metrics")).text, "axon_requests_total", endpoint="explain", status="422")
     assert after >= before + 1
 
