@@ -76,8 +76,10 @@ def test_config_is_completed_from_the_graph() -> None:
     # config.json overrides: its max_batch_size wins, and asking a model without a batch axis to batch is refused
     own = ModelConfig.model_validate({"name": "m", "max_batch_size": 8})
     assert complete_config(own, [info("x", "FP32", [-1, 3])], [info("y", "FP32", [-1])]).max_batch_size == 8
-    with pytest.raises(ValueError, match="no dynamic first axis"):
-        complete_config(own, [info("x", "FP32", [2, 3])], [info("y", "FP32", [2])])
+    for size in (8, 1):  # even 1 says the first axis is the batch, which a fixed axis of 2 is not
+        fixed_axis = ModelConfig.model_validate({"name": "m", "max_batch_size": size})
+        with pytest.raises(ValueError, match=f"max_batch_size {size} but tensor 'x' has no dynamic first axis"):
+            complete_config(fixed_axis, [info("x", "FP32", [2, 3])], [info("y", "FP32", [2])])
 
 
 def test_only_declared_inputs_are_padded() -> None:

@@ -50,6 +50,15 @@ async def test_a_broken_file_or_mismatched_tensors_give_an_unavailable_version_w
     )
 
 
+async def test_a_config_that_leaves_out_one_of_the_models_inputs_is_unavailable(tmp_path, loader):
+    # Every request would fail in ONNX Runtime for want of attention_mask: refuse the version at load instead.
+    add_model(tmp_path, "half", "spam", inputs=[{"name": "input_ids", "datatype": "INT64", "dims": [-1, -1]}])
+    half = await loader.build(discover_model(tmp_path / "half")[0])
+    assert half.state is ModelState.UNAVAILABLE and half.batcher is None
+    assert "model.onnx has inputs ['attention_mask', 'input_ids']" in half.reason
+    assert "config.json declares inputs ['input_ids']" in half.reason
+
+
 async def test_a_descriptor_that_carries_an_error_is_not_opened(tmp_path, loader):
     add_model(tmp_path, "digits", "digits")
     (tmp_path / "digits" / "config.json").write_text("{broken")
