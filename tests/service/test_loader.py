@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import service.loader
 from service.batcher import Arrivals
 from service.loader import Loader
 from service.metrics import Metrics
 from service.registry import ModelState
 from service.repository import discover_model
 from service.settings import Settings
-from tests.support.tiny_models import add_model
+from tests.support.tiny_models import add_model, vision_model
 
 
 @pytest.fixture
@@ -57,6 +58,22 @@ async def test_a_config_that_leaves_out_one_of_the_models_inputs_is_unavailable(
     assert half.state is ModelState.UNAVAILABLE and half.batcher is None
     assert "model.onnx has inputs ['attention_mask', 'input_ids']" in half.reason
     assert "config.json declares inputs ['input_ids']" in half.reason
+
+
+async def test_a_failed_warm_up_makes_a_task_model_unavailable_but_a_plain_model_serves(tmp_path, loader, monkeypatch):
+    def broken_warm_up(*args, **kwargs):
+        raise RuntimeError("warm-up broke")
+
+    monkeypatch.setattr(service.loader, "warm_up", broken_warm_up)
+    add_model(tmp_path, "digits", "digits")
+    (tmp_path / "plain" / "1").mkdir(parents=True)
+    vision_model(tmp_path / "plain" / "1" / "model.onnx")  # no config.json: a plain V2 model
+    task = await loader.build(discover_model(tmp_path / "digits")[0])
+    plain = await loader.build(discover_model(tmp_path / "plain")[0])
+    # A task model is warmed with inputs it must accept; a plain model may need real data (a shape, an index).
+    assert task.state is ModelState.UNAVAILABLE and "warm-up broke" in task.reason
+    assert plain.state is ModelState.READY
+    await loader.retire(plain)
 
 
 async def test_a_descriptor_that_carries_an_error_is_not_opened(tmp_path, loader):

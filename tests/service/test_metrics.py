@@ -47,3 +47,15 @@ def test_batch_observer_counts_rows_and_run_time():
     assert metric(text, "axon_batch_size_bucket", model="digits", version="1", le="4.0") == 1
     assert metric(text, "axon_batch_size_sum", model="digits", version="1") == 67
     assert metric(text, "axon_batch_inference_seconds_count", model="digits", version="1") == 2
+
+
+def test_forgetting_a_version_drops_its_queue_gauge_only():
+    metrics = Metrics()
+    metrics.watch_queue("digits", 1, lambda: 3)
+    metrics.watch_queue("digits", 2, lambda: 5)
+    assert metric(metrics.render().decode(), "axon_queue_depth", model="digits", version="1") == 3
+    metrics.forget_version("digits", 1)
+    metrics.forget_version("digits", 7)  # never watched: nothing to drop, no error
+    text = metrics.render().decode()
+    assert 'axon_queue_depth{model="digits",version="1"}' not in text
+    assert metric(text, "axon_queue_depth", model="digits", version="2") == 5

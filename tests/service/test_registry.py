@@ -87,3 +87,6 @@ def test_batch_policy_takes_config_unless_settings_override(tmp_path):
     assert (own.max_batch_size, own.max_delay_s, own.max_queue_size, own.enabled) == (16, 0.004, 32, True)
     forced = batch_policy(config, Settings(max_batch_size=4, max_delay_ms=0, max_queue_size=8, batching_enabled=False))
     assert (forced.max_batch_size, forced.max_delay_s, forced.max_queue_size, forced.enabled) == (4, 0.0, 8, False)
+    # A model without a batch axis (max_batch_size 0) never batches, whatever the settings ask.
+    unbatched = batch_policy(config.model_copy(update={"max_batch_size": 0}), Settings(max_batch_size=4))
+    assert (unbatched.max_batch_size, unbatched.enabled) == (0, False)

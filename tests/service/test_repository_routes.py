@@ -64,6 +64,7 @@ async def test_unload_then_load_again(repo):
             await client.post("/v1/vision/classify", json={"model": "digits", "images": ["aGVsbG8="]}),
         ]
         unknown = await client.post("/v2/models/nope/infer", json=IMAGE)
+        scraped = (await client.get("/metrics")).text
         row = [r for r in (await client.get("/v2/repository/index", headers=MANAGER)).json() if r["name"] == "digits"]
         again = await client.post("/v2/repository/models/digits/load", headers=MANAGER)
         back = await client.post("/v2/models/digits/infer", json=IMAGE)
@@ -78,6 +79,8 @@ async def test_unload_then_load_again(repo):
         assert answer.headers["Retry-After"].isdigit()
     assert unknown.status_code == 404 and unknown.json()["error"] == "model 'nope' is not in the repository"
     assert row == [{"name": "digits", "state": "UNAVAILABLE", "reason": "unloaded"}]
+    # An unloaded version's queue gauge goes with it; the models still loaded keep theirs.
+    assert 'axon_queue_depth{model="digits"' not in scraped and 'axon_queue_depth{model="spam"' in scraped
     assert again.status_code == 200 and again.json() == {"name": "digits", "versions": ["1"]}
     assert back.status_code == 200
 

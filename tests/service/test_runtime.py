@@ -114,6 +114,9 @@ def test_warm_up_cuts_batches_to_its_byte_cap_and_refuses_a_row_past_it(tmp_path
         ValueError, match=f"one row of this model's inputs takes {row} bytes, more than the warm-up cap of 100"
     ):
         warm_up(session, [1], runs=1, max_bytes=100)
+    session.batch_sizes.clear()
+    warm_up(session, [1, 4], runs=1, max_bytes=row)  # exactly one row fits: the cap is inclusive
+    assert session.batch_sizes == [1]
 
 
 def test_placements_fan_groups_out_per_gpu_and_share_the_cpu_threads():
@@ -140,6 +143,7 @@ def test_the_instance_count_setting_replaces_each_groups_count_within_the_ceilin
     assert [(p.kind, p.gpu) for p in placed] == [("KIND_CPU", None)] * 2 + [("KIND_GPU", 1)] * 2 + [("KIND_GPU", 2)] * 2
     with pytest.raises(ValueError, match="asks for 96 sessions, more than 64"):
         placements(groups, Settings(instance_count=32), "m")
+    assert len(placements([InstanceGroup(kind="KIND_CPU", count=64)], Settings(), "m")) == 64  # the ceiling itself
 
 
 def test_a_cpu_instance_gets_its_own_session_and_threads(tmp_path):
