@@ -38,6 +38,7 @@ def test_a_point_exactly_at_the_threshold_is_not_anomalous():
 def test_window_starts_end_on_the_last_point():
     assert scoring.window_starts(10, 4, 3).tolist() == [0, 3, 6]
     assert scoring.window_starts(11, 4, 3).tolist() == [0, 3, 6, 7]
+    assert scoring.window_starts(4, 4, 3).tolist() == [0]  # a series exactly one window long is one window
     with pytest.raises(ValueError, match="at least 4 points, got 3"):
         scoring.window_starts(3, 4, 1)
 

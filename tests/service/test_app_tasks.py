@@ -201,10 +201,17 @@ async def test_a_score_exactly_at_the_threshold_is_not_an_anomaly(repo):
     async with serving(tiny_settings(repo)) as (_, client):
         at = await client.post("/v1/anomaly/score", json={"samples": rows[:1].tolist(), "model": "at"})
         below = await client.post("/v1/anomaly/score", json={"samples": rows[:1].tolist(), "model": "below"})
+        explained_at = await client.post("/v1/anomaly/explain", json={"samples": rows[:1].tolist(), "model": "at"})
+        explained_below = await client.post(
+            "/v1/anomaly/explain", json={"samples": rows[:1].tolist(), "model": "below"}
+        )
     assert at.status_code == 200 and below.status_code == 200
     assert at.json()["results"][0]["score"] == pytest.approx(float(scores[0]), rel=1e-5)  # 6 digits shown
     assert at.json()["results"][0]["is_anomaly"] is False
     assert below.json()["results"][0]["is_anomaly"] is True
+    # An explanation gives the same verdict as the score it explains.
+    assert explained_at.json()["explanations"][0]["is_anomaly"] is False
+    assert explained_below.json()["explanations"][0]["is_anomaly"] is True
 
 
 async def test_a_series_point_exactly_at_the_threshold_is_not_an_anomaly(repo):
