@@ -58,6 +58,7 @@ def typed(root: Path) -> None:
 def test_a_folder_with_only_a_model_file_is_a_model(tmp_path: Path) -> None:
     scaler(tmp_path)
     (tmp_path / "notes" / "1").mkdir(parents=True)  # a version folder without model.onnx: not a model
+    (tmp_path / "notes" / "config.json").mkdir()  # nor is a folder that merely has that name
     assert is_model_dir(tmp_path, "scaler") and not is_model_dir(tmp_path, "notes")
     assert model_names(tmp_path) == ["scaler"]
 
