@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.settings import Limits
 from service.tasks.anomaly import SeriesCodec, TabularCodec, series_scores
 from service.tasks.text import TextCodec, text_classifications
-from service.tasks.vision import ImageCodec, classifications, decode_image
+from service.tasks.vision import ImageCodec, classifications, decode_base64, decode_image
 from tests.support.app_harness import png
 from tests.support.default_repo import COMMITTED
 from tests.support.tiny_models import CONFIGS, SERIES_WINDOW, tokenizer
@@ -80,6 +81,12 @@ def test_image_limits_bytes_pixels_and_decompression_bombs():
         decode_image(image, spec, Limits(max_image_bytes=10))
     with pytest.raises(PayloadTooLarge, match="28x28 pixels; the limit is 100 pixels"):
         decode_image(image, spec, Limits(max_image_pixels=100))
+    # Both limits are inclusive: an image of exactly the limit decodes, one byte or pixel more does not.
+    assert decode_image(image, spec, Limits(max_image_bytes=len(image), max_image_pixels=28 * 28)).shape == (1, 28, 28)
+    with pytest.raises(PayloadTooLarge, match=f"has {len(image)} bytes; the limit is {len(image) - 1}"):
+        decode_image(image, spec, Limits(max_image_bytes=len(image) - 1))
+    with pytest.raises(PayloadTooLarge, match="28x28 pixels; the limit is 783 pixels"):
+        decode_image(image, spec, Limits(max_image_pixels=28 * 28 - 1))
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = 300  # Pillow refuses above twice this: 784 pixels is a "bomb"
     try:
@@ -87,6 +94,20 @@ def test_image_limits_bytes_pixels_and_decompression_bombs():
             decode_image(image, spec, LIMITS)
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+
+
+def test_base64_images_data_urls_and_the_size_checked_before_decoding():
+    image = png(np.zeros((28, 28), np.uint8))
+    text = base64.b64encode(image).decode()
+    # Any data URL's payload is taken, whatever media type it claims (the image's own bytes decide).
+    plain, url, other = decode_base64([text, f"data:image/png;base64,{text}", f"data:;base64,{text}"])
+    assert plain == url == other == image
+    assert decode_base64([text], max_bytes=len(image)) == [image]
+    # Refused from the text's length alone: at most 4 characters per 3 bytes fit the limit.
+    longest = 4 * ((len(image) - 3 + 2) // 3)
+    with pytest.raises(PayloadTooLarge, match=f"image 0 has about .* bytes; the limit is {len(image) - 3}"):
+        decode_base64(["A" * (longest + 4)], max_bytes=len(image) - 3)
+    assert decode_base64(["A" * longest], max_bytes=len(image) - 3)[0] == bytes(3 * longest // 4)
 
 
 def test_image_count_limits():
