@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from service.metrics import LATENCY_BUCKETS, Metrics
 from tests.support.app_harness import metric
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_observations_reach_the_exposition_in_the_right_buckets_with_count_and_sum():
@@ -59,3 +66,23 @@ def test_forgetting_a_version_drops_its_queue_gauge_only():
     text = metrics.render().decode()
     assert 'axon_queue_depth{model="digits",version="1"}' not in text
     assert metric(text, "axon_queue_depth", model="digits", version="2") == 5
+
+
+def test_under_workers_a_forgotten_versions_queue_gauge_reads_zero(tmp_path):
+    # prometheus-client picks its multiprocess value class at import, so this runs in a fresh interpreter.
+    script = (
+        "from service.metrics import Metrics\n"
+        "m = Metrics()\n"
+        "m.watch_queue('digits', 1, lambda: 5)\n"
+        "print(m.render().decode())\n"
+        "print('---')\n"
+        "m.forget_version('digits', 1)\n"
+        "print(m.render().decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    before, after = run.stdout.split("---")
+    # A worker's file cannot drop a series; it must read 0, not the last depth, once the version is gone.
+    assert metric(before, "axon_queue_depth", model="digits", version="1") == 5
+    assert 'axon_queue_depth{model="digits",version="1"} 0.0' in after
