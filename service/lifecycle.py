@@ -25,7 +25,7 @@ from modelrepo.layout import CONFIG_FILE, is_model_dir, model_names, versions
 from service.errors import AxonError, LoadFailed, ModelNotFound, RepositoryMissing
 from service.loader import Loader
 from service.naming import resolve_inside, validate_model_name
-from service.registry import ModelRegistry, ModelState, ModelVersion
+from service.registry import ModelRegistry, ModelState, ModelVersion, newest_first
 from service.repository import ModelDescriptor, discover_model
 from service.settings import Settings
 
@@ -234,7 +234,7 @@ class Lifecycle:
         rows: list[dict[str, Any]] = []
         for name in sorted(loaded | set(on_disk)):
             if not ready_only:
-                for version in sorted(self._loading.get(name, ()), key=newest_first):
+                for version in self.loading(name):
                     rows.append(_row(name, version, "LOADING", LOADING_REASON))
             if name not in loaded:
                 if not ready_only and not self._loading.get(name):
@@ -301,10 +301,6 @@ class Lifecycle:
                 pass
             self._poller = None
         await asyncio.gather(*(self.loader.retire(e) for e in self.registry.remove_all()))
-
-
-def newest_first(version: int | None) -> int:
-    return 1 if version is None else -version  # versions descending, a config-less entry last
 
 
 def _row(name: str, version: int | None, state: str, reason: str) -> dict[str, Any]:

@@ -96,6 +96,11 @@ class _Hold:
 Number = TypeVar("Number", int, float)
 
 
+def newest_first(version: int | None) -> int:
+    """Sort key: versions descending, a config-less entry (no version) last."""
+    return 1 if version is None else -version
+
+
 def batch_policy(config: ModelConfig, settings: Settings) -> BatchPolicy:
     """The model's own batching knobs, with any override from settings applied."""
 
@@ -157,7 +162,7 @@ class ModelRegistry:
     def _sort(self, name: str) -> None:
         table = self._models.get(name)
         if table:
-            order = sorted(table.values(), key=lambda e: -1 if e.version is None else e.version, reverse=True)
+            order = sorted(table.values(), key=lambda e: newest_first(e.version))
             self._newest_first[name] = order
         else:
             self._newest_first.pop(name, None)

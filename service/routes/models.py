@@ -15,9 +15,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
-from service.lifecycle import LOADING_REASON, newest_first
+from service.lifecycle import LOADING_REASON
 from service.naming import resolve_inside, validate_model_name, validate_version
-from service.registry import ModelState, ModelVersion, batch_policy
+from service.registry import ModelState, ModelVersion, batch_policy, newest_first
 from service.state import axon
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -80,7 +80,8 @@ def describe_model(name: str, request: Request) -> dict[str, Any]:
     state = axon(request)
     table = state.registry.table(name)
     building = [v for v in state.lifecycle.loading(name) if v not in table]
-    versions = state.registry.versions(name) if table or not building else []  # 404 for neither
+    # Neither in the table nor being built: `versions` raises the 404 (or the 503 of an unloaded model).
+    versions = state.registry.versions(name) if table or not building else []
     views = [describe_version(v, request) for v in versions]
     views += [{"version": v, "state": ModelState.LOADING.value, "reason": LOADING_REASON} for v in building]
     views.sort(key=lambda view: newest_first(view["version"]))
