@@ -128,24 +128,11 @@ def test_alarm_points_outside_windows_count_a_joined_alarms_overhang():
 
 
 def _tabular_version(repository, seed: int, threshold: float) -> None:
-    import torch
-
-    from modelrepo.config import AnomalySpec, ModelConfig, TabularPreprocessing
-    from training.models import build_model
+    from tests.support.tiny_autoencoder import tiny_autoencoder, tiny_autoencoder_config
     from training.repository import write_version
 
-    torch.manual_seed(seed)
-    model = build_model("dense-ae", n_features=3, hidden=(8,), latent=2).eval()
-    config = ModelConfig(
-        name="tiny-ae",
-        task="anomaly",
-        inputs=[],
-        outputs=[],
-        preprocessing=TabularPreprocessing(features=["a", "b", "c"], mean=[0.0] * 3, scale=[1.0] * 3),
-        anomaly=AnomalySpec(threshold=threshold),
-    )
     cases = [(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32),)]
-    write_version(repository, model, config, cases)
+    write_version(repository, tiny_autoencoder(seed), tiny_autoencoder_config(threshold), cases)
 
 
 def test_evaluate_version_scores_the_newest_version_on_the_training_runs_held_out_rows(tmp_path):

@@ -6,38 +6,18 @@ import stat
 
 import numpy as np
 import pytest
-import torch
 
 from modelrepo.config import (
     AnomalySpec,
     DynamicBatching,
-    ModelConfig,
-    TabularPreprocessing,
     read_config,
     write_config,
 )
+from tests.support.tiny_autoencoder import tiny_autoencoder, tiny_autoencoder_config
 from training.card import read_card
 from training.data.paths import file_sha256
-from training.models import build_model, save_checkpoint
+from training.models import save_checkpoint
 from training.repository import card_writer, export_checkpoint, validate_repository, versions, write_version
-
-FEATURES = ["a", "b", "c"]
-
-
-def _model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return build_model("dense-ae", n_features=3, hidden=(8,), latent=2).eval()
-
-
-def _config() -> ModelConfig:
-    return ModelConfig(
-        name="tiny-ae",
-        task="anomaly",
-        inputs=[],
-        outputs=[],
-        preprocessing=TabularPreprocessing(features=FEATURES, mean=[0.0] * 3, scale=[1.0] * 3),
-        anomaly=AnomalySpec(threshold=1.5),
-    )
 
 
 def _cases() -> list[tuple[np.ndarray]]:
@@ -59,7 +39,14 @@ def _card() -> card_writer:
 
 
 def test_first_write_is_version_1_with_tensors_from_the_onnx_file(tmp_path):
-    written = write_version(tmp_path, _model(), _config(), _cases(), artefacts={"notes.txt": "hello"}, card=_card())
+    written = write_version(
+        tmp_path,
+        tiny_autoencoder(),
+        tiny_autoencoder_config(),
+        _cases(),
+        artefacts={"notes.txt": "hello"},
+        card=_card(),
+    )
     assert written.version == 1 and written.path == tmp_path / "tiny-ae" / "1"
     snapshot = read_config(written.path / "config.json")
     assert [t.name for t in snapshot.inputs] == ["features"]
@@ -73,9 +60,9 @@ def test_first_write_is_version_1_with_tensors_from_the_onnx_file(tmp_path):
 
 
 def test_second_write_is_version_2_and_leaves_1_untouched(tmp_path):
-    first = write_version(tmp_path, _model(0), _config(), _cases(), card=_card())
+    first = write_version(tmp_path, tiny_autoencoder(0), tiny_autoencoder_config(), _cases(), card=_card())
     before = {p.name: p.read_bytes() for p in first.path.iterdir()}
-    second = write_version(tmp_path, _model(1), _config(), _cases(), card=_card())
+    second = write_version(tmp_path, tiny_autoencoder(1), tiny_autoencoder_config(), _cases(), card=_card())
     assert second.version == 2
     assert {p.name: p.read_bytes() for p in first.path.iterdir()} == before
     assert versions(tmp_path / "tiny-ae") == [1, 2]
@@ -84,13 +71,13 @@ def test_second_write_is_version_2_and_leaves_1_untouched(tmp_path):
 
 
 def test_top_level_config_keeps_the_operators_serving_knobs(tmp_path):
-    write_version(tmp_path, _model(), _config(), _cases(), card=_card())
+    write_version(tmp_path, tiny_autoencoder(), tiny_autoencoder_config(), _cases(), card=_card())
     top_path = tmp_path / "tiny-ae" / "config.json"
     top = read_config(top_path)
     edited = top.model_copy(update={"max_batch_size": 7, "dynamic_batching": DynamicBatching(max_queue_delay_ms=9)})
     write_config(edited, top_path)
-    config = _config().model_copy(update={"anomaly": AnomalySpec(threshold=3.0)})
-    write_version(tmp_path, _model(), config, _cases(), card=_card())
+    config = tiny_autoencoder_config().model_copy(update={"anomaly": AnomalySpec(threshold=3.0)})
+    write_version(tmp_path, tiny_autoencoder(), config, _cases(), card=_card())
     top = read_config(top_path)
     assert top.max_batch_size == 7 and top.dynamic_batching.max_queue_delay_ms == 9
     assert top.anomaly.threshold == 3.0  # the version's own fields follow the newest export
@@ -99,12 +86,12 @@ def test_top_level_config_keeps_the_operators_serving_knobs(tmp_path):
 def test_failed_export_leaves_no_version_and_no_staging(tmp_path):
     bad_cases = [(np.zeros((2, 5), dtype=np.float32),)]  # 5 features for a 3-feature model
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        write_version(tmp_path, _model(), _config(), bad_cases, card=_card())
+        write_version(tmp_path, tiny_autoencoder(), tiny_autoencoder_config(), bad_cases, card=_card())
     assert list((tmp_path / "tiny-ae").iterdir()) == []
 
 
 def test_validate_repository_reports_mismatched_tensors_and_sha(tmp_path):
-    written = write_version(tmp_path, _model(), _config(), _cases(), card=_card())
+    written = write_version(tmp_path, tiny_autoencoder(), tiny_autoencoder_config(), _cases(), card=_card())
     snapshot = json.loads((written.path / "config.json").read_text())
     snapshot["outputs"][1]["dims"] = [-1, 1]
     (written.path / "config.json").write_text(json.dumps(snapshot))
@@ -119,19 +106,21 @@ def test_validate_repository_reports_mismatched_tensors_and_sha(tmp_path):
 
 
 def test_a_write_after_a_removed_version_is_one_past_the_highest_and_readable_by_all(tmp_path):
-    first = write_version(tmp_path, _model(0), _config(), _cases(), card=_card())
-    write_version(tmp_path, _model(1), _config(), _cases(), card=_card())
+    first = write_version(tmp_path, tiny_autoencoder(0), tiny_autoencoder_config(), _cases(), card=_card())
+    write_version(tmp_path, tiny_autoencoder(1), tiny_autoencoder_config(), _cases(), card=_card())
     shutil.rmtree(first.path)  # an operator retired version 1: 2 is left
-    third = write_version(tmp_path, _model(2), _config(), _cases(), card=_card())
+    third = write_version(tmp_path, tiny_autoencoder(2), tiny_autoencoder_config(), _cases(), card=_card())
     assert third.version == 3 and versions(tmp_path / "tiny-ae") == [2, 3]
     # The staging folder was made 0700; the served folder must be readable by the server's own user.
     assert stat.S_IMODE(third.path.stat().st_mode) == 0o755
 
 
 def test_export_checkpoint_reuses_a_versions_config_as_a_new_version(tmp_path):
-    first = write_version(tmp_path, _model(), _config(), _cases(), artefacts={"notes.txt": "kept"}, card=_card())
+    first = write_version(
+        tmp_path, tiny_autoencoder(), tiny_autoencoder_config(), _cases(), artefacts={"notes.txt": "kept"}, card=_card()
+    )
     (first.path / "training_curves.png").write_bytes(b"the first version's own plot")
-    save_checkpoint(_model(3), "dense-ae", tmp_path / "ae.pt")
+    save_checkpoint(tiny_autoencoder(3), "dense-ae", tmp_path / "ae.pt")
     written = export_checkpoint(tmp_path / "ae.pt", tmp_path, like=first.path)
     assert written.version == 2
     # Its other files come along; plots describe the first version's training, not this checkpoint's.
