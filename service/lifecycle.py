@@ -33,6 +33,7 @@ log = logging.getLogger("axon.lifecycle")
 
 # The reason a version being built is listed with, in the repository index and in /v1/models.
 LOADING_REASON = "a new version is being validated and warmed up"
+RELOADING_REASON = "new files are being validated and warmed up; the previous files serve meanwhile"
 
 Fingerprint = tuple[object, ...]
 """Sizes and modification times of the files a version (or a whole model folder) is built from."""
@@ -233,27 +234,37 @@ class Lifecycle:
         loaded = set(self.registry.names())
         rows: list[dict[str, Any]] = []
         for name in sorted(loaded | set(on_disk)):
+            entries = self.registry.versions(name) if name in loaded else []
+            building, rebuilding = self.building(name, entries)
             if not ready_only:
-                for version in self.loading(name):
-                    rows.append(_row(name, version, "LOADING", LOADING_REASON))
+                rows += [_row(name, version, "LOADING", LOADING_REASON) for version in building]
             if name not in loaded:
                 if not ready_only and not self._loading.get(name):
                     why = "unloaded" if name in self.unloaded else "not loaded"
                     rows.append({"name": name, "state": "UNAVAILABLE", "reason": why})
                 continue
-            for entry in self.registry.versions(name):
+            for entry in entries:
                 state = entry.state.value.upper()
-                if ready_only and state != "READY":
-                    continue
+                if (ready_only and state != "READY") or entry.version in building:
+                    continue  # not asked for, or listed above as LOADING
                 reason = self._failed.get((name, entry.version)) or entry.reason or ""
                 if (name, entry.version) in self._standing_in:
                     reason = "outside the version policy; serving until a newer version loads"
+                if entry.version in rebuilding:
+                    reason = RELOADING_REASON
                 rows.append(_row(name, entry.version, state, reason))
         return rows
 
     def loading(self, name: str) -> list[int | None]:
         """Versions of `name` being built right now, newest first (a reload of a serving version included)."""
         return sorted(self._loading.get(name, ()), key=newest_first)
+
+    def building(self, name: str, entries: list[ModelVersion]) -> tuple[list[int | None], set[int | None]]:
+        """How listings show the versions of `name` being built, one row per version: those no serving entry
+        covers are LOADING (newest first); a serving version being rebuilt stays READY, its old files answer."""
+        serving = {e.version for e in entries if e.state is ModelState.READY}
+        building = self.loading(name)
+        return [v for v in building if v not in serving], {v for v in building if v in serving}
 
     def loading_names(self) -> list[str]:
         """Names of the models with a version being built right now."""

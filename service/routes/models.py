@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
-from service.lifecycle import LOADING_REASON
+from service.lifecycle import LOADING_REASON, RELOADING_REASON
 from service.naming import resolve_inside, validate_model_name, validate_version
 from service.registry import ModelState, ModelVersion, batch_policy, newest_first
 from service.state import axon
@@ -75,14 +75,17 @@ def describe_model(name: str, request: Request) -> dict[str, Any]:
     """A model with its versions, newest first; its state is `ready` if any version serves.
 
     A version being built (a new model, or a new version beside the serving ones) is listed as `loading`, as
-    the V2 repository index lists it; a reload of a serving version shows the files still serving.
+    the V2 repository index lists it; a serving version being rebuilt shows the files still serving, with the reason.
     """
     state = axon(request)
-    table = state.registry.table(name)
-    building = [v for v in state.lifecycle.loading(name) if v not in table]
+    table = list(state.registry.table(name).values())
+    building, rebuilding = state.lifecycle.building(name, table)
     # Neither in the table nor being built: `versions` raises the 404 (or the 503 of an unloaded model).
-    versions = state.registry.versions(name) if table or not building else []
+    versions = [v for v in state.registry.versions(name) if v.version not in building] if table or not building else []
     views = [describe_version(v, request) for v in versions]
+    for view in views:
+        if view["version"] in rebuilding:
+            view["reason"] = RELOADING_REASON
     views += [{"version": v, "state": ModelState.LOADING.value, "reason": LOADING_REASON} for v in building]
     views.sort(key=lambda view: newest_first(view["version"]))
     states = {view["state"] for view in views}

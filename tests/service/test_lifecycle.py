@@ -331,6 +331,42 @@ async def test_a_version_being_built_is_listed_as_loading(repo, monkeypatch):
     assert after == [{"name": "digits", "version": "2", "state": "READY", "reason": ""}]
 
 
+async def test_a_serving_version_being_rebuilt_is_listed_once_as_ready_with_the_reason(repo, monkeypatch):
+    async with serving(settings(repo, validate_models=False)) as (app, client):
+        gate = Gate(monkeypatch, lambda d: d.version == 1)  # after start-up: holds only the rebuild
+        vision_model(repo / "digits" / "1" / "model.onnx", seed=7)
+        loading = asyncio.create_task(app.state.axon.lifecycle.load("digits"))
+        await asyncio.wait_for(gate.held.wait(), 10)
+        during = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+        described = (await client.get("/v1/models/digits")).json()
+        answer = await client.post("/v2/models/digits/infer", json=V2_BODY)
+        gate.open.set()
+        await asyncio.wait_for(loading, 10)
+        after = [r for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+    reloading = "new files are being validated and warmed up; the previous files serve meanwhile"
+    assert during == [{"name": "digits", "version": "1", "state": "READY", "reason": reloading}]
+    assert [(v["version"], v["state"], v["reason"]) for v in described["versions"]] == [(1, "ready", reloading)]
+    assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    assert after == [{"name": "digits", "version": "1", "state": "READY", "reason": ""}]
+
+
+async def test_a_failed_version_being_retried_is_listed_once_as_loading(repo, monkeypatch):
+    async with serving(settings(repo)) as (app, client):
+        new_version(repo, "digits", 2, seed=7)
+        truncate(repo / "digits" / "2" / "model.onnx")
+        assert (await client.post("/v2/repository/models/digits/load", headers=MANAGER)).status_code == 400
+        gate = Gate(monkeypatch, lambda d: d.version == 2)
+        vision_model(repo / "digits" / "2" / "model.onnx", seed=7)
+        loading = asyncio.create_task(app.state.axon.lifecycle.load("digits"))
+        await asyncio.wait_for(gate.held.wait(), 10)
+        during = [(r["version"], r["state"]) for r in await app.state.axon.lifecycle.index() if r["name"] == "digits"]
+        described = (await client.get("/v1/models/digits")).json()
+        gate.open.set()
+        await asyncio.wait_for(loading, 10)
+    assert during == [("2", "LOADING"), ("1", "READY")]
+    assert [(v["version"], v["state"]) for v in described["versions"]] == [(2, "loading"), (1, "ready")]
+
+
 async def test_a_new_model_being_built_is_listed_as_loading_not_missing(repo, monkeypatch):
     gate = Gate(monkeypatch, lambda d: d.name == "digits-b")
     async with serving(settings(repo, validate_models=False)) as (app, client):
