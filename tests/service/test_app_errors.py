@@ -34,6 +34,13 @@ def assert_error(response, status: int, code: str, message: str | None = None) -
         ("/v1/text/classify", {"texts": []}, 422, "invalid_input", "'texts' must hold at least one text"),
         ("/v1/text/classify", {"texts": [1, 2]}, 422, "invalid_input", "texts.0: Input should be a valid string"),
         ("/v1/text/classify", {"text": ["hello"]}, 422, "invalid_input", "texts: Field required"),
+        (  # five problems are spelled out, the rest counted
+            "/v1/text/classify",
+            {"texts": [1, 2, 3, 4, 5, 6, 7]},
+            422,
+            "invalid_input",
+            "texts.4: Input should be a valid string (+2 more)",
+        ),
         ("/v1/text/classify", {"texts": ["   "]}, 422, "invalid_input", "text 0 has no token the model knows"),
         (
             "/v1/text/classify",
@@ -154,12 +161,9 @@ async def test_malformed_json_is_400(repo):
 async def test_routes_methods_and_media_types(repo):
     async with serving(tiny_settings(repo)) as (_, client):
         assert_error(await client.get("/v1/nothing"), 404, "not_found", "no route GET /v1/nothing")
-        assert_error(
-            await client.get("/v1/text/classify"),
-            405,
-            "method_not_allowed",
-            "method GET is not allowed on /v1/text/classify",
-        )
+        wrong_method = await client.get("/v1/text/classify")
+        assert_error(wrong_method, 405, "method_not_allowed", "method GET is not allowed on /v1/text/classify")
+        assert wrong_method.headers["allow"] == "POST"  # RFC 9110: a 405 lists the methods the route takes
         r = await client.post("/v1/vision/classify", content=IMAGE, headers={"content-type": "image/png"})
         assert_error(r, 415, "unsupported_media_type", "content type 'image/png' is not accepted")
         assert_error(
@@ -240,3 +244,11 @@ async def test_unavailable_and_loading_models_answer_503(tmp_path):
         r = await client.post("/v1/text/classify", json={"texts": ["hello"], "model": "broken"})
         assert_error(r, 503, "model_not_ready", "model 'broken' version 1 is unavailable: InvalidProtobuf")
         assert (await client.post("/v1/text/classify", json={"texts": ["hello"]})).status_code == 200
+
+
+async def test_pillows_bomb_guard_follows_the_pixel_limit(repo):
+    # Past twice the limit Pillow itself refuses the file when it opens it, before a pixel is decoded.
+    flat = png(np.zeros((28, 28), np.uint8))  # 784 pixels, more than twice 300
+    async with serving(tiny_settings(repo, limits={"max_image_pixels": 300})) as (_, client):
+        r = await client.post("/v1/vision/classify", files=[("images", ("a.png", flat, "image/png"))])
+    assert_error(r, 413, "payload_too_large", "image 0 is a decompression bomb")
