@@ -1,7 +1,8 @@
-"""Issue 12.7: health probes are logged at debug; everything else keeps its level."""
+"""Logging: health probes at debug (issue 12.7), JSON lines with their tracebacks, one access line per request."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -41,3 +42,24 @@ def test_a_failing_probe_is_not_demoted(access, capsys):
     configure_logging("info")
     access.warning("GET /v2/health/ready 503", extra={"method": "GET", "path": "/v2/health/ready", "status": 503})
     assert len(lines(capsys)) == 1
+
+
+def test_json_lines_carry_the_traceback_and_extra_fields(access, capsys):
+    configure_logging("info", as_json=True)
+    try:
+        raise ValueError("the model file is corrupt")
+    except ValueError:
+        logging.getLogger("axon.test").exception("it broke", extra={"model": "spam"})
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "axon.test" in line]
+    entry = json.loads(line)
+    assert entry["message"] == "it broke" and entry["level"] == "error" and entry["model"] == "spam"
+    assert entry["exception"].startswith("Traceback") and "ValueError: the model file is corrupt" in entry["exception"]
+
+
+def test_uvicorns_own_access_line_is_off(access, capsys):
+    # The access middleware writes the one access line, with the request id; uvicorn's would be a second one.
+    configure_logging("debug")
+    logging.getLogger("uvicorn.access").info('127.0.0.1:5000 - "GET /v1/models HTTP/1.1" 200')
+    logging.getLogger("uvicorn.error").info("Started server process")
+    err = capsys.readouterr().err
+    assert "GET /v1/models" not in err and "Started server process" in err
