@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from service.app import create_app
 from tests.support.app_harness import metric, serving, tiny_settings
 from tests.support.tiny_models import add_model, build_repository
 
@@ -116,3 +117,26 @@ async def test_a_request_whose_client_left_is_not_computed(tmp_path):
     assert sent[0]["status"] == 499
     assert metric(text, "axon_requests_total", model="spam", endpoint="text", status="499") == 1
     assert metric(text, "axon_batch_size_count", model="spam", version="1") == 0
+
+
+async def test_stopping_during_the_start_up_load_cancels_it(tmp_path, monkeypatch):
+    # A SIGTERM while models still load: the load is cancelled, not waited for (it could take minutes).
+    app = create_app(tiny_settings(build_repository(tmp_path / "models")))
+    state = app.state.axon
+    loading = asyncio.Event()
+
+    async def never_done() -> None:
+        loading.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(state.lifecycle, "load_all", never_done)
+
+    async def start_and_stop() -> None:
+        async with app.router.lifespan_context(app):
+            await loading.wait()
+
+    stopping = asyncio.create_task(start_and_stop())
+    done, _ = await asyncio.wait([stopping], timeout=10)  # not wait_for: its cancel would end the load itself
+    stopping.cancel()  # a no-op unless the stop hung on the load
+    assert done, "the shutdown waited for the start-up load"
+    assert state.load_task.cancelled() and not state.loaded
