@@ -45,7 +45,16 @@ def test_providers_accept_json_and_commas(monkeypatch):
     assert Settings().providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-@pytest.mark.parametrize("field, value", [("port", 70000), ("max_batch_size", 0), ("providers", [])])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("port", 70000),
+        ("max_batch_size", 0),
+        ("providers", []),
+        # Below 64 MiB the validation child cannot even import numpy: every model would be refused.
+        ("validation_memory_limit_mb", 63),
+    ],
+)
 def test_invalid_values_are_refused(field, value):
     with pytest.raises(ValidationError):
         Settings(**{field: value})
