@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -245,3 +247,46 @@ def test_memory_cap_applies_to_the_child(folder: Path):
     result = validate_model(folder / "model.onnx", memory_limit_mb=40)
     assert not result.ok  # the interpreter cannot even import numpy in 40 MiB of address space
     assert validate_model(folder / "model.onnx", memory_limit_mb=2048).ok
+
+
+def test_the_test_run_feeds_ones_not_zeros(folder: Path):
+    # Range(x, x, x) runs on x = 1 (an empty range) and fails on x = 0 (a zero step), as an all-zero length
+    # or attention mask would trip a real model: a test run on zeros would blame a sound model.
+    graph = helper.make_graph(
+        [helper.make_node("Range", ["x", "x", "x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, ["n"])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION),
+        folder / "model.onnx",
+    )
+    result = validate_model(folder / "model.onnx")
+    assert result.ok and result.test_run_error == "", result.test_run_error
+
+
+def test_scan_finds_external_data_in_sparse_values_and_indices():
+    def external(location: str) -> onnx.TensorProto:
+        tensor = onnx.TensorProto(name=location, data_location=TensorProto.EXTERNAL)
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", location
+        return tensor
+
+    sparse = onnx.SparseTensorProto(values=external("../values.bin"), indices=external("../indices.bin"), dims=[4])
+    model = onnx.ModelProto(graph=onnx.GraphProto(sparse_initializer=[sparse]))
+    assert external_data_locations(model.SerializeToString()) == ["../values.bin", "../indices.bin"]
+
+
+def test_the_child_exits_non_zero_for_a_refused_model(folder: Path):
+    # `python -m service.validation <model.onnx>` is a command too: its status says what its JSON line says.
+    (folder / "model.onnx").write_bytes(b"not onnx")
+    child = subprocess.run(
+        [sys.executable, "-m", "service.validation", str(folder / "model.onnx")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert child.returncode == 1
+    assert json.loads(child.stdout)["ok"] is False
