@@ -11,12 +11,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from service.workers import DIR_ENV, STALE_S, Peers, draining_path, status_path
+from service.workers import DIR_ENV, STALE_S, Peers, Supervisor, _Worker, draining_path, status_path
 from tests.support.app_harness import metric
 from tests.support.server_harness import ROOT, free_port, running_server
 
@@ -70,7 +71,15 @@ def group(tmp_path_factory):
 
 def test_metrics_count_the_requests_of_every_worker(group):
     before = metric(httpx.get(f"{group.url}/metrics").text, "axon_requests_total", model="spam", status="200")
+    written = sum(requests_per_pid(group.metrics_dir, "text").values())
     assert classify_on_fresh_connections(group.url, 200) == [200] * 200
+    # Every worker writes its counts to the shared files each tick, scraped or not: a scrape, answered by one
+    # worker, then finds the other's counts there.
+    wait_for(
+        lambda: sum(requests_per_pid(group.metrics_dir, "text").values()) - written == 200,
+        timeout=10,
+        what="the workers' files did not count all 200 requests without a scrape",
+    )
 
     def counted() -> bool:
         text = httpx.get(f"{group.url}/metrics").text
@@ -164,6 +173,50 @@ def test_a_worker_that_cannot_start_stops_the_group(tmp_path):
     )
     assert proc.returncode == 1
     assert "before it was ready: stopping" in proc.stderr
+
+
+class FakeProcess:
+    """What the supervisor reads of a worker's Popen: its pid, its exit status (None while it runs), its signals."""
+
+    def __init__(self, pid: int, code: int | None) -> None:
+        self.pid, self.code, self.signals = pid, code, []
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+
+
+def bare_supervisor(folder: Path, *processes: FakeProcess) -> Supervisor:
+    """A supervisor of fake workers, without its socket: what `_watch` and `_on_signal` use, and no more."""
+    supervisor = Supervisor.__new__(Supervisor)
+    supervisor.folder = supervisor.metrics_dir = folder
+    supervisor.stopping, supervisor.restarts = False, 0
+    supervisor.restart_counter = SimpleNamespace(inc=lambda: None)
+    supervisor.workers = [_Worker(i, p) for i, p in enumerate(processes)]  # type: ignore[arg-type]
+    supervisor._start = lambda index: _Worker(index, FakeProcess(1000 + index, None))  # type: ignore[method-assign,arg-type]
+    return supervisor
+
+
+def test_a_worker_killed_before_it_was_ready_is_replaced_one_that_failed_stops_the_group(tmp_path):
+    # A start-up error (exit status > 0) would repeat in every replacement; a signal (the OOM killer while
+    # it loads, an operator) says nothing about the next worker.
+    killed = bare_supervisor(tmp_path, FakeProcess(101, -signal.SIGKILL))
+    assert killed._watch() is None
+    assert killed.restarts == 1 and killed.workers[0].proc.pid == 1000
+    failed = bare_supervisor(tmp_path, FakeProcess(102, 1))
+    assert failed._watch() == 1
+    assert failed.restarts == 0
+
+
+def test_a_second_signal_is_passed_on_to_the_running_workers(tmp_path):
+    running, gone = FakeProcess(201, None), FakeProcess(202, 0)
+    supervisor = bare_supervisor(tmp_path, running, gone)
+    supervisor._on_signal(signal.SIGTERM, None)  # the first: readiness drops; _stop() signals the workers
+    assert draining_path(tmp_path).exists() and running.signals == []
+    supervisor._on_signal(signal.SIGINT, None)  # the second: workers stop waiting for running requests
+    assert running.signals == [signal.SIGTERM] and gone.signals == []
 
 
 def test_readiness_waits_for_every_worker(tmp_path):
