@@ -235,27 +235,31 @@ async def test_explanations_queue_in_their_own_lane(tmp_path):
     from tests.support.app_harness import tiny_settings
     from tests.support.tiny_models import build_repository
 
+    # Bounds that differ: the lane takes 2 explanations, whatever plain inference's bound (1).
     settings = tiny_settings(
-        build_repository(tmp_path / "models"), max_requests_in_flight=1, explain={"max_in_flight": 1}
+        build_repository(tmp_path / "models"), max_requests_in_flight=1, explain={"max_in_flight": 2}
     )
-    started, release = asyncio.Event(), asyncio.Event()
+    started, release = [asyncio.Event(), asyncio.Event()], asyncio.Event()
 
-    async def slow_body():
+    async def slow_body(started: asyncio.Event):
         started.set()
         await release.wait()
         yield json.dumps({"texts": ["free cash now"]}).encode()
 
     async with serving(settings) as (_, client):
         headers = {"content-type": "application/json"}
-        held = asyncio.create_task(client.post("/v1/text/explain", content=slow_body(), headers=headers))
-        await asyncio.wait_for(started.wait(), 10)  # the held explanation occupies the lane's one slot
-        second = await client.post("/v1/text/explain", json={"texts": ["hello"]})
+        held = [
+            asyncio.create_task(client.post("/v1/text/explain", content=slow_body(event), headers=headers))
+            for event in started
+        ]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 10)  # both of the lane's slots taken
+        third = await client.post("/v1/text/explain", json={"texts": ["hello"]})
         plain = await client.post("/v1/text/classify", json={"texts": ["hello"]})
         release.set()
-        first = await held
-    assert second.status_code == 429 and second.json()["code"] == "overloaded" and "Retry-After" in second.headers
+        first = await asyncio.gather(*held)
+    assert third.status_code == 429 and third.json()["code"] == "overloaded" and "Retry-After" in third.headers
     assert plain.status_code == 200  # plain inference's one slot was free all along
-    assert first.status_code == 200, first.text
+    assert [r.status_code for r in first] == [200, 200], [r.text for r in first]
 
 
 async def test_occlusion_patch_grows_to_fit_max_passes_and_text_is_refused_past_it(tmp_path):
@@ -272,3 +276,37 @@ async def test_occlusion_patch_grows_to_fit_max_passes_and_text_is_refused_past_
     e = vision.json()["explanations"][0]
     assert e["passes"] <= 5 and np.asarray(e["saliency"]).shape == (28, 28)
     assert text.status_code == 413 and "the limit is 5" in text.json()["error"]
+
+
+async def test_a_lowercasing_model_explains_the_text_as_its_codec_sees_it(tmp_path):
+    from tokenizers import normalizers
+
+    from tests.support.app_harness import tiny_settings
+    from tests.support.tiny_models import CONFIGS, add_model
+
+    # `lowercase` in the config, not in the tokenizer: the explanation must lowercase as classify does.
+    root = tmp_path / "models"
+    folder = add_model(root, "shouty", "spam", preprocessing={**CONFIGS["spam"]["preprocessing"], "lowercase": True})
+    tokenizer = Tokenizer.from_file(str(folder / "1" / "tokenizer.json"))
+    tokenizer.normalizer = normalizers.Sequence([])
+    tokenizer.save(str(folder / "1" / "tokenizer.json"))
+    async with serving(tiny_settings(root)) as (_, client):
+        r = await client.post("/v1/text/explain", json={"texts": ["FREE Cash now"], "model": "shouty"})
+    assert r.status_code == 200, r.text
+    tokens = [(t["token"], t["start"], t["end"]) for t in r.json()["explanations"][0]["tokens"]]
+    assert tokens == [("free", 0, 4), ("cash", 5, 9), ("now", 10, 13)]
+
+
+async def test_the_occlusion_grid_and_its_unoccluded_pass_fit_max_passes():
+    from service.explain.vision import patch_side
+
+    # 28x28 in patches of 4: a 7x7 grid, 49 passes plus the unoccluded one.
+    assert patch_side(28, 28, 4, 50) == 4
+    assert patch_side(28, 28, 4, 49) == 5  # a 6x6 grid: 37 passes
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("On", True), ("0", False), ("", False), (None, None)])
+async def test_overlay_flags_read_as_query_and_form_strings(value, expected):
+    from service.explain.vision import flag
+
+    assert flag(value, "overlay") is expected
