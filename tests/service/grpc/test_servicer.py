@@ -1,4 +1,5 @@
-"""The gRPC servicer's credential rules, per kind of RPC, without a server (REST's rules, tested in test_access)."""
+"""The gRPC servicer without a server: its credential rules per kind of RPC (REST's, tested in test_access), and
+what it checks of a repository request before the lifecycle sees it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections import namedtuple
 from pathlib import Path
 from types import SimpleNamespace
 
+import grpc
 import pytest
 
 from service.errors import Unauthorized
-from service.grpc.servicer import Servicer
+from service.grpc.proto import grpc_service_pb2 as pb
+from service.grpc.servicer import Servicer, peer_host
 from tests.support.app_harness import tiny_settings
 
 Metadatum = namedtuple("Metadatum", "key value")
@@ -62,3 +65,28 @@ def test_management_from_a_loopback_peer_follows_local_management(tmp_path, host
     with pytest.raises(Unauthorized):
         servicer(tmp_path, local_management=False).authorize("management", Context(peer=peer))
     servicer(tmp_path, local_management=False).authorize("management", Context(MANAGEMENT, peer=peer))
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [("ipv4:127.0.0.1:5000", "127.0.0.1"), ("ipv6:[::1]:5000", "::1"), ("unix:/tmp/axon.sock", "")],
+)
+def test_the_peer_string_gives_the_bare_address(peer, host):
+    assert peer_host(peer) == host
+
+
+async def test_a_repository_request_is_refused_for_its_name_first(tmp_path):
+    # REST checks the name before the body; so does gRPC, whatever else the request gets wrong.
+    aborted = []
+
+    class Aborting(Context):
+        async def abort(self, code: grpc.StatusCode, message: str) -> None:
+            aborted.append((code, message))
+
+    settings = tiny_settings(tmp_path, auth={"local_management": True})
+    state = SimpleNamespace(dataplane=None, settings=settings, check_single_process=lambda: None)
+    request = pb.RepositoryModelLoadRequest(
+        model_name="../etc", parameters={"config": pb.ModelRepositoryParameter(string_param="{}")}
+    )
+    await Servicer(state).RepositoryModelLoad(request, Aborting(peer="ipv4:127.0.0.1:5000"))
+    assert aborted == [(grpc.StatusCode.INVALID_ARGUMENT, "model name '../etc' contains a path separator")]

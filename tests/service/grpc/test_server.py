@@ -1,0 +1,102 @@
+"""The gRPC server in the app's lifespan, in process: REST's limits (message size, RPCs in flight) and its drain.
+
+`tests/service/grpc/test_shutdown.py` checks the shutdown of a real process on SIGTERM; here an RPC is held
+inside the data plane, so what the server does with an RPC in flight is decided by events, not timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.app import create_app
+from service.grpc.proto import grpc_service_pb2 as pb
+from service.grpc.proto import grpc_service_pb2_grpc as pb_grpc
+from tests.support.app_harness import tiny_settings
+from tests.support.tiny_models import N_FEATURES, build_repository
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def rows(n: int) -> pb.ModelInferRequest:
+    """A raw FP32 request of n tabular rows for the tiny `thyroid` model (84 bytes a row)."""
+    tensor = pb.ModelInferRequest.InferInputTensor(name="features", datatype="FP32", shape=[n, N_FEATURES])
+    data = np.full((n, N_FEATURES), 0.5, np.float32).tobytes()
+    return pb.ModelInferRequest(model_name="thyroid", inputs=[tensor], raw_input_contents=[data])
+
+
+class Held:
+    """The data plane's `infer`, held until released: an RPC in flight for as long as a test needs it."""
+
+    def __init__(self, infer) -> None:
+        self.infer, self.entered, self.release = infer, asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, *args, **kwargs):
+        self.entered.set()
+        await self.release.wait()
+        return await self.infer(*args, **kwargs)
+
+
+@asynccontextmanager
+async def grpc_app(tmp_path, hold: bool = False, **settings) -> AsyncIterator[tuple[object, grpc.aio.Channel]]:
+    """The app with gRPC on a free port, models loaded, a channel to it; `app.held` holds every ModelInfer."""
+    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0, **settings))
+    if hold:
+        app.held = Held(app.state.axon.dataplane.infer)
+        app.state.axon.dataplane.infer = app.held
+    async with app.router.lifespan_context(app):
+        await app.state.axon.load_task
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel:
+            yield app, channel
+
+
+async def test_a_message_larger_than_a_request_body_may_be_is_refused(tmp_path):
+    async with grpc_app(tmp_path, limits={"max_body_bytes": 4096}) as (_, channel):
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        fits = await stub.ModelInfer(rows(40))  # 3360 bytes of tensor
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ModelInfer(rows(60))  # 5040 bytes
+    assert len(fits.raw_output_contents) == 2
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_rpcs_past_max_requests_in_flight_are_refused_at_once(tmp_path):
+    async with grpc_app(tmp_path, hold=True, max_requests_in_flight=1) as (app, channel):
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        first = asyncio.ensure_future(stub.ModelInfer(rows(1)))
+        await asyncio.wait_for(app.held.entered.wait(), 10)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ServerLive(pb.ServerLiveRequest())
+        app.held.release.set()
+        answer = await first
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert answer.model_name == "thyroid"
+
+
+async def test_an_rpc_in_flight_at_shutdown_gets_its_answer(tmp_path):
+    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
+    held = Held(app.state.axon.dataplane.infer)
+    app.state.axon.dataplane.infer = held
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    await app.state.axon.load_task
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == SERVING
+        call = asyncio.ensure_future(pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(rows(1)))
+        await asyncio.wait_for(held.entered.wait(), 10)
+        stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))  # what SIGTERM leads to
+        # Health watchers hear of the shutdown first; the RPC in flight then finishes within the drain timeout.
+        assert (await asyncio.wait_for(watch.read(), 10)).status == NOT_SERVING
+        watch.cancel()
+        held.release.set()
+        answer = await asyncio.wait_for(call, 10)
+    await asyncio.wait_for(stopping, 10)
+    assert answer.model_name == "thyroid" and len(answer.outputs) == 2
