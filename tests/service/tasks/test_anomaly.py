@@ -87,3 +87,16 @@ def test_a_rule_out_of_range_is_refused(field, value):
 def test_a_tabular_model_takes_no_series_rule(rule):
     with pytest.raises(ValidationError, match="merge_gap, min_points and point_score"):
         ModelConfig.model_validate({**CONFIGS["thyroid"], "name": "t", "anomaly": {"threshold": 0.5, **rule}})
+
+
+def test_timestamps_label_every_point_and_both_ends_of_each_segment():
+    timestamps = [f"t{i}" for i in range(30)]
+    result = BatchResult({"score": WINDOW_SCORES.astype(np.float32)}, 0.0, 0.0)
+    body = ScoreSeries([0.0] * 30, timestamps, None, None).answer(version(), result)
+    assert [r["timestamp"] for r in body["results"]] == timestamps
+    assert [(s["start_timestamp"], s["end_timestamp"]) for s in body["segments"]] == [
+        ("t2", "t3"),
+        ("t6", "t7"),
+        ("t16", "t19"),
+        ("t28", "t29"),
+    ]
