@@ -3,11 +3,15 @@
 Limits are REST's: a message may be as large as a request body (`limits.max_body_bytes`), and at most
 `max_requests_in_flight` RPCs run at once (grpc answers RESOURCE_EXHAUSTED past it). The standard
 health service answers SERVING for the server ("") and `inference.GRPCInferenceService` exactly when
-`/v2/health/ready` would, so it turns NOT_SERVING as soon as a shutdown signal drops readiness.
+`/v2/health/ready` would, so it turns NOT_SERVING as soon as a shutdown signal drops readiness: Check
+reads readiness on every call, Watch streams are told of a change within `FOLLOW_S`. Both are behind the
+inference token when `auth.protect_health` is set.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +24,9 @@ from service.grpc.servicer import SERVICE_NAME, Servicer, answered
 from service.state import AxonState
 
 log = logging.getLogger("axon.grpc")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+FOLLOW_S = 0.5  # how often the statuses Watch streams report are brought in line with readiness
 
 
 class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
@@ -36,9 +43,34 @@ class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
 
     @answered("open")
     async def _check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
-        ready = self._servicer.state.readiness()[0]
-        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        return health_pb2.HealthCheckResponse(status=status)
+        return health_pb2.HealthCheckResponse(status=self._status())
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        if request.service not in ("", SERVICE_NAME):
+            await super().Watch(request, context)  # SERVICE_UNKNOWN, as the standard service answers
+        else:
+            await self._watch(request, context)
+
+    @answered("open")
+    async def _watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        # The standard stream: it reports each status `set` stores, and `follow` stores readiness.
+        await super().Watch(request, context)
+
+    async def follow(self) -> None:
+        """Keep the statuses Watch streams report in step with readiness, until cancelled."""
+        while True:
+            await self.update()
+            await asyncio.sleep(FOLLOW_S)
+
+    async def update(self) -> None:
+        """Store the readiness status for the server and the V2 service (`set` tells their watchers)."""
+        status = self._status()
+        for service in ("", SERVICE_NAME):
+            if self._server_status.get(service) != status:
+                await self.set(service, status)
+
+    def _status(self) -> health_pb2.HealthCheckResponse.ServingStatus:
+        return SERVING if self._servicer.state.readiness()[0] else NOT_SERVING
 
     def authorize(self, kind: str, context: Any) -> None:
         """The V2 servicer's rules (`answered` calls this): health is open unless `auth.protect_health`."""
@@ -64,6 +96,7 @@ class GrpcServer:
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health: ReadinessHealth | None = None
+        self._follow: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind and start serving (on the running event loop)."""
@@ -82,16 +115,23 @@ class GrpcServer:
         servicer = Servicer(self.state)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         self._health = ReadinessHealth(servicer)
+        await self._health.update()  # no watcher sees the standard servicer's initial SERVING
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self.port = server.add_insecure_port(self.address)
         await server.start()
         self._server = server
+        self._follow = asyncio.get_running_loop().create_task(self._health.follow(), name="grpc-health")
         log.info("serving gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on %s", self.address)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new RPCs, let running ones finish for at most `grace_s`, then close."""
         if self._server is None:
             return
+        if self._follow is not None:
+            self._follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow
+            self._follow = None
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         await self._server.stop(grace_s)

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.app import create_app
 from service.grpc.proto import grpc_service_pb2 as pb
 from service.grpc.proto import grpc_service_pb2_grpc as pb_grpc
+from service.grpc.servicer import SERVICE_NAME
 from tests.support.app_harness import tiny_settings
 from tests.support.tiny_models import N_FEATURES, build_repository
 
@@ -30,6 +31,12 @@ def rows(n: int) -> pb.ModelInferRequest:
     tensor = pb.ModelInferRequest.InferInputTensor(name="features", datatype="FP32", shape=[n, N_FEATURES])
     data = np.full((n, N_FEATURES), 0.5, np.float32).tobytes()
     return pb.ModelInferRequest(model_name="thyroid", inputs=[tensor], raw_input_contents=[data])
+
+
+async def watched(watch: grpc.aio.UnaryStreamCall, status: int) -> None:
+    """Read a Watch stream until it reports `status` (a change reaches watchers within `FOLLOW_S`)."""
+    while (await watch.read()).status != status:
+        pass
 
 
 class Held:
@@ -89,7 +96,7 @@ async def test_an_rpc_in_flight_at_shutdown_gets_its_answer(tmp_path):
     await app.state.axon.load_task
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
-        assert (await watch.read()).status == SERVING
+        await asyncio.wait_for(watched(watch, SERVING), 10)
         call = asyncio.ensure_future(pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(rows(1)))
         await asyncio.wait_for(held.entered.wait(), 10)
         stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))  # what SIGTERM leads to
@@ -100,3 +107,42 @@ async def test_an_rpc_in_flight_at_shutdown_gets_its_answer(tmp_path):
         answer = await asyncio.wait_for(call, 10)
     await asyncio.wait_for(stopping, 10)
     assert answer.model_name == "thyroid" and len(answer.outputs) == 2
+
+
+async def test_health_watchers_follow_readiness_like_check(tmp_path, monkeypatch):
+    # Watch, like Check, says NOT_SERVING while the models load and SERVING once the server is ready.
+    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
+    lifecycle, may_load = app.state.axon.lifecycle, asyncio.Event()
+    load_all = lifecycle.load_all
+
+    async def load_when_told() -> None:
+        await may_load.wait()
+        await load_all()
+
+    monkeypatch.setattr(lifecycle, "load_all", load_when_told)
+    async with (
+        app.router.lifespan_context(app),
+        grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        watches = [health.Watch(health_pb2.HealthCheckRequest(service=s)) for s in ("", SERVICE_NAME)]
+        assert [(await w.read()).status for w in watches] == [NOT_SERVING, NOT_SERVING]
+        may_load.set()
+        await asyncio.wait_for(asyncio.gather(*(watched(w, SERVING) for w in watches)), 30)
+        for watch in watches:
+            watch.cancel()
+
+
+async def test_health_watch_needs_the_token_when_health_is_protected(tmp_path):
+    auth = {"inference_token": "grpc-token", "protect_health": True}
+    async with grpc_app(tmp_path, auth=auth) as (_, channel):
+        health = health_pb2_grpc.HealthStub(channel)
+        refused = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await refused.read()
+        allowed = health.Watch(
+            health_pb2.HealthCheckRequest(service=""), metadata=(("authorization", "Bearer grpc-token"),)
+        )
+        await asyncio.wait_for(watched(allowed, SERVING), 10)
+        allowed.cancel()
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
