@@ -91,29 +91,36 @@ def _worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def _reference(order_seed: int = SEED) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """The same training in one process with the global batch, written without `training.train`."""
+def _reference(order_seed: int = SEED) -> tuple[dict[str, torch.Tensor], list[float], list[float]]:
+    """The same training in one process with the global batch, written without `training.train`.
+
+    Returns the best epoch's weights, the validation scores and each epoch's mean training loss over the rows.
+    """
     torch.set_num_threads(1)
     train, val = _data()
     (x, y), (vx, vy) = train.tensors, val.tensors
     model = _model()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
-    best, best_state, scores = float("-inf"), None, []
+    best, best_state, scores, train_losses = float("-inf"), None, [], []
     for epoch in range(1, EPOCHS + 1):
         perm = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(order_seed + epoch))
+        total = 0.0
         for start in range(0, N_TRAIN, GLOBAL_BATCH):
             idx = perm[start : start + GLOBAL_BATCH]
             opt.zero_grad()
-            _mse(model(x[idx]), y[idx]).backward()
+            loss = _mse(model(x[idx]), y[idx])
+            total += float(loss) * len(idx)
+            loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
         sched.step()
+        train_losses.append(total / N_TRAIN)
         with torch.no_grad():
             scores.append(_neg_mse(model(vx), vy))
         if scores[-1] > best:
             best, best_state = scores[-1], copy.deepcopy(model.state_dict())
-    return best_state, scores
+    return best_state, scores, train_losses
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +135,15 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(two_ranks):
-    state, scores = _reference()
+    state, scores, train_losses = _reference()
     ddp = two_ranks[0]["runs"][0]
     assert ddp["history"]["world_size"] == WORLD
     assert ddp["history"]["val_metric"] == pytest.approx(scores, abs=1e-5)
+    # Each rank's mean loss over its half, averaged: the mean over the global batch's rows.
+    assert ddp["history"]["train_loss"] == pytest.approx(train_losses, abs=1e-5)
     assert _max_diff(ddp["state"], state) < 1e-4
     # The tolerance is far below what a different batch order alone would give: the test can fail.
-    other, _ = _reference(order_seed=SEED + 100)
+    other, _, _ = _reference(order_seed=SEED + 100)
     assert _max_diff(other, state) > 1e-2
 
 
@@ -220,3 +229,14 @@ def test_a_worker_rank_leaves_with_its_output_flushed_and_status_0():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "share done\n")
+
+
+def test_only_a_world_of_two_or_more_is_a_launch(monkeypatch):
+    from training.distributed import launched
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not launched()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun --nproc_per_node=1 sets it too
+    assert not launched()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched()
