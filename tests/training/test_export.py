@@ -235,3 +235,45 @@ def test_parity_fails_when_the_predicted_class_differs_even_within_atol(tmp_path
     assert report.max_abs_diff <= report.atol == 1e-4
     assert report.cases[0].argmax_equal is False
     assert not report.passed  # export_verified refuses to write whatever does not pass
+
+
+class NaNScoreAutoencoder(DenseAutoencoder):
+    """An autoencoder whose score is NaN (log of a negative number) in eager PyTorch and in ONNX Runtime alike."""
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reconstruction, score = super().forward(features)
+        return reconstruction, score + torch.log(-1.0 - features.abs().sum(dim=1))
+
+
+def test_a_nan_output_fails_parity_even_when_both_runtimes_give_it(tmp_path: Path) -> None:
+    # The reconstruction agrees; a NaN score must still fail, however `max` orders NaN among the outputs.
+    model = NaNScoreAutoencoder(DenseAutoencoderConfig(n_features=5, hidden=(4,), latent=2))
+    cases = [tuple(t.numpy() for t in model.example_inputs(3))]
+    with pytest.raises(ExportError, match="disagree") as error:
+        export_verified(model, tmp_path / "model.onnx", cases)
+    (case,) = error.value.report.cases
+    assert case.output_diffs["reconstruction"] <= 1e-4
+    assert case.output_diffs["score"] == case.max_abs_diff == float("inf")
+    assert error.value.report.to_dict()["max_abs_diff"] is None  # not finite: written as null in the card
+    assert list(tmp_path.iterdir()) == []
+
+
+class ColumnScoreAutoencoder(DenseAutoencoder):
+    """The same network with its score as a column [B, 1]: the shape bug a squeeze forgotten in export would give."""
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reconstruction, score = super().forward(features)
+        return reconstruction, score.unsqueeze(1)
+
+
+def test_parity_fails_when_an_output_has_another_shape_even_if_its_values_agree(tmp_path: Path) -> None:
+    config = DenseAutoencoderConfig(n_features=4, hidden=(3,), latent=2)
+    column = ColumnScoreAutoencoder(config)
+    export_onnx(column, tmp_path / "model.onnx")
+    plain = DenseAutoencoder(config)
+    plain.load_state_dict(column.state_dict())
+    # Batch 1: score [1] against [1, 1] holds the same single number, and would broadcast to a zero difference.
+    report = check_parity(plain, tmp_path / "model.onnx", [tuple(t.numpy() for t in plain.example_inputs(1))])
+    assert report.cases[0].output_diffs["reconstruction"] <= 1e-4
+    assert report.cases[0].output_diffs["score"] == float("inf")
+    assert not report.passed

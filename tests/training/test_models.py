@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -129,6 +131,7 @@ def test_padding_changes_nothing(family: str, extra: dict) -> None:
 
 def test_transformer_refuses_sequences_beyond_its_position_table() -> None:
     model = build_model("transformer", **TINY["transformer"])
+    assert model(*model.example_inputs(1, 32)).shape == (1, 3)  # the whole table is usable
     with pytest.raises(ValueError, match="exceeds max_length 32"):
         model(*model.example_inputs(1, 33))
 
@@ -197,3 +200,28 @@ def test_checkpoint_rebuilds_the_model_alone(family: str, tmp_path) -> None:
 def test_checkpoint_refuses_a_model_of_another_family(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a 'rnn' model"):
         save_checkpoint(build_model("cnn", **TINY["cnn"]), "rnn", tmp_path / "x.pt")
+
+
+class NotATensor:
+    """Any pickled object besides tensors and plain values: loading it would run code."""
+
+
+def test_checkpoint_loading_refuses_pickled_objects(tmp_path) -> None:
+    model = build_model("dense-ae", **TINY["dense-ae"])
+    save_checkpoint(model, "dense-ae", tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    torch.save({**payload, "extra": NotATensor()}, tmp_path / "hostile.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        model_from_checkpoint(tmp_path / "hostile.pt")
+
+
+def test_bag_of_embeddings_averages_the_real_tokens_only() -> None:
+    from training.models import BagOfEmbeddings
+
+    bag = BagOfEmbeddings(vocab_size=20, dim=4, num_classes=2, pad_id=0, dropout=0.0).eval()
+    ids = torch.tensor([[2, 5, 6]])
+    padded = torch.tensor([[2, 5, 6, 0, 0]])
+    with torch.no_grad():
+        alone = bag(ids, torch.ones(1, 3, dtype=torch.int64))
+        with_padding = bag(padded, torch.tensor([[1, 1, 1, 0, 0]]))
+    assert torch.allclose(alone, with_padding, atol=1e-6)

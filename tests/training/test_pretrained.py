@@ -156,6 +156,9 @@ def test_no_freezing_trains_everything(encoder: Path) -> None:
 def test_freezing_more_layers_than_there_are_is_refused(encoder: Path) -> None:
     with pytest.raises(ValueError, match="exceeds the encoder's 2 layers"):
         model(encoder, freeze_layers=3)
+    every = model(encoder, freeze_layers=2)  # all of them is allowed
+    assert not any(p.requires_grad for p in every.encoder.encoder.layer.parameters())
+    assert all(p.requires_grad for p in every.head.parameters())
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -55,3 +55,32 @@ def test_quantize_dynamic_on_a_tiny_bert_stores_int8_weights_and_is_judged(tmp_p
     # Its logits are close to fp32's but not identical: the arithmetic did change.
     a, b = onnx_logits(fp32, feeds), onnx_logits(tmp_path / "model.int8.onnx", feeds)
     assert 0 < np.abs(a - b).max() < 0.5
+
+
+def test_each_file_is_judged_on_its_own_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in for the quantized file that predicts otherwise (another seed's weights) must lose the gate.
+    import onnxruntime as ort
+
+    from tests.support.tiny_models import VOCAB, text_model
+    from training import quantize
+
+    def other_weights(source: Path, target: Path) -> Path:
+        text_model(target, seed=7)
+        return target
+
+    monkeypatch.setattr(quantize, "quantize_int8", other_weights)
+    text_model(tmp_path / "model.onnx", seed=1)
+    ids = np.array([[2, token, 0] for token in range(3, len(VOCAB))], dtype=np.int64)
+    feeds = [{"input_ids": ids, "attention_mask": np.tile(np.array([1, 1, 0], dtype=np.int64), (len(ids), 1))}]
+
+    def predictions(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["logits"], feeds[0])[0].argmax(1)
+
+    y = predictions(tmp_path / "model.onnx")  # labels the fp32 file gets all right
+    report = quantize_checked(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", feeds, y)
+    int8_right = float((predictions(tmp_path / "model.int8.onnx") == y).mean())
+    assert int8_right < 1.0 - INT8_TOLERANCE  # the two files do disagree on some rows
+    assert report.validation_accuracy_fp32 == 1.0
+    assert report.validation_accuracy_int8 == int8_right
+    assert (report.accepted, report.served) == (False, "fp32")
