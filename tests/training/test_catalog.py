@@ -120,6 +120,8 @@ def test_require_names_the_dataset_and_the_fix(tiny, tmp_path):
         match=r"dataset 'tiny' is not in .*: run `python -m training datasets fetch tiny --from <mirror URL>`",
     ):
         catalog.require("tiny", tmp_path)
+    with pytest.raises(DatasetError, match=r"dataset 'tiny' is not in "):
+        catalog.require("tiny", tmp_path, ["rows.data"])  # the one file a reader needs is absent: all it needs
     (tmp_path / "tiny").mkdir()
     shutil.copy(THYROID, tmp_path / "tiny" / "rows.data")
     with pytest.raises(DatasetError, match=r"is incomplete \(sub/texts.tsv missing\)"):

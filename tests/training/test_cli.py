@@ -337,3 +337,24 @@ def test_parse_settings_reads_json_values_and_keeps_plain_strings():
     }
     with pytest.raises(SystemExit):
         parse_settings(["oops"])
+
+
+def test_datasets_fetch_writes_into_axon_datasets_else_the_cache_never_the_shared_folder(monkeypatch, tmp_path):
+    from training.cli import catalog_target
+    from training.data import paths
+
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setattr(paths, "shared_datasets_dir", lambda: tmp_path / "shared")  # present, as in CI
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("AXON_DATASETS", str(tmp_path / "mine"))
+    assert catalog_target() == tmp_path / "mine"
+    monkeypatch.delenv("AXON_DATASETS")
+    assert catalog_target() == tmp_path / "cache" / "axon" / "datasets"
+
+
+def test_set_is_refused_for_the_pretrained_family_before_anything_loads():
+    from training.cli import train_pretrained
+
+    args = build_parser().parse_args(["train", "x", "--family", "pretrained", "--dataset", "sms", "--set", "hidden=8"])
+    with pytest.raises(SystemExit, match="--set is not read by --family pretrained"):
+        train_pretrained(args, {}, None, None)

@@ -98,6 +98,9 @@ def test_mnist_idx_raw_files_and_errors(tmp_path):
     _write_idx(tmp_path / "short", 2051, [2, 3, 4], bytes(20))
     with pytest.raises(ValueError, match="need 40"):
         load_mnist_idx(tmp_path / "short", labels)
+    _write_idx(tmp_path / "long", 2051, [2, 3, 4], bytes(25))  # trailing bytes: not the file the header describes
+    with pytest.raises(ValueError, match="41 bytes, but header dims"):
+        load_mnist_idx(tmp_path / "long", labels)
     _write_idx(tmp_path / "three", 2049, [3], bytes(3))
     with pytest.raises(ValueError, match=r"2 images but .* 3 labels"):
         load_mnist_idx(images, tmp_path / "three")
@@ -133,6 +136,13 @@ def test_image_folder_grayscale_resized(tmp_path):
     assert 70 < x[2].mean() < 82  # pure red in "L" is ~76 (JPEG may move it a little)
 
 
+def test_image_folder_resizes_bilinearly_as_the_service_does(tmp_path):
+    (tmp_path / "only").mkdir()
+    Image.fromarray(np.array([[0, 200]], dtype=np.uint8), "L").save(tmp_path / "only" / "ramp.png")
+    x, _, _ = load_image_folder(tmp_path, size=(1, 4))
+    assert x[0].tolist() == [[0, 50, 150, 200]]  # nearest-neighbour would give [0, 0, 200, 200]
+
+
 def test_image_folder_rgb(tmp_path):
     _write_image_folder(tmp_path)
     x, _, _ = load_image_folder(tmp_path, size=(4, 5), channels=3)
@@ -160,6 +170,13 @@ def test_optdigits_excerpt_equals_sklearn_digits():
     assert x.shape == (200, 8, 8) and x.dtype == np.uint8 and x.max() == 255
     x_sk, y_sk = load_sklearn_digits()
     assert np.array_equal(x, x_sk[:200]) and np.array_equal(y, y_sk[:200])
+
+
+def test_optdigits_refuses_a_cell_count_above_16(tmp_path):
+    row = ",".join(["16"] * 63 + ["17", "3"])
+    (tmp_path / "bad.tra").write_text(row + "\n")
+    with pytest.raises(ValueError, match=r"cell counts outside 0\.\.16"):
+        load_optdigits(tmp_path / "bad.tra")
 
 
 @full_data("optdigits")
@@ -256,6 +273,16 @@ def test_delimited_row_too_short_for_the_columns_names_its_line(tmp_path):
     path.write_text("id,review,stars\n1,fine,good\n2,no stars\n", encoding="utf-8")
     with pytest.raises(ValueError, match="row 3 has 2 fields, too few"):  # line 3 of the file: after the header
         load_delimited(path, text_column="review", label_column="stars", delimiter=",", header=True)
+
+
+def test_a_delimited_datasets_classes_are_its_labels_sorted_not_met(tmp_path):
+    from training.data.kinds import load_dataset
+
+    path = tmp_path / "reviews.tsv"
+    path.write_text("good film\tpos\nbad film\tneg\nfine\tpos\n")
+    data = load_dataset("delimited", path, text_column="0", label_column="1")
+    assert data["labels"] == ["neg", "pos"]  # class ids that do not hang on the file's row order
+    assert data["y"].tolist() == [1, 0, 1]
 
 
 def test_delimited_tsv_without_header(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import bootstrap_interval, wilson_interval
+from training.metrics import anomaly_metrics, bootstrap_interval, wilson_interval
 
 
 def test_wilson_interval_of_95_out_of_100() -> None:
@@ -35,3 +35,10 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_figure() -> None:
     # Close to the Wilson interval of the same accuracy (both about +-3 points at n = 400).
     wilson = wilson_interval(int((y == pred).sum()), 400)
     assert abs(first[0] - wilson[0]) < 0.01 and abs(first[1] - wilson[1]) < 0.01
+
+
+def test_a_score_equal_to_the_threshold_is_not_flagged() -> None:
+    # The service flags score > threshold; the card's figures must count the same rows.
+    m = anomaly_metrics(np.array([0, 1, 1]), np.array([0.5, 0.5, 0.9]), threshold=0.5)
+    assert m["flagged"] == 1
+    assert (m["precision"], m["recall"]) == (1.0, 0.5)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
+
 from training.recipes import series_selection as sel
 
 
@@ -69,3 +73,12 @@ def test_the_protocol_names_its_seeds_grid_rule_and_the_first_protocols_outcome(
     assert p["grid"]["point_score"] == ["mean", "max"] and p["grid"]["window"] == [128, 256]
     assert "worst-seed" in p["selection_rule"]
     assert p["history"]["first_protocol"]["machine_temperature"].startswith("2 of 4 windows, 3 false alarms")
+
+
+def test_a_rule_raises_the_base_threshold_by_its_margin():
+    # Points 2..3 score 1.5 against a margin-1 threshold of 1.0: over it at margin 1.25, under it at 2.0.
+    points = np.array([0.0, 0.0, 1.5, 1.5, 0.0, 0.0])
+    fitted = sel.Scored(SimpleNamespace(windows=[(2, 3)]), {"mean": points}, {"mean": 1.0})
+    assert sel.score(fitted, sel.Rule(128, "mean", 1.25, 0, 1))["windows_hit"] == 1
+    low = sel.score(fitted, sel.Rule(128, "mean", 2.0, 0, 1))
+    assert (low["threshold"], low["windows_hit"]) == (2.0, 0)

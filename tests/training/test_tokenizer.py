@@ -107,3 +107,29 @@ def test_training_twice_gives_the_same_vocabulary():
     second = train_tokenizer(texts[:1500], vocab_size=vocab, lowercase=False)
     assert first.get_vocab_size() == vocab
     assert first.to_str() == second.to_str()
+
+
+def test_words_seen_once_are_kept_and_min_frequency_drops_the_rarer():
+    assert "once" in train_tokenizer(["once twice twice"], vocab_size=100).get_vocab()
+    vocab = train_tokenizer(["once twice twice"], vocab_size=100, min_frequency=2).get_vocab()
+    assert "twice" in vocab and "once" not in vocab
+
+
+def test_equally_frequent_words_compete_for_the_last_places_alphabetically():
+    # [PAD] [UNK] [CLS], 7 characters and their 7 "##" forms: 17 tokens, so vocab_size 18 leaves one word.
+    vocab = train_tokenizer(["zeta alpha"], vocab_size=18).get_vocab()
+    assert len(vocab) == 18
+    assert "alpha" in vocab and "zeta" not in vocab
+
+
+def test_saved_file_carries_no_truncation_or_padding(tokenizer, tmp_path):
+    tokenizer.enable_truncation(3)
+    tokenizer.enable_padding(length=8)
+    try:
+        save_tokenizer(tokenizer, tmp_path / "tokenizer.json")
+    finally:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+    loaded = load_tokenizer(tmp_path / "tokenizer.json")
+    assert loaded.truncation is None and loaded.padding is None
+    assert len(loaded.encode("the quick brown fox jumps").ids) == 6
