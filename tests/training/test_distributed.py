@@ -110,7 +110,7 @@ def _reference(order_seed: int = SEED) -> tuple[dict[str, torch.Tensor], list[fl
             idx = perm[start : start + GLOBAL_BATCH]
             opt.zero_grad()
             loss = _mse(model(x[idx]), y[idx])
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
