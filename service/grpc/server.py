@@ -26,15 +26,23 @@ from service.state import AxonState
 log = logging.getLogger("axon.grpc")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-FOLLOW_S = 0.5  # how often the statuses Watch streams report are brought in line with readiness
+FOLLOW_S = 0.5  # how often the status Watch streams report is brought in line with readiness
 
 
 class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
-    """grpc.health.v1.Health whose answer for this server follows the app's readiness (and its auth)."""
+    """grpc.health.v1.Health whose answer for this server follows the app's readiness (and its auth).
+
+    `""` and the V2 service share one status. Watch streams are served here, not by the standard servicer:
+    its Watch drops a service's shared condition when any one watcher leaves, and the watchers still
+    connected would never hear of a change again. Each change here sets an event and replaces it.
+    """
 
     def __init__(self, servicer: Servicer) -> None:
         super().__init__()
         self._servicer = servicer
+        self._shown = self._status()  # what watchers were last told
+        self._changed = asyncio.Event()
+        self._final = False  # after the shutdown notice nothing changes the status again
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", SERVICE_NAME):
@@ -53,21 +61,37 @@ class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
 
     @answered("open")
     async def _watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
-        # The standard stream: it reports each status `set` stores, and `follow` stores readiness.
-        await super().Watch(request, context)
+        self.update()  # a new watcher hears the status of now, not of the last tick
+        told = None
+        while True:  # until the client leaves or the server stops (the RPC is cancelled)
+            changed = self._changed
+            if self._shown != told:
+                told = self._shown
+                await context.write(health_pb2.HealthCheckResponse(status=told))
+            await changed.wait()
 
     async def follow(self) -> None:
-        """Keep the statuses Watch streams report in step with readiness, until cancelled."""
+        """Keep the status Watch streams report in step with readiness, until cancelled."""
         while True:
-            await self.update()
+            self.update()
             await asyncio.sleep(FOLLOW_S)
 
-    async def update(self) -> None:
-        """Store the readiness status for the server and the V2 service (`set` tells their watchers)."""
-        status = self._status()
-        for service in ("", SERVICE_NAME):
-            if self._server_status.get(service) != status:
-                await self.set(service, status)
+    def update(self) -> None:
+        """Tell watchers the readiness status if it changed."""
+        if not self._final:
+            self._show(self._status())
+
+    async def enter_graceful_shutdown(self) -> None:
+        """NOT_SERVING for good: what watchers are told when the server begins to stop."""
+        self._final = True
+        self._show(NOT_SERVING)
+        await super().enter_graceful_shutdown()
+
+    def _show(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        if status != self._shown:
+            self._shown = status
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def _status(self) -> health_pb2.HealthCheckResponse.ServingStatus:
         return SERVING if self._servicer.state.readiness()[0] else NOT_SERVING
@@ -115,7 +139,6 @@ class GrpcServer:
         servicer = Servicer(self.state)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         self._health = ReadinessHealth(servicer)
-        await self._health.update()  # no watcher sees the standard servicer's initial SERVING
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self.port = server.add_insecure_port(self.address)
         await server.start()

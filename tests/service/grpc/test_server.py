@@ -133,6 +133,43 @@ async def test_health_watchers_follow_readiness_like_check(tmp_path, monkeypatch
             watch.cancel()
 
 
+async def test_a_watcher_leaving_does_not_silence_the_others(tmp_path, monkeypatch):
+    # The standard servicer drops a service's shared condition when any one watcher leaves: the watchers still
+    # there would never hear of a change again.
+    from service.grpc.server import ReadinessHealth
+
+    left, watch = asyncio.Event(), ReadinessHealth.Watch
+
+    async def observed(self, request, context):
+        try:
+            await watch(self, request, context)
+        finally:
+            left.set()  # the server has finished the leaving watcher's stream
+
+    monkeypatch.setattr(ReadinessHealth, "Watch", observed)
+    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
+    lifecycle, may_load = app.state.axon.lifecycle, asyncio.Event()
+    load_all = lifecycle.load_all
+
+    async def load_when_told() -> None:
+        await may_load.wait()
+        await load_all()
+
+    monkeypatch.setattr(lifecycle, "load_all", load_when_told)
+    async with (
+        app.router.lifespan_context(app),
+        grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        leaving, staying = (health.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(2))
+        assert [(await w.read()).status for w in (leaving, staying)] == [NOT_SERVING, NOT_SERVING]
+        leaving.cancel()
+        await asyncio.wait_for(left.wait(), 10)
+        may_load.set()
+        await asyncio.wait_for(watched(staying, SERVING), 30)
+        staying.cancel()
+
+
 async def test_health_watch_needs_the_token_when_health_is_protected(tmp_path):
     auth = {"inference_token": "grpc-token", "protect_health": True}
     async with grpc_app(tmp_path, auth=auth) as (_, channel):
