@@ -34,7 +34,8 @@ class ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]
 
     `""` and the V2 service share one status. Watch streams are served here, not by the standard servicer:
     its Watch drops a service's shared condition when any one watcher leaves, and the watchers still
-    connected would never hear of a change again. Each change here sets an event and replaces it.
+    connected would never hear of a change again (grpc/grpc#43403, open, counts watchers to fix it). Each
+    change here sets an event and replaces it.
     """
 
     def __init__(self, servicer: Servicer) -> None:
