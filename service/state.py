@@ -146,8 +146,12 @@ class AxonState:
             self.load_task.cancel()
             try:
                 await self.load_task
-            except (asyncio.CancelledError, Exception):
-                pass
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the stop itself was cancelled, not only the load
+            except Exception:
+                pass  # the load failed as it was being cancelled: nothing of it is served
         await self.lifecycle.stop()
 
 

@@ -140,3 +140,28 @@ async def test_stopping_during_the_start_up_load_cancels_it(tmp_path, monkeypatc
     stopping.cancel()  # a no-op unless the stop hung on the load
     assert done, "the shutdown waited for the start-up load"
     assert state.load_task.cancelled() and not state.loaded
+
+
+async def test_a_stop_cancelled_while_the_load_winds_down_is_cancelled(tmp_path, monkeypatch):
+    # stop() awaits the cancelled start-up load; a cancel aimed at stop() itself must not be taken for the load's.
+    app = create_app(tiny_settings(build_repository(tmp_path / "models")))
+    state = app.state.axon
+    loading, winding_down, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        loading.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            winding_down.set()
+            await release.wait()  # cleanup that takes a while
+
+    monkeypatch.setattr(state.lifecycle, "load_all", slow_to_stop)
+    state.load_task = asyncio.create_task(state.load_models())  # as the app's start-up does
+    await asyncio.wait_for(loading.wait(), 10)
+    stopping = asyncio.create_task(state.stop())
+    await asyncio.wait_for(winding_down.wait(), 10)
+    stopping.cancel()
+    release.set()
+    await asyncio.wait([stopping], timeout=10)
+    assert stopping.cancelled()
