@@ -64,6 +64,25 @@ async def grpc_app(tmp_path, hold: bool = False, **settings) -> AsyncIterator[tu
             yield app, channel
 
 
+@asynccontextmanager
+async def loading_until_told(tmp_path, monkeypatch) -> AsyncIterator[tuple[asyncio.Event, grpc.aio.Channel]]:
+    """The app with gRPC up and its start-up load held (not ready) until the event is set; a channel to it."""
+    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
+    lifecycle, may_load = app.state.axon.lifecycle, asyncio.Event()
+    load_all = lifecycle.load_all
+
+    async def load_when_told() -> None:
+        await may_load.wait()
+        await load_all()
+
+    monkeypatch.setattr(lifecycle, "load_all", load_when_told)
+    async with (
+        app.router.lifespan_context(app),
+        grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel,
+    ):
+        yield may_load, channel
+
+
 async def test_a_message_larger_than_a_request_body_may_be_is_refused(tmp_path):
     async with grpc_app(tmp_path, limits={"max_body_bytes": 4096}) as (_, channel):
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
@@ -111,19 +130,7 @@ async def test_an_rpc_in_flight_at_shutdown_gets_its_answer(tmp_path):
 
 async def test_health_watchers_follow_readiness_like_check(tmp_path, monkeypatch):
     # Watch, like Check, says NOT_SERVING while the models load and SERVING once the server is ready.
-    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
-    lifecycle, may_load = app.state.axon.lifecycle, asyncio.Event()
-    load_all = lifecycle.load_all
-
-    async def load_when_told() -> None:
-        await may_load.wait()
-        await load_all()
-
-    monkeypatch.setattr(lifecycle, "load_all", load_when_told)
-    async with (
-        app.router.lifespan_context(app),
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel,
-    ):
+    async with loading_until_told(tmp_path, monkeypatch) as (may_load, channel):
         health = health_pb2_grpc.HealthStub(channel)
         watches = [health.Watch(health_pb2.HealthCheckRequest(service=s)) for s in ("", SERVICE_NAME)]
         assert [(await w.read()).status for w in watches] == [NOT_SERVING, NOT_SERVING]
@@ -147,19 +154,7 @@ async def test_a_watcher_leaving_does_not_silence_the_others(tmp_path, monkeypat
             left.set()  # the server has finished the leaving watcher's stream
 
     monkeypatch.setattr(ReadinessHealth, "Watch", observed)
-    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
-    lifecycle, may_load = app.state.axon.lifecycle, asyncio.Event()
-    load_all = lifecycle.load_all
-
-    async def load_when_told() -> None:
-        await may_load.wait()
-        await load_all()
-
-    monkeypatch.setattr(lifecycle, "load_all", load_when_told)
-    async with (
-        app.router.lifespan_context(app),
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel,
-    ):
+    async with loading_until_told(tmp_path, monkeypatch) as (may_load, channel):
         health = health_pb2_grpc.HealthStub(channel)
         leaving, staying = (health.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(2))
         assert [(await w.read()).status for w in (leaving, staying)] == [NOT_SERVING, NOT_SERVING]
