@@ -78,10 +78,11 @@ def describe_model(name: str, request: Request) -> dict[str, Any]:
     the V2 repository index lists it; a serving version being rebuilt shows the files still serving, with the reason.
     """
     state = axon(request)
-    table = list(state.registry.table(name).values())
-    building, rebuilding = state.lifecycle.building(name, table)
     # Neither in the table nor being built: `versions` raises the 404 (or the 503 of an unloaded model).
-    versions = [v for v in state.registry.versions(name) if v.version not in building] if table or not building else []
+    known = state.registry.table(name) or not state.lifecycle.loading(name)
+    entries = state.registry.versions(name) if known else []
+    building, rebuilding = state.lifecycle.building(name, entries)
+    versions = [v for v in entries if v.version not in building]
     views = [describe_version(v, request) for v in versions]
     for view in views:
         if view["version"] in rebuilding:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.app import create_app
 from service.grpc.proto import grpc_service_pb2 as pb
 from service.grpc.proto import grpc_service_pb2_grpc as pb_grpc
+from service.grpc.server import ReadinessHealth
 from service.grpc.servicer import SERVICE_NAME
 from tests.support.app_harness import tiny_settings
 from tests.support.tiny_models import N_FEATURES, build_repository
@@ -52,35 +53,29 @@ class Held:
 
 
 @asynccontextmanager
-async def grpc_app(tmp_path, hold: bool = False, **settings) -> AsyncIterator[tuple[object, grpc.aio.Channel]]:
-    """The app with gRPC on a free port, models loaded, a channel to it; `app.held` holds every ModelInfer."""
+async def grpc_app(
+    tmp_path, hold: bool = False, may_load: asyncio.Event | None = None, **settings
+) -> AsyncIterator[tuple[object, grpc.aio.Channel]]:
+    """The app with gRPC on a free port and a channel to it, models loaded; `app.held` holds every ModelInfer
+    when `hold`; with `may_load` the start-up load (and so readiness) waits for that event instead."""
     app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0, **settings))
     if hold:
         app.held = Held(app.state.axon.dataplane.infer)
         app.state.axon.dataplane.infer = app.held
+    if may_load is not None:
+        lifecycle = app.state.axon.lifecycle
+        load_all = lifecycle.load_all
+
+        async def load_when_told() -> None:
+            await may_load.wait()
+            await load_all()
+
+        lifecycle.load_all = load_when_told
     async with app.router.lifespan_context(app):
-        await app.state.axon.load_task
+        if may_load is None:
+            await app.state.axon.load_task
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel:
             yield app, channel
-
-
-@asynccontextmanager
-async def loading_until_told(tmp_path, monkeypatch) -> AsyncIterator[tuple[asyncio.Event, grpc.aio.Channel]]:
-    """The app with gRPC up and its start-up load held (not ready) until the event is set; a channel to it."""
-    app = create_app(tiny_settings(build_repository(tmp_path / "models"), grpc_port=0))
-    lifecycle, may_load = app.state.axon.lifecycle, asyncio.Event()
-    load_all = lifecycle.load_all
-
-    async def load_when_told() -> None:
-        await may_load.wait()
-        await load_all()
-
-    monkeypatch.setattr(lifecycle, "load_all", load_when_told)
-    async with (
-        app.router.lifespan_context(app),
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc.port}") as channel,
-    ):
-        yield may_load, channel
 
 
 async def test_a_message_larger_than_a_request_body_may_be_is_refused(tmp_path):
@@ -128,9 +123,10 @@ async def test_an_rpc_in_flight_at_shutdown_gets_its_answer(tmp_path):
     assert answer.model_name == "thyroid" and len(answer.outputs) == 2
 
 
-async def test_health_watchers_follow_readiness_like_check(tmp_path, monkeypatch):
+async def test_health_watchers_follow_readiness_like_check(tmp_path):
     # Watch, like Check, says NOT_SERVING while the models load and SERVING once the server is ready.
-    async with loading_until_told(tmp_path, monkeypatch) as (may_load, channel):
+    may_load = asyncio.Event()
+    async with grpc_app(tmp_path, may_load=may_load) as (_, channel):
         health = health_pb2_grpc.HealthStub(channel)
         watches = [health.Watch(health_pb2.HealthCheckRequest(service=s)) for s in ("", SERVICE_NAME)]
         assert [(await w.read()).status for w in watches] == [NOT_SERVING, NOT_SERVING]
@@ -143,8 +139,6 @@ async def test_health_watchers_follow_readiness_like_check(tmp_path, monkeypatch
 async def test_a_watcher_leaving_does_not_silence_the_others(tmp_path, monkeypatch):
     # The standard servicer drops a service's shared condition when any one watcher leaves: the watchers still
     # there would never hear of a change again.
-    from service.grpc.server import ReadinessHealth
-
     left, watch = asyncio.Event(), ReadinessHealth.Watch
 
     async def observed(self, request, context):
@@ -154,7 +148,8 @@ async def test_a_watcher_leaving_does_not_silence_the_others(tmp_path, monkeypat
             left.set()  # the server has finished the leaving watcher's stream
 
     monkeypatch.setattr(ReadinessHealth, "Watch", observed)
-    async with loading_until_told(tmp_path, monkeypatch) as (may_load, channel):
+    may_load = asyncio.Event()
+    async with grpc_app(tmp_path, may_load=may_load) as (_, channel):
         health = health_pb2_grpc.HealthStub(channel)
         leaving, staying = (health.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(2))
         assert [(await w.read()).status for w in (leaving, staying)] == [NOT_SERVING, NOT_SERVING]
