@@ -34,6 +34,7 @@ log = logging.getLogger("axon.lifecycle")
 # The reason a version being built is listed with, in the repository index and in /v1/models.
 LOADING_REASON = "a new version is being validated and warmed up"
 RELOADING_REASON = "new files are being validated and warmed up; the previous files serve meanwhile"
+STANDING_IN_REASON = "outside the version policy; serving until a newer version loads"
 
 Fingerprint = tuple[object, ...]
 """Sizes and modification times of the files a version (or a whole model folder) is built from."""
@@ -247,12 +248,7 @@ class Lifecycle:
                 state = entry.state.value.upper()
                 if (ready_only and state != "READY") or entry.version in building:
                     continue  # not asked for, or listed above as LOADING
-                reason = self._failed.get((name, entry.version)) or entry.reason or ""
-                if (name, entry.version) in self._standing_in:
-                    reason = "outside the version policy; serving until a newer version loads"
-                if entry.version in rebuilding:
-                    reason = RELOADING_REASON
-                rows.append(_row(name, entry.version, state, reason))
+                rows.append(_row(name, entry.version, state, self.reason(name, entry, rebuilding) or ""))
         return rows
 
     def loading(self, name: str) -> list[int | None]:
@@ -265,6 +261,16 @@ class Lifecycle:
         serving = {e.version for e in entries if e.state is ModelState.READY}
         building = self.loading(name)
         return [v for v in building if v not in serving], {v for v in building if v in serving}
+
+    def reason(self, name: str, entry: ModelVersion, rebuilding: set[int | None]) -> str | None:
+        """Why a listed version is in its state, the same in the repository index and in /v1/models: files
+        being rebuilt, then a stand-in, then a failed reload (the old files serve), then the entry's own."""
+        if entry.version in rebuilding:
+            return RELOADING_REASON
+        key = (name, entry.version)
+        if key in self._standing_in:
+            return STANDING_IN_REASON
+        return self._failed.get(key) or entry.reason
 
     def loading_names(self) -> list[str]:
         """Names of the models with a version being built right now."""

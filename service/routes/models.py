@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from service.errors import FileNotFound, ModelNotFound, UnsafeName, VersionNotFound
-from service.lifecycle import LOADING_REASON, RELOADING_REASON
+from service.lifecycle import LOADING_REASON
 from service.naming import resolve_inside, validate_model_name, validate_version
 from service.registry import ModelState, ModelVersion, batch_policy, newest_first
 from service.state import axon
@@ -83,10 +83,7 @@ def describe_model(name: str, request: Request) -> dict[str, Any]:
     entries = state.registry.versions(name) if known else []
     building, rebuilding = state.lifecycle.building(name, entries)
     versions = [v for v in entries if v.version not in building]
-    views = [describe_version(v, request) for v in versions]
-    for view in views:
-        if view["version"] in rebuilding:
-            view["reason"] = RELOADING_REASON
+    views = [describe_version(v, request) | {"reason": state.lifecycle.reason(name, v, rebuilding)} for v in versions]
     views += [{"version": v, "state": ModelState.LOADING.value, "reason": LOADING_REASON} for v in building]
     views.sort(key=lambda view: newest_first(view["version"]))
     states = {view["state"] for view in views}

@@ -100,6 +100,9 @@ async def test_truncated_new_version_fails_and_the_old_one_keeps_serving(repo):
             rows[("digits", "1")]["state"] == "READY"
             and "outside the version policy" in rows[("digits", "1")]["reason"]
         )
+        views = {v["version"]: v for v in (await client.get("/v1/models/digits")).json()["versions"]}
+        assert views[1]["reason"] == rows[("digits", "1")]["reason"]
+        assert views[2]["state"] == "unavailable" and views[2]["reason"] == rows[("digits", "2")]["reason"]
         answer = await client.post("/v2/models/digits/infer", json=V2_BODY)
         assert answer.status_code == 200 and answer.json()["model_version"] == "1"
         refused = await client.post("/v2/models/digits/versions/2/infer", json=V2_BODY)
@@ -162,6 +165,9 @@ async def test_failed_reload_of_a_changed_version_keeps_its_previous_files_servi
         assert (await client.post("/v2/models/digits/infer", json=V2_BODY)).status_code == 200
         (row,) = [r for r in await state.lifecycle.index() if r["name"] == "digits"]
         assert row["state"] == "READY" and row["reason"].startswith("reload failed, previous files still serving")
+        # /v1/models gives the same reason as the index, not the old entry's empty one.
+        (view,) = (await client.get("/v1/models/digits")).json()["versions"]
+        assert (view["state"], view["reason"]) == ("ready", row["reason"])
 
 
 async def test_broken_config_keeps_the_ready_version_serving(repo):
