@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -122,85 +123,34 @@ class _Worker:
     was_ready: bool = False
 
 
-class Supervisor:
-    """Binds the port, starts N workers, replaces any that dies, and drains them all on SIGTERM."""
+@dataclass
+class Group:
+    """What the supervisor decides about its workers: replace one that died, stop on a start-up failure, and on a
+    signal drop readiness across the group (a second signal goes on to the workers).
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.count = settings.workers
-        self.stopping = False
-        self.workers: list[_Worker] = []
-        self.restarts = 0
-        self.folder = Path(tempfile.mkdtemp(prefix="axon-workers-"))
-        own_metrics = MULTIPROC_ENV not in os.environ
-        self.metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or self.folder / "metrics")
-        self._remove_metrics_dir = own_metrics
-        self.metrics_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.metrics_dir.glob("*.db"):  # files of an earlier run would be summed in
-            stale.unlink()
-        if "prometheus_client" in sys.modules:
-            raise RuntimeError("prometheus_client was imported before the supervisor set PROMETHEUS_MULTIPROC_DIR")
-        os.environ[MULTIPROC_ENV] = str(self.metrics_dir)
-        from prometheus_client import Counter
+    Kept apart from the process's resources (the socket, the metrics folder) so the rules can be tried on
+    workers that are not processes.
+    """
 
-        self.restart_counter = Counter(
-            "axon_worker_restarts", "Worker processes that died and were replaced.", registry=None
-        )
-        self.sock = socket.create_server((settings.host, settings.port), backlog=LISTEN_BACKLOG)
-        self.sock.set_inheritable(True)
+    folder: Path
+    start: Callable[[int], _Worker]
+    forget: Callable[[_Worker], None]
+    on_restart: Callable[[], None]
+    workers: list[_Worker] = field(default_factory=list)
+    stopping: bool = False
+    restarts: int = 0
 
-    def run(self) -> int:
-        """Serve until SIGTERM or SIGINT; the exit status is 0 when every worker drained cleanly."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        host, port = self.sock.getsockname()[:2]
-        log.info(
-            "serving %s on http://%s:%d with %d worker processes",
-            self.settings.model_repository,
-            host,
-            port,
-            self.count,
-        )
-        try:
-            self.workers = [self._start(i) for i in range(self.count)]
-            while not self.stopping:
-                status = self._watch()
-                if status is not None:
-                    self._stop()
-                    return status
-                time.sleep(POLL_S)
-            return self._stop()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            if self._remove_metrics_dir:
-                shutil.rmtree(self.metrics_dir, ignore_errors=True)
-
-    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+    def on_signal(self, sig: int, frame: FrameType | None) -> None:
         if self.stopping:  # a second signal: pass it on, so workers stop waiting for running requests
             for worker in self.workers:
                 if worker.proc.poll() is None:
                     worker.proc.send_signal(signal.SIGTERM)
         else:
-            # Readiness turns 503 across the group at once; the workers get their SIGTERM from _stop().
+            # Readiness turns 503 across the group at once; the workers get their SIGTERM from Supervisor._stop().
             draining_path(self.folder).touch()
         self.stopping = True
 
-    def _start(self, index: int) -> _Worker:
-        fd = self.sock.fileno()
-        env = os.environ | {FD_ENV: str(fd), INDEX_ENV: str(index), DIR_ENV: str(self.folder)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            env=env,
-            pass_fds=(fd,),
-            # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which then sends one
-            # SIGTERM (a second signal would make a worker skip its drain).
-            process_group=0,
-            preexec_fn=_die_with_parent,
-        )
-        log.info("worker %d started (pid %d)", index, proc.pid)
-        return _Worker(index, proc)
-
-    def _watch(self) -> int | None:
+    def watch(self) -> int | None:
         """Replace every worker that has exited; an exit status when a worker cannot start at all."""
         for slot, worker in enumerate(self.workers):
             if not worker.was_ready:
@@ -218,9 +168,9 @@ class Supervisor:
                     how,
                 )
                 return code
-            self._forget(worker)
+            self.forget(worker)
             self.restarts += 1
-            self.restart_counter.inc()
+            self.on_restart()
             log.error(
                 "worker %d (pid %d) exited with %s; starting a replacement (%d restarts so far)",
                 worker.index,
@@ -228,8 +178,73 @@ class Supervisor:
                 how,
                 self.restarts,
             )
-            self.workers[slot] = self._start(worker.index)
+            self.workers[slot] = self.start(worker.index)
         return None
+
+
+class Supervisor:
+    """Binds the port, starts N workers, replaces any that dies, and drains them all on SIGTERM."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.count = settings.workers
+        self.folder = Path(tempfile.mkdtemp(prefix="axon-workers-"))
+        own_metrics = MULTIPROC_ENV not in os.environ
+        self.metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or self.folder / "metrics")
+        self._remove_metrics_dir = own_metrics
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.metrics_dir.glob("*.db"):  # files of an earlier run would be summed in
+            stale.unlink()
+        if "prometheus_client" in sys.modules:
+            raise RuntimeError("prometheus_client was imported before the supervisor set PROMETHEUS_MULTIPROC_DIR")
+        os.environ[MULTIPROC_ENV] = str(self.metrics_dir)
+        from prometheus_client import Counter
+
+        restarts = Counter("axon_worker_restarts", "Worker processes that died and were replaced.", registry=None)
+        self.sock = socket.create_server((settings.host, settings.port), backlog=LISTEN_BACKLOG)
+        self.sock.set_inheritable(True)
+        self.group = Group(self.folder, self._start, self._forget, restarts.inc)
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT; the exit status is 0 when every worker drained cleanly."""
+        signal.signal(signal.SIGTERM, self.group.on_signal)
+        signal.signal(signal.SIGINT, self.group.on_signal)
+        host, port = self.sock.getsockname()[:2]
+        log.info(
+            "serving %s on http://%s:%d with %d worker processes",
+            self.settings.model_repository,
+            host,
+            port,
+            self.count,
+        )
+        try:
+            self.group.workers = [self._start(i) for i in range(self.count)]
+            while not self.group.stopping:
+                status = self.group.watch()
+                if status is not None:
+                    self._stop()
+                    return status
+                time.sleep(POLL_S)
+            return self._stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if self._remove_metrics_dir:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _start(self, index: int) -> _Worker:
+        fd = self.sock.fileno()
+        env = os.environ | {FD_ENV: str(fd), INDEX_ENV: str(index), DIR_ENV: str(self.folder)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            env=env,
+            pass_fds=(fd,),
+            # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which then sends one
+            # SIGTERM (a second signal would make a worker skip its drain).
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        log.info("worker %d started (pid %d)", index, proc.pid)
+        return _Worker(index, proc)
 
     def _forget(self, worker: _Worker) -> None:
         """Drop a gone worker's readiness and its live gauges (its counters stay in the totals)."""
@@ -243,11 +258,12 @@ class Supervisor:
         # The supervisor's copy of the socket goes first, so the last worker to close its copy closes the
         # queue, right after adopting what waits in it.
         self.sock.close()
-        for worker in self.workers:
+        workers = self.group.workers
+        for worker in workers:
             if worker.proc.poll() is None:
                 worker.proc.send_signal(signal.SIGTERM)
-        codes = [worker.proc.wait() for worker in self.workers]
-        for worker in self.workers:
+        codes = [worker.proc.wait() for worker in workers]
+        for worker in workers:
             self._forget(worker)
         failed = [c for c in codes if c != 0]
         log.info("all %d workers stopped%s", len(codes), f" ({len(failed)} with errors)" if failed else "")

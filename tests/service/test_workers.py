@@ -11,13 +11,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from service.workers import DIR_ENV, STALE_S, Peers, Supervisor, _Worker, draining_path, status_path
+from service.workers import DIR_ENV, STALE_S, Group, Peers, _Worker, draining_path, status_path
 from tests.support.app_harness import metric
 from tests.support.server_harness import ROOT, free_port, running_server
 
@@ -188,34 +187,37 @@ class FakeProcess:
         self.signals.append(sig)
 
 
-def bare_supervisor(folder: Path, *processes: FakeProcess) -> Supervisor:
-    """A supervisor of fake workers, without its socket: what `_watch` and `_on_signal` use, and no more."""
-    supervisor = Supervisor.__new__(Supervisor)
-    supervisor.folder = supervisor.metrics_dir = folder
-    supervisor.stopping, supervisor.restarts = False, 0
-    supervisor.restart_counter = SimpleNamespace(inc=lambda: None)
-    supervisor.workers = [_Worker(i, p) for i, p in enumerate(processes)]  # type: ignore[arg-type]
-    supervisor._start = lambda index: _Worker(index, FakeProcess(1000 + index, None))  # type: ignore[method-assign,arg-type]
-    return supervisor
+def group_of(folder: Path, *processes: FakeProcess) -> tuple[Group, list[str]]:
+    """A supervisor's group over fake workers (a replacement is a new fake process) and what it did besides."""
+    did: list[str] = []
+    group = Group(
+        folder,
+        start=lambda index: _Worker(index, FakeProcess(1000 + index, None)),  # type: ignore[arg-type]
+        forget=lambda worker: did.append(f"forget {worker.proc.pid}"),
+        on_restart=lambda: did.append("count a restart"),
+        workers=[_Worker(i, p) for i, p in enumerate(processes)],  # type: ignore[arg-type]
+    )
+    return group, did
 
 
 def test_a_worker_killed_before_it_was_ready_is_replaced_one_that_failed_stops_the_group(tmp_path):
     # A start-up error (exit status > 0) would repeat in every replacement; a signal (the OOM killer while
     # it loads, an operator) says nothing about the next worker.
-    killed = bare_supervisor(tmp_path, FakeProcess(101, -signal.SIGKILL))
-    assert killed._watch() is None
+    killed, did = group_of(tmp_path, FakeProcess(101, -signal.SIGKILL))
+    assert killed.watch() is None
     assert killed.restarts == 1 and killed.workers[0].proc.pid == 1000
-    failed = bare_supervisor(tmp_path, FakeProcess(102, 1))
-    assert failed._watch() == 1
-    assert failed.restarts == 0
+    assert did == ["forget 101", "count a restart"]
+    failed, did = group_of(tmp_path, FakeProcess(102, 1))
+    assert failed.watch() == 1
+    assert failed.restarts == 0 and failed.workers[0].proc.pid == 102 and did == []
 
 
 def test_a_second_signal_is_passed_on_to_the_running_workers(tmp_path):
     running, gone = FakeProcess(201, None), FakeProcess(202, 0)
-    supervisor = bare_supervisor(tmp_path, running, gone)
-    supervisor._on_signal(signal.SIGTERM, None)  # the first: readiness drops; _stop() signals the workers
+    group, _ = group_of(tmp_path, running, gone)
+    group.on_signal(signal.SIGTERM, None)  # the first: readiness drops; Supervisor._stop() signals the workers
     assert draining_path(tmp_path).exists() and running.signals == []
-    supervisor._on_signal(signal.SIGINT, None)  # the second: workers stop waiting for running requests
+    group.on_signal(signal.SIGINT, None)  # the second: workers stop waiting for running requests
     assert running.signals == [signal.SIGTERM] and gone.signals == []
 
 
