@@ -9,7 +9,9 @@ Reproduces issue 14's table and checks each of its goals, with the in-process ce
 - the SMS text endpoint (one text per request, the model named in the body: `sms-spam-transformer`) against
   an in-process, length-grouped ceiling (`encode_batch` of 64 texts, one run per length group), measured by
   `peers.py ceilings`; and the same for `sms-spam-minilm` (`axon-text-minilm`) when the default repository
-  has that model (a printed line says when it is skipped).
+  has that model (a printed line says when it is skipped);
+- beside the SMS row, `least-text`: `least_text_app.py`, the least a Python server on uvicorn can do for that
+  goal (the ceiling's own tokenizing and runs behind a no-wait batcher, nothing else), against the same ceiling.
 
 Rounds are interleaved (every system once per round, then the in-process ceilings) and the goal table uses
 the median of the rounds for both.
@@ -57,7 +59,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CNN = "axon-v2-binary,pytriton,axon-v2-json,fastapi-batch-nowait,axon-vision-multipart,axon-text,axon-text-minilm"
+CNN = ",".join(
+    [
+        "axon-v2-binary",
+        "pytriton",
+        "axon-v2-json",
+        "fastapi-batch-nowait",
+        "axon-vision-multipart",
+        "axon-text",
+        "least-text",
+        "axon-text-minilm",
+    ]
+)
 HEAVY = "axon-v2-binary,pytriton"  # resnet_mid: compute-bound, the ceiling is ORT's batched speed
 SMS = "Congratulations! You have won a 1000 pound prize. Call 09061701461 now to claim, T&C apply"
 
@@ -66,6 +79,7 @@ DEFAULT_REPO = ROOT / "models"
 # Text systems on the default repository: system -> (port, model). Each body names its model, so the figures
 # stay the same model's whichever the default text model is.
 TEXT_SYSTEMS = {"axon-text": (8462, "sms-spam-transformer"), "axon-text-minilm": (8463, "sms-spam-minilm")}
+LEAST_TEXT, LEAST_TEXT_PORT = "least-text", 8464
 
 
 def _text_models(repo: Path = DEFAULT_REPO) -> dict[str, str]:
@@ -80,14 +94,26 @@ def _text_models(repo: Path = DEFAULT_REPO) -> dict[str, str]:
 
 
 def _axon_systems(run_axon: Any, bench: Path) -> dict[str, dict[str, Any]]:
-    """Systems the harness does not define: the SMS text endpoint per text model on the default repository."""
+    """Systems the harness does not define: the SMS text endpoint per text model on the default repository, and
+    `least-text`, the least a Python server does for the SMS goal (`least_text_app.py`) with the same body."""
     systems = {}
     for system, model in _text_models().items():
         body = f"axon_text_{model}.json"
         (bench / "bodies" / body).write_text(json.dumps({"texts": [SMS], "model": model}))
         port = TEXT_SYSTEMS[system][0]
         systems[system] = run_axon.axon(port, body, url="/v1/text/classify", repo="default")
+    if "axon-text" in systems:
+        body = systems["axon-text"]["body"]
+        systems[LEAST_TEXT] = run_axon.axon(LEAST_TEXT_PORT, body, url="/", health="/health", repo="default")
     return systems
+
+
+def _least_text_command(python: str, cmd: list[str]) -> list[str]:
+    """The harness's server command for an Axon system, serving `least_text_app.py` instead of `-m service`."""
+    at = cmd.index("--cmd") + 1
+    uvicorn = f"-m uvicorn least_text_app:app --app-dir {shlex.quote(str(ROOT / 'benchmarks'))}"
+    options = "--loop uvloop --http httptools --no-access-log --log-level warning"
+    return [*cmd[:at], f"exec {shlex.quote(python)} {uvicorn} --port {LEAST_TEXT_PORT} {options}", *cmd[at + 1 :]]
 
 
 def _load_run_axon(a: argparse.Namespace) -> Any:
@@ -117,6 +143,8 @@ def table(a: argparse.Namespace) -> int:
                 out=str(out),
             )
             name, cmd = run_axon.build(system, run_axon.SYSTEMS[system], args)
+            if system == LEAST_TEXT:
+                cmd = _least_text_command(a.python, cmd)
             cmd += shlex.split(a.harness_args)
             print(f"=== round {r}: {name}", flush=True)
             subprocess.run(cmd, cwd=a.bench, check=False)
@@ -250,6 +278,19 @@ def _goals(runs: list[dict[str, Any]], ceilings: dict[str, float]) -> str:
             f"{ceilings.get('sms_grouped_b64', 0):,.0f}/s (encode_batch + length groups, 64)",
         ),
     ]
+    least64 = rows.get((LEAST_TEXT, 64))
+    if least64:
+        sms = ceilings.get("sms_grouped_b64", 0)
+        goals.append(
+            (
+                "least Python server for the SMS goal (least_text_app.py), c=64",
+                _median(least64, "req_s"),
+                f"in-process {sms:,.0f}",
+                ratio(_median(least64, "req_s"), sms),
+                "-",
+                f"{sms:,.0f}/s (encode_batch + length groups, 64)",
+            )
+        )
     if minilm64:
         minilm = ceilings.get("sms-spam-minilm_grouped_b64", 0)
         goals.append(

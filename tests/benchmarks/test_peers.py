@@ -1,4 +1,5 @@
-"""benchmarks/peers.py's choice of text systems: each names its model, and a missing model is skipped out loud."""
+"""benchmarks/peers.py: its text systems (each names its model; a missing one is skipped out loud), the reference
+apps (the HTTP floor, the least text server) and how the rounds are read."""
 
 from __future__ import annotations
 
@@ -96,3 +97,47 @@ def test_a_cores_time_counters_are_read_by_kind_from_its_own_line(tmp_path):
     }  # fmt: skip
     with pytest.raises(ValueError, match="no core 2"):
         peers._core_ticks(2, stat)
+
+
+def test_least_text_runs_the_axon_text_body_with_its_own_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "_text_models", lambda: {"axon-text": "sms-spam-transformer"})
+    (tmp_path / "bodies").mkdir()
+    systems = peers._axon_systems(FakeRunAxon, tmp_path)
+    least = systems[peers.LEAST_TEXT]
+    assert least["body"] == systems["axon-text"]["body"] and least["url"] == "/" and least["health"] == "/health"
+    harness = ["run_bench.py", "server", "--cmd", "exec python -m service", "--url", "u"]
+    command = peers._least_text_command("/venv/bin/python", harness)
+    assert command[:3] == harness[:3] and command[4:] == harness[4:]
+    assert command[3].startswith("exec /venv/bin/python -m uvicorn least_text_app:app --app-dir ")
+    assert f"--port {peers.LEAST_TEXT_PORT} --loop uvloop --http httptools" in command[3]
+
+
+def test_the_least_text_app_answers_concurrent_texts_each_with_its_own_label():
+    import asyncio
+
+    from benchmarks import least_text_app
+
+    texts = {peers.SMS: "spam", "Are we still meeting for lunch tomorrow? I can bring the notes": "ham"}
+
+    async def ask(text: str) -> dict:
+        body = json.dumps({"texts": [text], "model": "sms-spam-transformer"}).encode()
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": body}
+
+        async def send(message):
+            sent.append(message)
+
+        await least_text_app.app({"type": "http", "method": "POST"}, receive, send)
+        assert sent[0]["status"] == 200
+        return json.loads(sent[1]["body"])
+
+    async def both() -> list[dict]:
+        return await asyncio.gather(*(ask(t) for t in texts))
+
+    answers = asyncio.run(both())
+    for answer, label in zip(answers, texts.values()):
+        (prediction,) = answer["predictions"]
+        assert answer["model"] == "sms-spam-transformer" and prediction["label"] == label
+        assert set(prediction["scores"]) == {"ham", "spam"} and sum(prediction["scores"].values()) == pytest.approx(1)
