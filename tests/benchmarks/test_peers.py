@@ -141,3 +141,28 @@ def test_the_least_text_app_answers_concurrent_texts_each_with_its_own_label():
         (prediction,) = answer["predictions"]
         assert answer["model"] == "sms-spam-transformer" and prediction["label"] == label
         assert set(prediction["scores"]) == {"ham", "spam"} and sum(prediction["scores"].values()) == pytest.approx(1)
+
+
+def test_the_text_rows_compare_the_median_round_at_c64_with_the_median_ceiling(tmp_path):
+    def level(rps: float) -> dict:
+        return {"concurrency": 64, "req_s": rps, "p50_ms": 1.0}
+
+    for r, (axon, least, ceiling) in enumerate(
+        [(3000.0, 5000.0, 8000.0), (4000.0, 5500.0, 7000.0), (3500.0, 4000.0, 7500.0)], 1
+    ):
+        (tmp_path / f"axon-text-rep{r}.json").write_text(
+            json.dumps({"name": f"axon-text-rep{r}", "levels": [level(axon)]})
+        )
+        (tmp_path / f"least-text-rep{r}.json").write_text(
+            json.dumps({"name": f"least-text-rep{r}", "levels": [level(least)]})
+        )
+        (tmp_path / f"ceilings-axon-rep{r}.json").write_text(json.dumps({"sms_grouped_b64": ceiling}))
+    table = peers._goals(peers._read_runs(tmp_path), peers._read_ceilings(tmp_path))
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:]}
+    assert rows["SMS text endpoint, c=64"][:4] == ["3,500", "in-process 7,500", "0.47x", ">= 0.75x"]
+    assert rows["least Python server for the SMS goal (least_text_app.py), c=64"][:3] == [
+        "5,000",
+        "in-process 7,500",
+        "0.67x",
+    ]
+    assert not any("minilm" in goal for goal in rows)  # a system that did not run gets no row
