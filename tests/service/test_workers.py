@@ -212,6 +212,22 @@ def test_a_worker_killed_before_it_was_ready_is_replaced_one_that_failed_stops_t
     assert failed.restarts == 0 and failed.workers[0].proc.pid == 102 and did == []
 
 
+def test_a_worker_that_failed_after_it_was_ready_is_replaced(tmp_path):
+    # Ready once, so its start-up works: a later failure (a crash while serving) is the worker's, not the setup's.
+    Peers(0, 1, tmp_path).publish(True, "ready")  # written by this process, so with this pid
+    group, did = group_of(tmp_path, FakeProcess(os.getpid(), 1))
+    assert group.watch() is None
+    assert group.restarts == 1 and group.workers[0].proc.pid == 1000
+    assert did == [f"forget {os.getpid()}", "count a restart"]
+
+
+def test_no_worker_is_replaced_once_the_group_is_stopping(tmp_path):
+    group, did = group_of(tmp_path, FakeProcess(301, 0), FakeProcess(302, -signal.SIGKILL))
+    group.on_signal(signal.SIGTERM, None)
+    assert group.watch() is None
+    assert group.restarts == 0 and [w.proc.pid for w in group.workers] == [301, 302] and did == []
+
+
 def test_a_second_signal_is_passed_on_to_the_running_workers(tmp_path):
     running, gone = FakeProcess(201, None), FakeProcess(202, 0)
     group, _ = group_of(tmp_path, running, gone)
