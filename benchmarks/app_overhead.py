@@ -22,6 +22,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -100,12 +102,17 @@ async def axon_us(rounds: int, concurrency: int) -> float:
             inter_op_threads=1,
             access_log=False,
         )
-        logging.getLogger("axon").setLevel(logging.ERROR)  # the task defaults are not in this repository: no warnings
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            await app.state.axon.load_task
-            tune_collector()  # as `python -m service` does before serving
-            return await per_request_us(app, rounds, concurrency)
+        logger = logging.getLogger("axon")
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # the task defaults are not in this repository: no warning for each
+        try:
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                await app.state.axon.load_task
+                tune_collector()  # as `python -m service` does before serving
+                return await per_request_us(app, rounds, concurrency)
+        finally:
+            logger.setLevel(level)
 
 
 async def least_us(rounds: int, concurrency: int) -> float:
@@ -117,6 +124,17 @@ async def least_us(rounds: int, concurrency: int) -> float:
     return await per_request_us(least_text_app.app, rounds, concurrency)
 
 
+@contextmanager
+def collector_restored() -> Iterator[None]:
+    """Undo the collector tuning afterwards (thresholds, frozen objects): the tests call `main` in their process."""
+    thresholds = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=600)
@@ -124,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="alternate the two apps this many times")
     a = ap.parse_args(argv)
     for _ in range(a.repeat):
-        axon = asyncio.run(axon_us(a.rounds, a.concurrency))
-        least = asyncio.run(least_us(a.rounds, a.concurrency))
+        with collector_restored():
+            axon = asyncio.run(axon_us(a.rounds, a.concurrency))
+        with collector_restored():
+            least = asyncio.run(least_us(a.rounds, a.concurrency))
         print(f"axon {axon:.1f} us/request, least {least:.1f} us/request, axon's own {axon - least:+.1f} us")
     return 0
 

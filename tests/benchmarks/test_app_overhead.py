@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
+import logging
 import re
 from pathlib import Path
 
@@ -17,8 +19,11 @@ app_overhead = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app_overhead)
 
 
-def test_it_measures_both_apps_answering_200(capsys):
+def test_it_measures_both_apps_answering_200_and_leaves_the_process_as_it_found_it(capsys):
+    before = (gc.get_threshold(), logging.getLogger("axon").level)
     assert app_overhead.main(["--rounds", "2", "--concurrency", "4"]) == 0
+    # The tests share this process: the collector tuning and the quieted log must not outlive the run.
+    assert (gc.get_threshold(), logging.getLogger("axon").level) == before and gc.get_freeze_count() == 0
     line = capsys.readouterr().out.strip()
     found = re.fullmatch(r"axon ([\d.]+) us/request, least ([\d.]+) us/request, axon's own ([+-][\d.]+) us", line)
     assert found, line
