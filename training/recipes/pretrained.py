@@ -7,9 +7,7 @@ was pretrained with.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -30,7 +28,7 @@ from training import plots
 from training.data.paths import file_sha256
 from training.data.tokenizer import encode_batch, save_tokenizer
 from training.models import build_model, config_dict
-from training.quantize import QUANTIZE_CHOICES, Feeds, onnx_logits, quantize_checked
+from training.quantize import Feeds, onnx_logits, parse_quantize, serve_smallest
 from training.recipes.common import (
     SPLIT,
     Fitted,
@@ -111,10 +109,10 @@ def train_pretrained_text_classifier(
     """Fine-tune the encoder in `encoder` (Hugging Face layout) with a linear head on texts with integer labels.
 
     `weights` is the card's record of where the encoder came from; `interval_f1` names the classes whose
-    test F1 gets a bootstrap interval; `quantize="int8"` serves an int8 file when it passes `int8_gate`.
+    test F1 gets a bootstrap interval; `quantize` lists the smaller files to try in order ("int8",
+    "int8,int8-weights", ...; see `training.quantize`): the first that passes `int8_gate` is served.
     """
-    if quantize not in QUANTIZE_CHOICES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    parse_quantize(quantize)  # a bad list fails before the training, not after it
     started, hyper, encoder = time.perf_counter(), hyper or Hyper(), Path(encoder)
     y = np.asarray(y).astype(np.int64)
     train_idx, val_idx, test_idx = parts = pool_parts(y, opts.seed)
@@ -238,17 +236,15 @@ def _served(
     Fills `metrics["test"]` and `summary` in place (the CLI table reads them) and returns the card sections.
     """
     sections: dict[str, Any] = {"weights": weights}
-    if quantize == "int8":
-        with tempfile.TemporaryDirectory() as tmp:
-            int8 = Path(tmp) / "model.int8.onnx"
-            report = quantize_checked(onnx_path, int8, feeds(val[0]), val[1])
-            if report.accepted:
-                # The int8 file is what the version serves: a fine-tuned MiniLM is ~90 MB in fp32 and about a
-                # quarter of that in int8, and the model repository is committed to git, where every version of
-                # every model stays in the history: 90 MB per model and version is too much for it.
-                os.chmod(int8, 0o644)
-                os.replace(int8, onnx_path)
-        sections["quantization"] = report.to_dict()
+    # The smaller file, where one passes, is what the version serves: a fine-tuned MiniLM is ~90 MB in fp32, and
+    # the model repository is committed to git, where every version of every model stays in the history.
+    reports = serve_smallest(onnx_path, parse_quantize(quantize), feeds(val[0]), val[1])
+    if reports:
+        # The card's `quantization` is the file that decided (the one served, or the last refused);
+        # the ones refused before it are listed in the order they were tried.
+        sections["quantization"] = reports[-1].to_dict()
+        if len(reports) > 1:
+            sections["quantization_refused"] = [r.to_dict() for r in reports[:-1]]
     texts, y = test
     predicted = onnx_logits(onnx_path, feeds(texts)).argmax(1)
     test_metrics = ev.classification_metrics(y, predicted, labels)
@@ -262,8 +258,8 @@ def _served(
     metrics["test"] = test_metrics
     summary.update({"n": len(y), "accuracy": test_metrics["accuracy"], "macro_f1": test_metrics["macro_f1"]})
     summary.update({f"f1_{k}": v for k, v in test_metrics["per_class_f1"].items()})
-    if "quantization" in sections:
-        summary["int8"] = sections["quantization"]["accepted"]
+    if reports:
+        summary["served"] = reports[-1].served
     sections["metrics"] = metrics
     return sections
 
