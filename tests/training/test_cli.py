@@ -86,12 +86,13 @@ def test_rebuild_writes_the_contract_tensor_names(dry_repository):
 
 
 def test_rebuild_records_the_pretrained_weights_and_int8_decision(dry_repository):
-    for name in ("sms-spam-minilm", "sentiment-minilm"):
+    tried = {"sms-spam-minilm": "int8", "sentiment-minilm": "int8,int8-weights,fp16-weights"}
+    for name, quantize in tried.items():
         card = json.loads((dry_repository / name / "1" / "card.json").read_text())
         assert card["family"] == "pretrained"
         assert card["weights"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
         assert card["weights"]["licence"] == "apache-2.0"  # read from the package's README
-        assert card["hyperparameters"]["quantize"] == "int8" and "accepted" in card["quantization"]
+        assert card["hyperparameters"]["quantize"] == quantize and "accepted" in card["quantization"]
         assert card["metrics"]["test"]["accuracy_ci95"][0] <= card["metrics"]["test"]["accuracy"]
 
 
@@ -235,6 +236,15 @@ def test_quantize_is_refused_outside_the_pretrained_family(tmp_path):
         ok=False,
     )
     assert result.returncode != 0 and "--quantize is an option of --family pretrained only" in result.stderr
+
+
+def test_quantize_takes_a_list_of_known_kinds(tmp_path):
+    # Refused while the arguments are read, before any data is loaded or any training starts.
+    common = ("train", "spam", "--family", "pretrained", "--dataset", "sms", "--repository", str(tmp_path))
+    result = run_cli(*common, "--quantize", "int8,int4", ok=False)
+    assert result.returncode == 2
+    assert "quantize must be 'none' or a list of int8, int8-weights, fp16-weights" in result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_train_refuses_a_family_that_does_not_fit_the_dataset(tmp_path):

@@ -180,7 +180,9 @@ def sentiment_minilm(datasets: Path, opts: RunOptions) -> Outcome:
         pooling="cls",
         dropout=0.1,
         freeze_layers=0,
-        quantize="int8",
+        # Its dynamic int8 file lost 3 of the 240 validation sentences (the gate allows none here: 0.3 points
+        # is less than one sentence), so the smaller files that keep fp32 arithmetic are tried next.
+        quantize="int8,int8-weights,fp16-weights",
         description="Review sentence sentiment (fine-tuned MiniLM, the accurate one): negative or positive.",
     )
 
@@ -264,9 +266,9 @@ DEFAULTS: dict[str, Recipe] = {
     "sms-spam-transformer": Recipe({"sms_spam": None}, sms_spam_transformer),
     "sentiment-gru": Recipe({"sentiment_labelled_sentences": SENTIMENT_FILES}, sentiment_gru),
     "sms-spam-minilm": Recipe({"sms_spam": None}, sms_spam_minilm, weights=minilm_folder),
-    # Its int8 file failed the accuracy gate, so it serves fp32: 91 MB, built locally rather than committed.
+    # Its dynamic int8 file failed the accuracy gate; its int8-weights file passed: 23 MB, committed.
     "sentiment-minilm": Recipe(
-        {"sentiment_labelled_sentences": SENTIMENT_FILES}, sentiment_minilm, weights=minilm_folder, committed=False
+        {"sentiment_labelled_sentences": SENTIMENT_FILES}, sentiment_minilm, weights=minilm_folder
     ),
     "thyroid-autoencoder": Recipe({"thyroid_ann": None}, thyroid_autoencoder),
     "machine-temperature-autoencoder": Recipe(
