@@ -16,6 +16,18 @@ from training.models import build_model
 from training.quantize import INT8_TOLERANCE, int8_gate, onnx_logits, parse_quantize, quantize_checked, store_weights
 
 
+def _tiny_bert_export(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
+    """A seeded tiny BERT classifier and its verified fp32 export, `tmp_path / "model.onnx"`."""
+    torch.manual_seed(0)
+    model = build_model(
+        "pretrained", encoder=str(tiny_bert(tmp_path / "bert")), max_length=32, cls_id=CLS_ID, pad_id=PAD_ID
+    ).eval()
+    cases = [tuple(t.numpy() for t in model.example_inputs(b, n)) for b, n in ((1, 4), (8, 24))]
+    fp32 = tmp_path / "model.onnx"
+    export_verified(model, fp32, cases)
+    return model, fp32
+
+
 @pytest.mark.parametrize(
     ("fp32", "int8", "accepted"),
     [
@@ -34,13 +46,7 @@ def test_gate_accepts_within_three_tenths_of_a_point(fp32: float, int8: float, a
 
 
 def test_quantize_dynamic_on_a_tiny_bert_stores_int8_weights_and_is_judged(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = build_model(
-        "pretrained", encoder=str(tiny_bert(tmp_path / "bert")), max_length=32, cls_id=CLS_ID, pad_id=PAD_ID
-    ).eval()
-    cases = [tuple(t.numpy() for t in model.example_inputs(b, n)) for b, n in ((1, 4), (8, 24))]
-    fp32 = tmp_path / "model.onnx"
-    export_verified(model, fp32, cases)
+    model, fp32 = _tiny_bert_export(tmp_path)
     ids, mask = model.example_inputs(64, 20)
     feeds = [{"input_ids": ids.numpy(), "attention_mask": mask.numpy()}]
     with torch.no_grad():
@@ -174,13 +180,7 @@ def test_stored_weights_fold_into_fp32_constants_when_the_session_loads(tmp_path
     # restoring Cast/Mul is left, so each run computes with plain fp32 initializers.
     import onnxruntime as ort
 
-    torch.manual_seed(0)
-    model = build_model(
-        "pretrained", encoder=str(tiny_bert(tmp_path / "bert")), max_length=32, cls_id=CLS_ID, pad_id=PAD_ID
-    ).eval()
-    cases = [tuple(t.numpy() for t in model.example_inputs(b, n)) for b, n in ((1, 4), (8, 24))]
-    fp32 = tmp_path / "model.onnx"
-    export_verified(model, fp32, cases)
+    model, fp32 = _tiny_bert_export(tmp_path)
     target = store_weights(fp32, tmp_path / "small.onnx", kind, min_elements=1)
     written = onnx.load(str(target)).graph
     small = onnx.TensorProto.INT8 if kind == "int8-weights" else onnx.TensorProto.FLOAT16
