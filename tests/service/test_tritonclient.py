@@ -35,6 +35,7 @@ SIGNATURES = {
     "sms-spam-transformer": ([("input_ids", "INT64", 2), ("attention_mask", "INT64", 2)], ["logits"]),
     "sentiment-gru": ([("input_ids", "INT64", 2), ("attention_mask", "INT64", 2)], ["logits"]),
     "sms-spam-minilm": ([("input_ids", "INT64", 2), ("attention_mask", "INT64", 2)], ["logits"]),
+    "sentiment-minilm": ([("input_ids", "INT64", 2), ("attention_mask", "INT64", 2)], ["logits"]),
     "thyroid-autoencoder": ([("features", "FP32", 2)], ["reconstruction", "score"]),
     "machine-temperature-autoencoder": ([("window", "FP32", 3)], ["reconstruction", "score"]),
 }

@@ -203,6 +203,7 @@ def test_the_model_list_shows_states_cards_and_plots(browser: WebDriver, shots: 
         "sms-spam-transformer",
         "sentiment-gru",
         "sms-spam-minilm",
+        "sentiment-minilm",
         "thyroid-autoencoder",
         "machine-temperature-autoencoder",
     }

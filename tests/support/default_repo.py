@@ -34,6 +34,7 @@ DEFAULT_MODELS = {
     "sms-spam-transformer": "spam",
     "sentiment-gru": "spam",
     "sms-spam-minilm": "spam",
+    "sentiment-minilm": "spam",
     "thyroid-autoencoder": "thyroid",
     "machine-temperature-autoencoder": "temperature",
 }

@@ -141,7 +141,7 @@ def test_texts_without_a_single_ordinary_token_are_refused(text_codec):
             text_codec.encode([bad])
 
 
-@pytest.mark.parametrize("model", ["sms-spam-transformer", "sms-spam-minilm"])
+@pytest.mark.parametrize("model", ["sms-spam-transformer", "sms-spam-minilm", "sentiment-minilm"])
 def test_the_service_tokenizes_the_committed_text_models_exactly_as_their_training_did(model):
     # Training's encode_batch (with offsets) is the reference: serving must feed the model the same ids.
     folder = COMMITTED / model
