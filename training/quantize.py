@@ -17,6 +17,8 @@ validation accuracy, compared with the fp32 file's on the same rows through the 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,6 @@ import numpy as np
 # The most accuracy (as a fraction: 0.003 = 0.3 points) a smaller file may lose on the validation split.
 INT8_TOLERANCE = 0.003
 COMPRESSIONS = ("int8", "int8-weights", "fp16-weights")
-QUANTIZE_CHOICES = ("none", *COMPRESSIONS)
 # Weights with fewer elements stay fp32: biases and norms are a rounding error of the file's size.
 STORED_MIN_ELEMENTS = 4096
 
@@ -217,10 +218,15 @@ def quantize_checked(
     y: np.ndarray,
     tolerance: float = INT8_TOLERANCE,
     kind: str = "int8",
+    fp32_accuracy: float | None = None,
 ) -> QuantizationReport:
-    """Write the `kind` file of `fp32` to `smaller` and judge it on validation rows (`served` as if it decides)."""
+    """Write the `kind` file of `fp32` to `smaller` and judge it on validation rows (`served` as if it decides).
+
+    `fp32_accuracy` is the fp32 file's accuracy on the same rows when the caller has it already.
+    """
     compress(fp32, smaller, kind)
-    acc_fp32, acc = onnx_accuracy(fp32, batches, y), onnx_accuracy(smaller, batches, y)
+    acc_fp32 = onnx_accuracy(fp32, batches, y) if fp32_accuracy is None else fp32_accuracy
+    acc = onnx_accuracy(smaller, batches, y)
     accepted, reason = int8_gate(acc_fp32, acc, tolerance, kind)
     return QuantizationReport(
         kind=kind,
@@ -244,14 +250,14 @@ def serve_smallest(
     Returns the reports of the kinds tried (stopping at the accepted one), each with `served` set to what
     the file holds in the end. With none accepted, `fp32` is left as it was.
     """
-    import os
-    import tempfile
-
     reports: list[QuantizationReport] = []
+    if not kinds:
+        return reports
+    baseline = onnx_accuracy(fp32, batches, y)  # once, not once per kind tried
     with tempfile.TemporaryDirectory(dir=fp32.parent) as tmp:
         for kind in kinds:
             smaller = Path(tmp) / f"model.{kind}.onnx"
-            reports.append(quantize_checked(fp32, smaller, batches, y, tolerance, kind=kind))
+            reports.append(quantize_checked(fp32, smaller, batches, y, tolerance, kind=kind, fp32_accuracy=baseline))
             if reports[-1].accepted:
                 os.chmod(smaller, 0o644)
                 os.replace(smaller, fp32)

@@ -238,7 +238,8 @@ def _served(
     sections: dict[str, Any] = {"weights": weights}
     # The smaller file, where one passes, is what the version serves: a fine-tuned MiniLM is ~90 MB in fp32, and
     # the model repository is committed to git, where every version of every model stays in the history.
-    reports = serve_smallest(onnx_path, parse_quantize(quantize), feeds(val[0]), val[1])
+    kinds = parse_quantize(quantize)
+    reports = serve_smallest(onnx_path, kinds, feeds(val[0]), val[1]) if kinds else []  # no tokenizing for none
     if reports:
         # The card's `quantization` is the file that decided (the one served, or the last refused);
         # the ones refused before it are listed in the order they were tried.
