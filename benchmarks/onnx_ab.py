@@ -17,33 +17,16 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import onnx
 import onnxruntime as ort
+from serve_bench import service_batches, serving_codec
 from text_models import dataset_texts, newest_version
 
-from modelrepo.config import read_config
 from modelrepo.layout import MODEL_FILE
-from service.batcher import collate, length_groups
 from service.settings import Settings
-from service.tasks import build_codec
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def batches(model_dir: Path, texts: list[str], size: int, settings: Settings) -> list[dict[str, Any]]:
-    """The texts as the service batches them: `size` requests, grouped by length, padded per group."""
-    vdir = newest_version(model_dir)
-    config = read_config(vdir / "config.json").serving_view(read_config(model_dir / "config.json"))
-    codec = build_codec(config, vdir, settings.limits)
-    pads = getattr(codec, "pad_values", {})
-    out = []
-    for i in range(0, len(texts), size):
-        rows = [codec.encode([t]) for t in texts[i : i + size]]
-        lengths = [max((r[n].shape[1] for n in pads), default=0) for r in rows]
-        out += [collate([rows[k] for k in g], pads) for g in length_groups(lengths, settings.max_pad_ratio)]
-    return out
 
 
 def optimised_ops(path: Path, threads: int, folder: Path) -> tuple[list[str], list[int]]:
@@ -72,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     card_path = served.parent / "card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     texts = dataset_texts(card, args.texts)
-    work = batches(model_dir, texts, args.batch, Settings())
+    settings = Settings()
+    work, _ = service_batches(serving_codec(model_dir, settings)[0], texts, args.batch, settings)
     files = [served, *args.files]
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image
@@ -86,14 +87,33 @@ def task_requests(model: str, task: str, n: int) -> tuple[list[Request], list]:
 # --- in-process references ------------------------------------------------------------------------
 
 
-def in_process(model_dir: Path, items: list, batch_size: int, settings: Settings) -> dict[str, float]:
-    """Bare session.run p50 at batch 1 and batched ORT throughput on the same pre-processed inputs."""
+def serving_codec(model_dir: Path, settings: Settings) -> tuple[Any, Path]:
+    """The newest version's folder and the codec the service builds for it (its snapshot config over the top one)."""
     top = read_config(model_dir / "config.json")
     version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
     vdir = model_dir / str(version)
     snapshot = vdir / "config.json"
     config = read_config(snapshot).serving_view(top) if snapshot.exists() else top
-    codec = build_codec(config, vdir, settings.limits)
+    return build_codec(config, vdir, settings.limits), vdir
+
+
+def service_batches(codec: Any, items: list, batch_size: int, settings: Settings) -> tuple[list[dict], list[dict]]:
+    """Batches as the service forms them: `batch_size` requests' rows, grouped by length (text) and padded per
+    group; and the same requests padded into one run each (for text), for comparison."""
+    pads = getattr(codec, "pad_values", {})
+    chunks = [[codec.encode([item]) for item in items[i : i + batch_size]] for i in range(0, len(items), batch_size)]
+    grouped, padded = [], []
+    for chunk in chunks:
+        lengths = [max((x[n].shape[1] for n in pads), default=0) for x in chunk]
+        ratio = settings.max_pad_ratio if pads else 0
+        grouped += [collate([chunk[i] for i in g], pads) for g in length_groups(lengths, ratio)]
+        padded.append(collate(chunk, pads))
+    return grouped, padded
+
+
+def in_process(model_dir: Path, items: list, batch_size: int, settings: Settings) -> dict[str, float]:
+    """Bare session.run p50 at batch 1 and batched ORT throughput on the same pre-processed inputs."""
+    codec, vdir = serving_codec(model_dir, settings)
     session = SessionFactory(settings).create(vdir / MODEL_FILE)
     names = [o.name for o in session.get_outputs()]
 
@@ -106,15 +126,8 @@ def in_process(model_dir: Path, items: list, batch_size: int, settings: Settings
         session.run(names, x)
         lat.append(time.perf_counter() - t0)
 
-    # Batches as the service forms them: each request's rows, grouped by length (text) and padded per group.
     pads = getattr(codec, "pad_values", {})
-    chunks = [[codec.encode([item]) for item in items[i : i + batch_size]] for i in range(0, len(items), batch_size)]
-    grouped, padded = [], []
-    for chunk in chunks:
-        lengths = [max((x[n].shape[1] for n in pads), default=0) for x in chunk]
-        ratio = settings.max_pad_ratio if pads else 0
-        grouped += [collate([chunk[i] for i in g], pads) for g in length_groups(lengths, ratio)]
-        padded.append(collate(chunk, pads))
+    grouped, padded = service_batches(codec, items, batch_size, settings)
 
     def items_per_second(batches: list[dict]) -> float:
         session.run(names, batches[0])
