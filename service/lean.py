@@ -104,20 +104,13 @@ class Call:
             self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
 
-    async def offload(self, fn: Callable[..., Any], *args: Any, size: int) -> Any:
+    async def offload(self, fn: Callable[..., Any], *args: Any, size: int, **kwargs: Any) -> Any:
         """Run `fn(*args)` inline when the work is small, in a worker thread when `size` bytes make it large.
 
         orjson and pydantic hold the GIL, but the interpreter switches threads every 5 ms, so a 16 MB body
         delays other clients by slices, never by its whole parse; the in-flight bound caps how many run.
         """
-        return await asyncio.to_thread(fn, *args) if size > OFFLOAD_BYTES else fn(*args)
-
-    def request(self) -> Request:
-        """A Starlette request over the same scope and the body already read (multipart forms need its parser)."""
-        request = Request(self.scope, self.receive)
-        assert self._body is not None, "request() is called after body()"
-        request._body = self._body  # Starlette streams a cached body instead of calling receive again
-        return request
+        return await asyncio.to_thread(fn, *args, **kwargs) if size > OFFLOAD_BYTES else fn(*args, **kwargs)
 
 
 Handler = Callable[[Call], Awaitable[Answer]]

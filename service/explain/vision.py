@@ -185,7 +185,7 @@ async def explain_call(call: Call, model: str | None = None, version: int | None
     query = call.query()
     content_type = (call.header("content-type") or "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        images, fields = await read_multipart(call.request(), min(most, limits.max_images))
+        images, fields = await read_multipart(call, min(most, limits.max_images))
         name = pick(fields.get("model"), query.get("model"))
         number = pick(int_field(fields, "version", "form"), query_int(query, "version"))
         target, overlay = (

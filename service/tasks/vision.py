@@ -17,15 +17,13 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, StrictStr, with_config
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from typing_extensions import TypedDict
 
 from modelrepo import scoring
 from modelrepo.config import ImagePreprocessing, ModelConfig
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.lean import Answer, Call, encode_json, route
+from service.multipart import parse_form
 from service.runtime import Tensors
 from service.settings import Limits
 from service.tasks.base import Codec, TaskSpec, label_of, shown
@@ -218,26 +216,27 @@ def decode_base64(images: list[str], max_bytes: int | None = None) -> list[bytes
     return decoded
 
 
-async def read_multipart(request: Request, max_images: int) -> tuple[list[bytes], dict[str, str]]:
+async def read_multipart(call: Call, max_images: int) -> tuple[list[bytes], dict[str, str]]:
     """The files of the `images` field, and the other (text) fields."""
-    try:
-        form = await request.form(max_files=max_images, max_fields=16)
-    except HTTPException as exc:
-        if "Too many files" in str(exc.detail):
-            raise PayloadTooLarge(f"more than {max_images} images in one request") from None
-        raise
-    images, fields = [], {}
-    for key, value in form.multi_items():
-        if key == "images":
-            if not isinstance(value, UploadFile):
-                raise InvalidInput("'images' parts must be files, not text fields")
-            images.append(await value.read())
-        elif isinstance(value, str):
-            fields[key] = value
-    await form.close()
+    body = await call.body()
+    form = await call.offload(
+        parse_form,
+        body,
+        call.header("content-type") or "",
+        max_files=max_images,
+        max_fields=16,
+        files_are="images",
+        size=len(body),
+    )
+    images = []
+    for name, content in form.files:
+        if name == "images":
+            images.append(content)
+    if "images" in form.fields:
+        raise InvalidInput("'images' parts must be files, not text fields")
     if not images:
         raise InvalidInput("multipart body has no file in the field 'images'")
-    return images, fields
+    return images, form.fields
 
 
 async def classify_call(call: Call) -> Answer:
@@ -247,7 +246,7 @@ async def classify_call(call: Call) -> Answer:
     query = call.query()
     content_type = (call.header("content-type") or "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        images, fields = await read_multipart(call.request(), limits.max_images)
+        images, fields = await read_multipart(call, limits.max_images)
         name = pick(fields.get("model"), query.get("model"))
         version = pick(int_field(fields, "version", "form"), query_int(query, "version"))
         top_k = pick(int_field(fields, "top_k", "form"), query_int(query, "top_k"))

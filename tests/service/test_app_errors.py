@@ -188,6 +188,13 @@ async def test_multipart_errors(repo):
             "/v1/vision/classify", data={"top_k": "x"}, files=[("images", ("a.png", IMAGE, "image/png"))]
         )
         assert_error(r, 422, "invalid_input", "form.top_k: Input should be a valid integer, got 'x'")
+        cut = b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n' + IMAGE
+        r = await client.post(
+            "/v1/vision/classify", content=cut, headers={"content-type": "multipart/form-data; boundary=b"}
+        )
+        assert_error(r, 400, "bad_request", "ends before its closing boundary")
+        r = await client.post("/v1/vision/classify", content=cut, headers={"content-type": "multipart/form-data"})
+        assert_error(r, 400, "bad_request", "no boundary")
 
 
 async def test_size_limits_on_bodies_and_images(repo):
