@@ -21,9 +21,6 @@ from service.errors import BadRequest, PayloadTooLarge
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
-# A text field carries a model name or a number here; Starlette's own cap is 1 MiB.
-MAX_FIELD_BYTES = 64 * 1024
-
 
 @dataclass
 class Form:
@@ -36,9 +33,10 @@ class Form:
 class _Collector:
     """python-multipart's callbacks: headers and data of the current part, then the part into the form."""
 
-    def __init__(self, max_files: int, max_fields: int, files_are: str) -> None:
+    def __init__(self, max_files: int, max_fields: int, max_field_bytes: int, files_are: str) -> None:
         self.form = Form()
         self.max_files, self.max_fields, self.files_are = max_files, max_fields, files_are
+        self.max_field_bytes = max_field_bytes
         self.texts = 0
         self.ended = False
         self._begin()
@@ -90,8 +88,8 @@ class _Collector:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         self.size += end - start
-        if not self.is_file and self.size > MAX_FIELD_BYTES:
-            raise PayloadTooLarge(f"the multipart text field {self.name!r} is over {MAX_FIELD_BYTES} bytes")
+        if not self.is_file and self.size > self.max_field_bytes:
+            raise PayloadTooLarge(f"the multipart text field {self.name!r} is over {self.max_field_bytes} bytes")
         self.data.append(data[start:end])
 
     def on_part_end(self) -> None:
@@ -105,16 +103,25 @@ class _Collector:
         self.ended = True
 
 
-def parse_form(body: bytes, content_type: str, *, max_files: int, max_fields: int, files_are: str = "files") -> Form:
+def parse_form(
+    body: bytes,
+    content_type: str,
+    *,
+    max_files: int,
+    max_fields: int,
+    max_field_bytes: int,
+    files_are: str = "files",
+) -> Form:
     """Every part of a whole multipart/form-data body; `content_type` is the request's header with its boundary.
 
-    `files_are` names the file parts in the error past `max_files` ("images").
+    At most `max_files` file parts and `max_fields` text fields of `max_field_bytes` each (413 past either);
+    `files_are` names the file parts in that error ("images").
     """
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("the multipart/form-data content type has no boundary parameter")
-    collector = _Collector(max_files, max_fields, files_are)
+    collector = _Collector(max_files, max_fields, max_field_bytes, files_are)
     try:
         parser = MultipartParser(boundary, collector.callbacks())
         parser.write(body)

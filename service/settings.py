@@ -56,6 +56,10 @@ class Limits(BaseModel):
     """Points of one time series."""
     max_top_k: int = Field(100, ge=1)
     """Largest `top_k` a vision request may ask for."""
+    max_form_fields: int = Field(16, ge=1)
+    """Text (non-file) fields of one multipart body, such as `model`, `version` and `top_k`."""
+    max_form_field_bytes: int = Field(64 * 1024, ge=1)
+    """Size of one multipart text field in bytes (file parts are bounded by `max_image_bytes`)."""
 
 
 class ExplainSettings(BaseModel):

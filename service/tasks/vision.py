@@ -219,12 +219,14 @@ def decode_base64(images: list[str], max_bytes: int | None = None) -> list[bytes
 async def read_multipart(call: Call, max_images: int) -> tuple[list[bytes], dict[str, str]]:
     """The files of the `images` field, and the other (text) fields."""
     body = await call.body()
+    limits = call.state.settings.limits
     form = await call.offload(
         parse_form,
         body,
         call.header("content-type") or "",
         max_files=max_images,
-        max_fields=16,
+        max_fields=limits.max_form_fields,
+        max_field_bytes=limits.max_form_field_bytes,
         files_are="images",
         size=len(body),
     )

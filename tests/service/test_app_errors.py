@@ -172,8 +172,13 @@ async def test_routes_methods_and_media_types(repo):
 
 
 async def test_multipart_errors(repo):
-    settings = tiny_settings(repo, limits={"max_images": 2})
+    settings = tiny_settings(repo, limits={"max_images": 2, "max_form_fields": 2, "max_form_field_bytes": 20})
     async with serving(settings) as (_, client):
+        one = [("images", ("a.png", IMAGE, "image/png"))]
+        r = await client.post("/v1/vision/classify", data={"top_k": "1", "model": "m", "version": "1"}, files=one)
+        assert_error(r, 413, "payload_too_large", "more than 2 text fields in one multipart body")
+        r = await client.post("/v1/vision/classify", data={"model": "m" * 21}, files=one)
+        assert_error(r, 413, "payload_too_large", "the multipart text field 'model' is over 20 bytes")
         r = await client.post("/v1/vision/classify", files=[("pictures", ("a.png", IMAGE, "image/png"))])
         assert_error(r, 422, "invalid_input", "no file in the field 'images'")
         r = await client.post("/v1/vision/classify", files=[("images", ("a.png", IMAGE, "image/png"))] * 3)
