@@ -482,7 +482,7 @@ def floor(a: argparse.Namespace) -> int:
             lua = Path(a.bench) / "results" / "post-floor.lua"
             lua.parent.mkdir(exist_ok=True)
             lua.write_text(_wrk_script(str(bodies / name), headers))
-            wrk = ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.concurrency}", "-s", str(lua), url]
+            wrk = ["taskset", "-c", "0", "wrk", "--latency", "-t1", f"-c{a.concurrency}", "-s", str(lua), url]
             subprocess.run([*wrk, "-d3"], check=True, stdout=subprocess.DEVNULL)  # warm-up
             before = _cpu_seconds(server.pid)
             report = subprocess.run([*wrk, f"-d{a.duration}"], check=True, capture_output=True, text=True)
@@ -494,15 +494,27 @@ def floor(a: argparse.Namespace) -> int:
                 return 1
             n = int(done.group(1))
             size = (bodies / name).stat().st_size
-            rows.append({"goal": goal, "bytes": size, "rps": float(rate.group(1)), "us": cpu / n * 1e6})
-            print(f"{goal}: {rows[-1]['rps']:,.0f} req/s, {rows[-1]['us']:.0f} us/request", flush=True)
+            p50 = _wrk_ms(report.stdout, "50%")
+            rows.append({"goal": goal, "bytes": size, "rps": float(rate.group(1)), "us": cpu / n * 1e6, "p50": p50})
+            print(
+                f"{goal}: {rows[-1]['rps']:,.0f} req/s, {rows[-1]['us']:.0f} us/request, p50 {p50:.3f} ms", flush=True
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    print(f"\n| body (c={a.concurrency}) | bytes | bare ASGI req/s | server us/request |\n|---|---:|---:|---:|")
+    print(f"\n| body (c={a.concurrency}) | bytes | bare ASGI req/s | server us/request | p50 ms |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['goal']} | {r['bytes']:,} | {r['rps']:,.0f} | {r['us']:.0f} |")
+        print(f"| {r['goal']} | {r['bytes']:,} | {r['rps']:,.0f} | {r['us']:.0f} | {r['p50']:.3f} |")
     return 0
+
+
+def _wrk_ms(report: str, label: str) -> float:
+    """One latency of wrk's `--latency` distribution ("50%", "99%") in milliseconds."""
+    found = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", report, re.M)
+    if not found:
+        raise ValueError(f"wrk printed no {label} latency")
+    return float(found.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
 
 
 def _wait_until_up(url: str, data: bytes | None = None, timeout_s: float = 60) -> None:

@@ -166,3 +166,12 @@ def test_the_text_rows_compare_the_median_round_at_c64_with_the_median_ceiling(t
         "0.67x",
     ]
     assert not any("minilm" in goal for goal in rows)  # a system that did not run gets no row
+
+
+def test_wrk_latencies_are_read_in_milliseconds_whatever_unit_wrk_prints():
+    report = "  Latency Distribution\n     50%  187.00us\n     75%    1.21ms\n     99%    2.00s \n"
+    assert peers._wrk_ms(report, "50%") == pytest.approx(0.187)
+    assert peers._wrk_ms(report, "75%") == pytest.approx(1.21)
+    assert peers._wrk_ms(report, "99%") == pytest.approx(2000.0)
+    with pytest.raises(ValueError, match="no 90% latency"):
+        peers._wrk_ms(report, "90%")
