@@ -494,7 +494,7 @@ def floor(a: argparse.Namespace) -> int:
                 return 1
             n = int(done.group(1))
             size = (bodies / name).stat().st_size
-            p50 = _wrk_ms(report.stdout, "50%")
+            p50 = wrk_ms(report.stdout, "50%")
             rows.append({"goal": goal, "bytes": size, "rps": float(rate.group(1)), "us": cpu / n * 1e6, "p50": p50})
             print(
                 f"{goal}: {rows[-1]['rps']:,.0f} req/s, {rows[-1]['us']:.0f} us/request, p50 {p50:.3f} ms", flush=True
@@ -509,7 +509,7 @@ def floor(a: argparse.Namespace) -> int:
     return 0
 
 
-def _wrk_ms(report: str, label: str) -> float:
+def wrk_ms(report: str, label: str) -> float:
     """One latency of wrk's `--latency` distribution ("50%", "99%") in milliseconds."""
     found = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", report, re.M)
     if not found:

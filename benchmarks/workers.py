@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from peers import SMS  # noqa: E402  (the SMS message issue 14's table sends)
+from peers import SMS, wrk_ms  # noqa: E402  (the SMS message issue 14's table sends; wrk's latencies)
 
 SMS_BODY = "axon_sms_default_model.json"  # written by this script: one text, no model named (the default)
 ENDPOINTS = {
@@ -89,16 +89,12 @@ def wrk(url: str, body: Path, content_type: str, concurrency: int, duration: int
     finally:
         script.unlink()
 
-    def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": ms("50%"),
-        "p99_ms": ms("99%"),
+        "p50_ms": wrk_ms(out, "50%"),
+        "p99_ms": wrk_ms(out, "99%"),
         "failed": float((int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)),
     }
 
