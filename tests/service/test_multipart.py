@@ -17,6 +17,13 @@ CTYPE = f"multipart/form-data; boundary={BOUNDARY}"
 FIELD_BYTES = 1000
 
 
+def parse(body: bytes, content_type: str, *, files: int, fields: int, files_are: str = "files"):
+    """`parse_form` with the text-field size these tests use."""
+    return parse_form(
+        body, content_type, max_files=files, max_fields=fields, max_field_bytes=FIELD_BYTES, files_are=files_are
+    )
+
+
 def encoded(files=None, data=None) -> tuple[bytes, str]:
     """A body and content type as httpx, an independent client, writes them."""
     request = httpx.Request("POST", "http://x/", files=files, data=data)
@@ -60,7 +67,7 @@ PNGISH = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) + b"\r\n--not-the-boundary\r\n
 )
 def test_parts_are_the_ones_starlette_finds(files, data):
     body, content_type = encoded(files, data)
-    form = parse_form(body, content_type, max_files=8, max_fields=8, max_field_bytes=FIELD_BYTES)
+    form = parse(body, content_type, files=8, fields=8)
     assert (form.files, form.fields) == starlette_parts(body, content_type)
     assert form.files[0][1] == files[0][1][1]  # and the bytes are the file's own
 
@@ -70,7 +77,7 @@ def test_a_quoted_boundary_and_a_single_read_of_several_parts():
         b'--b\r\nContent-Disposition: form-data; name="images"; filename="a"\r\n\r\nAAA\r\n'
         b'--b\r\nContent-Disposition: form-data; name="top_k"\r\n\r\n2\r\n--b--\r\n'
     )
-    form = parse_form(body, 'multipart/form-data; boundary="b"', max_files=1, max_fields=1, max_field_bytes=FIELD_BYTES)
+    form = parse(body, 'multipart/form-data; boundary="b"', files=1, fields=1)
     assert form.files == [("images", b"AAA")]
     assert form.fields == {"top_k": "2"}
 
@@ -78,27 +85,22 @@ def test_a_quoted_boundary_and_a_single_read_of_several_parts():
 def test_file_and_field_counts_are_bounded():
     body, content_type = encoded([("images", ("a.png", b"1", "image/png"))] * 3)
     with pytest.raises(PayloadTooLarge, match="more than 2 images in one request"):
-        parse_form(body, content_type, max_files=2, max_fields=8, max_field_bytes=FIELD_BYTES, files_are="images")
-    assert len(parse_form(body, content_type, max_files=3, max_fields=8, max_field_bytes=FIELD_BYTES).files) == 3
+        parse(body, content_type, files=2, fields=8, files_are="images")
+    assert len(parse(body, content_type, files=3, fields=8).files) == 3
     body, content_type = encoded(ONE_FILE, data={"a": "1", "b": "2", "c": "3"})
     with pytest.raises(PayloadTooLarge, match="more than 2 text fields"):
-        parse_form(body, content_type, max_files=2, max_fields=2, max_field_bytes=FIELD_BYTES)
+        parse(body, content_type, files=2, fields=2)
 
 
 def test_a_text_field_is_bounded_but_a_file_is_not():
     body, content_type = encoded(ONE_FILE, data={"model": "x" * (FIELD_BYTES + 1)})
     with pytest.raises(PayloadTooLarge, match="'model' is over 1000 bytes"):
-        parse_form(body, content_type, max_files=1, max_fields=1, max_field_bytes=FIELD_BYTES)
+        parse(body, content_type, files=1, fields=1)
     body, content_type = encoded(ONE_FILE, data={"model": "x" * FIELD_BYTES})
-    assert (
-        len(parse_form(body, content_type, max_files=1, max_fields=1, max_field_bytes=FIELD_BYTES).fields["model"])
-        == FIELD_BYTES
-    )
+    assert len(parse(body, content_type, files=1, fields=1).fields["model"]) == FIELD_BYTES
     big = b"y" * (FIELD_BYTES * 2)
     body, content_type = encoded([("images", ("a.png", big, "image/png"))])
-    assert parse_form(body, content_type, max_files=1, max_fields=1, max_field_bytes=FIELD_BYTES).files == [
-        ("images", big)
-    ]
+    assert parse(body, content_type, files=1, fields=1).files == [("images", big)]
 
 
 @pytest.mark.parametrize(
@@ -117,4 +119,4 @@ def test_a_text_field_is_bounded_but_a_file_is_not():
 )
 def test_broken_bodies_are_bad_requests(body, content_type, message):
     with pytest.raises(BadRequest, match=message):
-        parse_form(body, content_type, max_files=4, max_fields=4, max_field_bytes=FIELD_BYTES)
+        parse(body, content_type, files=4, fields=4)
