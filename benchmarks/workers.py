@@ -30,12 +30,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from peers import SMS, wrk_ms  # noqa: E402  (the SMS message issue 14's table sends; wrk's latencies)
 
-SMS_BODY = "axon_sms_default_model.json"  # written by this script: one text, no model named (the default)
 ENDPOINTS = {
-    # name: (path, body file in the harness's bodies/ or SMS_BODY, content type)
-    "mnist": ("/v1/vision/classify", "mnist_digit_multipart.bin", None),
-    "sms": ("/v1/text/classify", SMS_BODY, "application/json"),
+    # name: (path, content type; None: the multipart type of the body's own boundary)
+    "mnist": ("/v1/vision/classify", None),
+    "sms": ("/v1/text/classify", "application/json"),
 }
+
+
+def write_bodies(bench: Path, folder: Path) -> dict[str, Path]:
+    """Each endpoint's body: the harness's PNG form, and one SMS with no model named (the default answers)."""
+    sms = folder / "sms_default_model.json"
+    sms.write_text(json.dumps({"texts": [SMS]}))
+    return {"mnist": bench / "bodies" / "mnist_digit_multipart.bin", "sms": sms}
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
@@ -110,7 +116,7 @@ def busy_cores(seconds: float) -> float:
     return busy / (sum(b) - sum(a)) * os.cpu_count()  # type: ignore[operator]
 
 
-def run(workers: int, args: argparse.Namespace) -> list[dict[str, object]]:
+def run(workers: int, args: argparse.Namespace, bodies: dict[str, Path]) -> list[dict[str, object]]:
     port = args.port
     url = f"http://127.0.0.1:{port}"
     env = os.environ | {
@@ -123,16 +129,13 @@ def run(workers: int, args: argparse.Namespace) -> list[dict[str, object]]:
     for pair in args.env:
         name, _, value = pair.partition("=")
         env[name] = value
-    bodies = Path(args.bench) / "bodies"
-    sms_body = Path(tempfile.mkdtemp()) / SMS_BODY
-    sms_body.write_text(json.dumps({"texts": [SMS]}))
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
     rows: list[dict[str, object]] = []
     try:
         wait_ready(url, proc)
         print(f"cores busy with other work before the run: {busy_cores(2):.2f}", file=sys.stderr)
-        for name, (path, body, content_type) in ENDPOINTS.items():
-            body_file = bodies / body if body != SMS_BODY else sms_body
+        for name, (path, content_type) in ENDPOINTS.items():
+            body_file = bodies[name]
             ctype = content_type or _multipart_type(body_file)
             check_answer(url + path, body_file, ctype)  # a wrong body would be measured as fast failures
             wrk(url + path, body_file, ctype, args.concurrency, 2)  # warm-up: batches, caches, connections
@@ -174,7 +177,9 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8471)
     ap.add_argument("--env", action="append", default=[], help="extra NAME=value for the server (repeatable)")
     args = ap.parse_args()
-    rows = [row for n in args.workers.split(",") for row in run(int(n), args)]
+    with tempfile.TemporaryDirectory() as folder:
+        bodies = write_bodies(Path(args.bench), Path(folder))
+        rows = [row for n in args.workers.split(",") for row in run(int(n), args, bodies)]
     print(f"wrk -t1 -c{args.concurrency} -d{args.duration}s on the same {os.cpu_count()}-core host as the server")
     print("| workers | endpoint | req/s | p50 ms | p99 ms | failed |\n|---|---|---|---|---|---|")
     for r in rows:
